@@ -1,0 +1,344 @@
+"""ffmpeg in and out: probe, decode frames and audio, encode H.264 + AAC, all streamed.
+
+ffmpeg is a separate process fed through pipes, so memory stays flat however long the media.
+The binary is the system's ``ffmpeg`` when there is one (or ``GRAMOPHONE_FFMPEG``), else the one
+shipped in the ``imageio-ffmpeg`` wheel, so ``pip install`` alone is the whole set-up.
+Command lines are built with ffmpeg-python, which keeps filter graphs readable.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import ffmpeg  # ffmpeg-python: command-line builder only
+import numpy as np
+import soundfile
+
+from .errors import InputError, MediaError
+
+log = logging.getLogger(__name__)
+
+ANALYSIS_SAMPLE_RATE = 16_000
+"""Audio is analysed at 16 kHz mono: enough for MFCCs of speech, cheap to compute."""
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary: ``GRAMOPHONE_FFMPEG``, the system's, or the wheel's."""
+    configured = os.environ.get("GRAMOPHONE_FFMPEG")
+    if configured:
+        return configured
+    system = shutil.which("ffmpeg")
+    if system:
+        return system
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What ffmpeg says a file holds. ``duration`` is None when the container does not say."""
+
+    path: Path
+    duration: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    has_video: bool
+    has_audio: bool
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO = re.compile(r"Stream #\d+:\d+.*?: Video: (.*)")
+_SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
+_FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no details from ffmpeg"
+
+
+def probe(path: str | os.PathLike) -> MediaInfo:
+    """Read a file's streams from ``ffmpeg -i`` (the wheel ships no ffprobe).
+
+    Raises
+    ------
+    MediaError
+        The file is missing or ffmpeg cannot read it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file")
+    result = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    text = result.stderr
+    if "Stream #" not in text:
+        raise MediaError(f"{path}: not a media file ffmpeg can read ({_last_line(text)})")
+    duration = None
+    match = _DURATION.search(text)
+    if match:
+        hours, minutes, seconds = match.groups()
+        duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    width = height = fps = None
+    has_video = False
+    for line in _VIDEO.findall(text):
+        if "attached pic" in line:  # cover art in an mp3 or m4a is not a video
+            continue
+        has_video = True
+        size = _SIZE.search(line)
+        if size:
+            width, height = int(size.group(1)), int(size.group(2))
+        rate = _FPS.search(line)
+        if rate:
+            fps = float(rate.group(1))
+        break
+    has_audio = bool(re.search(r"Stream #\d+:\d+.*?: Audio:", text))
+    return MediaInfo(path, duration, width, height, fps, has_video, has_audio)
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = ANALYSIS_SAMPLE_RATE) -> np.ndarray:
+    """Decode the first audio track of any file ffmpeg reads to mono float32 at ``sample_rate``.
+
+    Raises
+    ------
+    MediaError
+        Not readable, or no audio track.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file")
+    cmd = (
+        ffmpeg.input(str(path))
+        .output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate, vn=None)
+        .global_args("-nostdin", "-loglevel", "error")
+        .compile(cmd=ffmpeg_exe())
+    )
+    result = subprocess.run(cmd, capture_output=True)
+    if result.returncode != 0:
+        message = _last_line(result.stderr.decode(errors="replace"))
+        if "does not contain any stream" in message or "matches no streams" in message:
+            raise MediaError(f"{path}: has no audio track")
+        raise MediaError(f"{path}: cannot decode audio ({message})")
+    audio = np.frombuffer(result.stdout, dtype="<f4").astype(np.float32)
+    if not np.all(np.isfinite(audio)):
+        raise MediaError(f"{path}: audio decodes to invalid samples")
+    return audio
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
+    """Write mono float audio as 16-bit PCM WAV (the lingua franca every tool reads)."""
+    path = Path(path)
+    soundfile.write(str(path), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16")
+    return path
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A square region of the source frame, in source pixels."""
+
+    x: int
+    y: int
+    side: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Crop":
+        """Parse ``x,y,w,h`` (w must equal h: characters are square)."""
+        try:
+            x, y, w, h = (int(part) for part in text.split(","))
+        except ValueError:
+            raise InputError(f"crop {text!r}: expected four integers x,y,w,h") from None
+        if w != h or w <= 0 or x < 0 or y < 0:
+            raise InputError(f"crop {text!r}: must be a square (w == h > 0) at x, y >= 0")
+        return cls(x, y, w)
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    size: int,
+    fps: int = 25,
+    crop: Crop | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield the video's frames as ``size`` x ``size`` BGR uint8 arrays at a constant ``fps``.
+
+    The picture is cropped to ``crop`` (default: the centred square) and scaled; ffmpeg does the
+    rate conversion, cropping and scaling in one pass so Python only sees final frames.
+    """
+    path = Path(path)
+    info = probe(path)
+    if not info.has_video:
+        raise MediaError(f"{path}: has no video track")
+    stream = ffmpeg.input(str(path)).video.filter("fps", fps=fps)
+    if crop is None:
+        stream = stream.filter("crop", "min(iw,ih)", "min(iw,ih)")
+    else:
+        if info.width and info.height and (
+            crop.x + crop.side > info.width or crop.y + crop.side > info.height
+        ):
+            raise InputError(
+                f"crop {crop.x},{crop.y},{crop.side},{crop.side} lies outside the "
+                f"{info.width}x{info.height} video"
+            )
+        stream = stream.filter("crop", crop.side, crop.side, crop.x, crop.y)
+    stream = stream.filter("scale", size, size, flags="bicubic")
+    cmd = (
+        stream.output("pipe:", format="rawvideo", pix_fmt="bgr24")
+        .global_args("-nostdin", "-loglevel", "error")
+        .compile(cmd=ffmpeg_exe())
+    )
+    frame_bytes = size * size * 3
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, bufsize=frame_bytes * 4)
+        assert proc.stdout is not None
+        try:
+            while True:
+                buffer = proc.stdout.read(frame_bytes)
+                if len(buffer) < frame_bytes:
+                    break
+                yield np.frombuffer(buffer, dtype=np.uint8).reshape(size, size, 3)
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+            returncode = proc.wait()
+        if returncode not in (0, -9):
+            errors.seek(0)
+            raise MediaError(f"{path}: cannot decode video ({_last_line(errors.read().decode(errors='replace'))})")
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """H.264 + AAC settings; ``veryfast``/23 is a good size-for-speed trade for faces."""
+
+    preset: str = "veryfast"
+    crf: int = 23
+    audio_bitrate: str = "96k"
+    threads: int = 0  # 0: x264 decides
+
+
+class VideoEncoder:
+    """Stream BGR frames (and one audio file) into an mp4, written atomically.
+
+    Frames go to ffmpeg as raw I420 through a pipe (converting in OpenCV is cheaper than in
+    swscale); the result is written to a temporary file beside ``path`` and renamed only after
+    ffmpeg succeeded, so a crash or an exception never leaves a partial video behind.
+
+    Use as a context manager::
+
+        with VideoEncoder("out.mp4", size=512, audio_path="voice.ogg") as encoder:
+            for frame in frames:
+                encoder.write(frame)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        size: int,
+        fps: int = 25,
+        audio_path: str | os.PathLike | None = None,
+        settings: EncodeSettings = EncodeSettings(),
+    ) -> None:
+        if size % 2:
+            raise InputError(f"video size {size} must be even for yuv420p")
+        self.path = Path(path)
+        self.size = size
+        self.fps = fps
+        self.audio_path = Path(audio_path) if audio_path is not None else None
+        self.settings = settings
+        self.frames_written = 0
+        self._proc: subprocess.Popen | None = None
+        self._tmp: Path | None = None
+        self._errors = None
+
+    def __enter__(self) -> "VideoEncoder":
+        directory = self.path.parent if str(self.path.parent) else Path(".")
+        try:
+            handle, tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".part.mp4", dir=directory
+            )
+            os.close(handle)
+        except OSError as error:
+            raise InputError(f"cannot write {self.path}: {error.strerror}") from None
+        self._tmp = Path(tmp)
+        video = ffmpeg.input(
+            "pipe:", format="rawvideo", pix_fmt="yuv420p", s=f"{self.size}x{self.size}", framerate=self.fps
+        )
+        streams = [video]
+        audio_args = {}
+        if self.audio_path is not None:
+            streams.append(ffmpeg.input(str(self.audio_path)).audio)
+            audio_args = {"acodec": "aac", "audio_bitrate": self.settings.audio_bitrate}
+        video_args = {
+            "vcodec": "libx264",
+            "preset": self.settings.preset,
+            "crf": self.settings.crf,
+            "pix_fmt": "yuv420p",
+            "movflags": "+faststart",
+            "format": "mp4",
+        }
+        if self.settings.threads:
+            video_args["threads"] = self.settings.threads
+        cmd = (
+            ffmpeg.output(*streams, str(self._tmp), **video_args, **audio_args)
+            .global_args("-loglevel", "error")
+            .overwrite_output()
+            .compile(cmd=ffmpeg_exe())
+        )
+        self._errors = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._errors)
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one ``size`` x ``size`` BGR uint8 frame."""
+        assert self._proc is not None and self._proc.stdin is not None, "use VideoEncoder as a context manager"
+        if frame.shape != (self.size, self.size, 3):
+            frame = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        try:
+            self._proc.stdin.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).data)
+        except BrokenPipeError:
+            raise MediaError(f"ffmpeg stopped while encoding {self.path}: {self._stderr()}") from None
+        self.frames_written += 1
+
+    def _stderr(self) -> str:
+        if self._errors is None:
+            return "no details"
+        self._errors.seek(0)
+        return _last_line(self._errors.read().decode(errors="replace"))
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self._proc is not None and self._tmp is not None
+        try:
+            if exc_type is None:
+                try:
+                    self._proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+                if self._proc.wait() != 0:
+                    raise MediaError(f"ffmpeg failed to encode {self.path}: {self._stderr()}")
+                if self.frames_written == 0:
+                    raise MediaError(f"no frames to encode into {self.path}")
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+        finally:
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
+            if self._errors is not None:
+                self._errors.close()
