@@ -57,6 +57,9 @@ class MediaInfo:
     fps: float | None
     has_video: bool
     has_audio: bool
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    pixel_format: str | None = None
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
@@ -96,11 +99,15 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         hours, minutes, seconds = match.groups()
         duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     width = height = fps = None
+    video_codec = audio_codec = pixel_format = None
     has_video = False
     for line in _VIDEO.findall(text):
         if "attached pic" in line:  # cover art in an mp3 or m4a is not a video
             continue
         has_video = True
+        video_codec = line.split()[0].rstrip(",")
+        pix = re.search(r"\b(yuv\w+|rgb\w+|bgr\w+|gray\w*|nv12)\b", line)
+        pixel_format = pix.group(1) if pix else None
         size = _SIZE.search(line)
         if size:
             width, height = int(size.group(1)), int(size.group(2))
@@ -108,8 +115,10 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         if rate:
             fps = float(rate.group(1))
         break
-    has_audio = bool(re.search(r"Stream #\d+:\d+.*?: Audio:", text))
-    return MediaInfo(path, duration, width, height, fps, has_video, has_audio)
+    audio = re.search(r"Stream #\d+:\d+.*?: Audio: (\w+)", text)
+    has_audio = audio is not None
+    audio_codec = audio.group(1) if audio else None
+    return MediaInfo(path, duration, width, height, fps, has_video, has_audio, video_codec, audio_codec, pixel_format)
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int = ANALYSIS_SAMPLE_RATE) -> np.ndarray:
@@ -121,8 +130,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int = ANALYSIS_SAMPLE_RATE)
         Not readable, or no audio track.
     """
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"{path}: no such file")
+    if not probe(path).has_audio:
+        raise MediaError(f"{path}: has no audio track")
     cmd = (
         ffmpeg.input(str(path))
         .output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate, vn=None)

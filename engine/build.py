@@ -1,0 +1,226 @@
+"""Video (plus an optional idle video) -> character library.
+
+One pass over each video: ffmpeg decodes, converts to 25 fps, crops and scales; we JPEG-encode
+each frame straight into the library and keep a 64x64 grey thumbnail. The audio is analysed on
+the same frame grid (:mod:`engine.features`), cut into overlapping segments, and the idle
+library is chosen: the idle video when there is one, else the speech video's pauses, else (a
+speech video without a single pause) its quietest, stillest segments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from . import features as feat
+from .errors import InputError, MediaError
+from .library import IDLE_SOURCE, SPEECH_SOURCE, THUMB_SIZE, LibraryInfo, LibraryWriter, open_library
+from .media import ANALYSIS_SAMPLE_RATE, Crop, iter_frames, probe, read_audio
+
+log = logging.getLogger(__name__)
+
+MIN_SPEECH_SECONDS = 2.0
+"""A speech video shorter than this gives too few segments to say anything with."""
+
+MIN_IDLE_SEGMENTS = 3
+
+Progress = Callable[[int], None]
+"""Called with the number of frames just processed (a tqdm ``update`` fits)."""
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """How a library is built. Stored in the library, shown by ``gramophone info``."""
+
+    size: int = 512
+    crop: Crop | None = None
+    jpeg_quality: int = 85
+    embedding_dims: int = 24
+    vad: feat.VadSettings = feat.VadSettings()
+
+    def as_meta(self) -> dict:
+        crop = self.crop
+        return {
+            "size": self.size,
+            "crop": f"{crop.x},{crop.y},{crop.side},{crop.side}" if crop else "centre",
+            "jpeg_quality": self.jpeg_quality,
+            "embedding_dims": self.embedding_dims,
+            **{f"vad_{key}": value for key, value in dataclasses.asdict(self.vad).items()},
+        }
+
+
+def _encode_frames(
+    frames: Iterator[np.ndarray], quality: int, thumbs: list[np.ndarray], progress: Progress | None
+) -> Iterator[bytes]:
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    for frame in frames:
+        ok, jpeg = cv2.imencode(".jpg", frame, params)
+        if not ok:
+            raise MediaError("JPEG encoding failed")
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        thumbs.append(cv2.resize(grey, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA))
+        if progress:
+            progress(1)
+        yield jpeg.tobytes()
+
+
+def _store_video(writer: LibraryWriter, source: int, path: Path, settings: BuildSettings, thumbs: list[np.ndarray], progress: Progress | None) -> int:
+    """Decode ``path`` into the library in chunks; returns how many frames it added."""
+    frames = iter_frames(path, settings.size, feat.FPS, settings.crop)
+    encoded = _encode_frames(frames, settings.jpeg_quality, thumbs, progress)
+    added = 0
+    while True:
+        chunk = [jpeg for _, jpeg in zip(range(256), encoded)]
+        if not chunk:
+            return added
+        writer.add_frames(source, chunk)
+        added += len(chunk)
+
+
+def _principal_embeddings(thumbs: np.ndarray, dims: int, rng: np.random.Generator) -> np.ndarray:
+    """Project thumbnails on their main principal components.
+
+    Euclidean distance between embeddings approximates the pixel distance between thumbnails
+    at a tiny fraction of the cost, which the global planner needs for thousands of pairs.
+    """
+    flat = thumbs.reshape(len(thumbs), -1).astype(np.float32)
+    mean = flat.mean(axis=0)
+    sample = flat[rng.choice(len(flat), size=min(len(flat), 800), replace=False)] - mean
+    gram = sample @ sample.T
+    values, vectors = np.linalg.eigh(gram)
+    order = np.argsort(values)[::-1][:dims]
+    values, vectors = np.maximum(values[order], 1e-6), vectors[:, order]
+    components = (sample.T @ vectors) / np.sqrt(values)  # (pixels, dims), orthonormal columns
+    embeddings = (flat - mean) @ components
+    if embeddings.shape[1] < dims:
+        embeddings = np.pad(embeddings, ((0, 0), (0, dims - embeddings.shape[1])))
+    return embeddings.astype(np.float32)
+
+
+def _motion(thumbs: np.ndarray) -> np.ndarray:
+    """Mean absolute change of each frame's thumbnail from the previous frame's."""
+    diffs = np.abs(np.diff(thumbs.astype(np.int16), axis=0)).mean(axis=(1, 2))
+    return np.concatenate([[0.0], diffs]).astype(np.float32)
+
+
+def build_library(
+    speech_video: str | os.PathLike,
+    out_path: str | os.PathLike,
+    idle_video: str | os.PathLike | None = None,
+    settings: BuildSettings = BuildSettings(),
+    progress: Progress | None = None,
+) -> LibraryInfo:
+    """Build a character library from a speech video (and optionally an idle video).
+
+    Parameters
+    ----------
+    speech_video
+        Any video ffmpeg reads, with the voice on its audio track.
+    out_path
+        Where the library file goes; written atomically.
+    idle_video
+        Optional: the character silent (blinks, gaze, mouth closed); played during pauses.
+    settings
+        Frame size, crop, JPEG quality, voice activity settings.
+    progress
+        Called with the number of frames processed, for a progress bar.
+
+    Raises
+    ------
+    MediaError, InputError
+        With a one-line message naming the problem; no file is left behind.
+    """
+    speech_video, out_path = Path(speech_video), Path(out_path)
+    if settings.size < 64 or settings.size % 2:
+        raise InputError(f"size {settings.size}: must be an even number of pixels, at least 64")
+    info = probe(speech_video)
+    if not info.has_video:
+        raise MediaError(f"{speech_video}: not a video (no video track)")
+    if not info.has_audio:
+        raise MediaError(f"{speech_video}: has no audio track; the speech video must carry the voice it shows")
+    if idle_video is not None:
+        idle_video = Path(idle_video)
+        if not probe(idle_video).has_video:
+            raise MediaError(f"{idle_video}: not a video (no video track)")
+    audio = read_audio(speech_video)
+    rng = np.random.default_rng(0)
+
+    thumbs: list[np.ndarray] = []
+    with LibraryWriter(out_path) as writer:
+        speech_frames = _store_video(writer, SPEECH_SOURCE, speech_video, settings, thumbs, progress)
+        if speech_frames < MIN_SPEECH_SECONDS * feat.FPS:
+            raise InputError(
+                f"{speech_video}: only {speech_frames / feat.FPS:.2f} s of video; a speech video needs at least {MIN_SPEECH_SECONDS:.0f} s"
+            )
+        analysis = feat.analyse(audio, ANALYSIS_SAMPLE_RATE, speech_frames, settings.vad)
+        features, speech, levels = analysis.features, analysis.speech, analysis.levels_db
+        idle = ~speech
+        starts = feat.segment_starts(speech_frames)
+        kinds = ["speech"] * len(starts)
+
+        idle_frames = 0
+        if idle_video is not None:
+            idle_frames = _store_video(writer, IDLE_SOURCE, idle_video, settings, thumbs, progress)
+            if idle_frames < feat.SEGMENT_FRAMES:
+                raise InputError(f"{idle_video}: shorter than one segment ({feat.SEGMENT_FRAMES} frames)")
+            idle_source = "idle-video"
+            silent = np.zeros((idle_frames, feat.FEATURE_DIM), np.float32)
+            silent[:, feat.LOUDNESS] = -6.0
+            features = np.vstack([features, silent])
+            levels = np.concatenate([levels, np.full(idle_frames, -100.0, np.float32)])
+            speech = np.concatenate([speech, np.zeros(idle_frames, bool)])
+            idle = np.concatenate([np.zeros(speech_frames, bool), np.ones(idle_frames, bool)])
+            idle_starts = speech_frames + feat.segment_starts(idle_frames)
+            starts = np.concatenate([starts, idle_starts])
+            kinds += ["idle"] * len(idle_starts)
+        else:
+            in_pause = np.array([idle[s : s + feat.SEGMENT_FRAMES].all() for s in starts], dtype=bool)
+            if in_pause.sum() >= MIN_IDLE_SEGMENTS:
+                idle_source = "speech-pauses"
+                kinds = ["idle" if pause else "speech" for pause in in_pause]
+            else:
+                # No pauses to speak of: the quietest, stillest segments stand in as idle ones,
+                # and stay speech segments too (they are real speech).
+                idle_source = "quietest-segments"
+                thumbs_array = np.stack(thumbs)
+                motion = _motion(thumbs_array)
+                loudness = feat.segment_fingerprints(features, starts)[:, feat.LOUDNESS]
+                stillness = np.array([motion[s + 1 : s + feat.SEGMENT_FRAMES].mean() for s in starts])
+                score = np.argsort(np.argsort(loudness)) + np.argsort(np.argsort(stillness))
+                chosen = np.sort(np.argsort(score)[: max(MIN_IDLE_SEGMENTS, len(starts) // 10)])
+                idle = np.zeros(speech_frames, bool)
+                for s in starts[chosen]:
+                    idle[s : s + feat.SEGMENT_FRAMES] = True
+                starts = np.concatenate([starts, starts[chosen]])
+                kinds += ["idle"] * len(chosen)
+                log.info("%s has no pauses: idle segments are its %d quietest, stillest ones", speech_video, len(chosen))
+
+        thumbs_array = np.stack(thumbs)
+        writer.set_array("features", features.astype(np.float32))
+        writer.set_array("levels", levels.astype(np.float32))
+        writer.set_array("speech", speech.astype(bool))
+        writer.set_array("idle", idle.astype(bool))
+        writer.set_array("thumbnails", thumbs_array)
+        writer.set_array("embeddings", _principal_embeddings(thumbs_array, settings.embedding_dims, rng))
+        writer.set_segments(starts, kinds, feat.segment_fingerprints(features, starts), feat.SEGMENT_FRAMES)
+        writer.set_meta(
+            size=settings.size,
+            fps=feat.FPS,
+            idle_source=idle_source,
+            build=settings.as_meta(),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            speech_video=speech_video.name,
+            idle_video=idle_video.name if idle_video is not None else "",
+        )
+        writer.commit()
+    log.info("built %s: %d speech frames, %d idle frames (%s)", out_path, speech_frames, idle_frames, idle_source)
+    with open_library(out_path) as library:
+        return library.info()

@@ -1,0 +1,125 @@
+"""The ``gramophone`` command: a thin layer over the engine's API.
+
+Other packages add subcommands through the ``gramophone.commands`` entry-point group (each entry
+point is a function taking the argparse sub-parsers), so the engine never imports them: the bot
+adds ``gramophone bot`` and ``gramophone worker`` that way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from contextlib import contextmanager
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Callable, Iterator
+
+from tqdm import tqdm
+
+from .errors import GramophoneError
+
+log = logging.getLogger("gramophone")
+
+
+@contextmanager
+def progress_bar(total: int | None, description: str, unit: str = "frame") -> Iterator[Callable[[int], None]]:
+    """A tqdm bar on stderr; yields its ``update`` to pass as an engine ``progress`` callback."""
+    with tqdm(total=total, desc=description, unit=unit, leave=False, dynamic_ncols=True, disable=None) as bar:
+        yield bar.update
+
+
+def _estimated_frames(path: str | Path) -> int | None:
+    from .media import probe
+
+    try:
+        duration = probe(path).duration
+    except GramophoneError:
+        return None
+    return int(duration * 25) if duration else None
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .build import BuildSettings, build_library
+    from .media import Crop
+
+    settings = BuildSettings(size=args.size, crop=Crop.parse(args.crop) if args.crop else None, jpeg_quality=args.jpeg_quality)
+    total = _estimated_frames(args.speech_video)
+    if total is not None and args.idle:
+        total += _estimated_frames(args.idle) or 0
+    with progress_bar(total, "building") as update:
+        info = build_library(args.speech_video, args.output, args.idle, settings, progress=update)
+    print("\n".join(info.lines()))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .library import open_library
+
+    with open_library(args.character) as library:
+        print("\n".join(library.info().lines()))
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .planner import PlannerSettings
+    from .render import RenderConfig, render
+
+    config = RenderConfig(planner=PlannerSettings(method=args.planner))
+    with progress_bar(_estimated_frames(args.audio), "rendering") as update:
+        result = render(args.character, args.audio, args.output, config, size=args.size, video_note=args.video_note, progress=update)
+    print(
+        f"{result.path}: {result.duration_s:.1f} s, {result.frames} frames at {result.size}x{result.size}, "
+        f"{result.joins} joins, rendered in {result.seconds:.1f} s ({result.duration_s / max(result.seconds, 1e-9):.1f}x real time)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gramophone", description="Talking-character videos on a CPU.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    build = commands.add_parser("build", help="build a character library from a speech video")
+    build.add_argument("speech_video", help="video of the character speaking, with its audio")
+    build.add_argument("--idle", help="video of the character silent (blinks, mouth closed)")
+    build.add_argument("-o", "--output", required=True, help="the character library file to write")
+    build.add_argument("--size", type=int, default=512, help="frame side in pixels (default 512)")
+    build.add_argument("--crop", help="square crop x,y,w,h in source pixels (default: centred square)")
+    build.add_argument("--jpeg-quality", type=int, default=85, help="JPEG quality of stored frames (default 85)")
+    build.set_defaults(handler=cmd_build)
+
+    info = commands.add_parser("info", help="show what a character library holds")
+    info.add_argument("character", help="character library file")
+    info.set_defaults(handler=cmd_info)
+
+    render = commands.add_parser("render", help="render a character saying an audio file")
+    render.add_argument("character", help="character library file")
+    render.add_argument("audio", help="any audio ffmpeg reads (ogg/opus, wav, mp3, m4a)")
+    render.add_argument("-o", "--output", required=True, help="mp4 to write")
+    render.add_argument("--size", type=int, help="output side in pixels (default: the library's)")
+    render.add_argument("--video-note", action="store_true", help="Telegram video note: square, <= 640 px, <= 60 s")
+    render.add_argument("--planner", choices=("global", "greedy"), default="global", help="segment planner (default global)")
+    render.set_defaults(handler=cmd_render)
+
+    for entry_point in entry_points(group="gramophone.commands"):
+        entry_point.load()(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except GramophoneError as error:
+        print(f"gramophone: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gramophone: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Which library segment plays when: the greedy seed planner and the global (Viterbi) planner.
+
+The output timeline is cut into *slots*: runs of speech and runs of pause (from the voice
+activity of the new audio), each run cut into 10-frame slots (a run's last few frames join the
+slot before, so slots are 4 to 13 frames). Every slot gets one library segment; speech slots take
+speech segments, pause slots take idle segments. Playback of a segment may run a few frames past
+its 10 (the recording goes on), never across the end of its source video.
+
+``greedy`` is the seed design, kept reproducible: at each slot average the features of the next
+``lookahead_s`` of audio, take the ``top_k`` segments by cosine similarity of fingerprints, and
+of those play the one whose first-frame thumbnail is closest (mean absolute difference) to the
+last frame played.
+
+``global`` chooses the whole sequence at once. Each slot's candidates are its ``top_k`` segments
+by frame-by-frame weighted distance between the new audio's features and the segment's own
+(plus the natural continuation of every candidate of the slot before). A path's cost is the sum
+of those acoustic distances and, at each join, ``join_cost`` plus ``splice_weight`` times the
+thumbnail distance of the frames either side; continuing the recording where it was costs
+nothing, because it is not a join at all. Viterbi finds the cheapest path exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import features as feat
+from .library import Library
+
+MIN_SLOT_FRAMES = 4
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    """Planner parameters; the defaults of the greedy ones are the seed design's."""
+
+    method: str = "global"
+    top_k: int = 20
+    # greedy (seed)
+    lookahead_s: float = 2.0
+    lookahead_decay_s: float | None = None  # None: a plain average over the look-ahead (the seed)
+    # global
+    feature_weights: tuple[float, ...] = field(default_factory=lambda: (6.0, 1.5) + (1.0,) * 4 + (0.5,) * 10)
+    join_cost: float = 1.0
+    splice_weight: float = 0.15
+    idle_candidates: int = 40
+
+    def __post_init__(self) -> None:
+        if self.method not in ("greedy", "global"):
+            raise ValueError(f"planner method {self.method!r}: use 'greedy' or 'global'")
+        if len(self.feature_weights) != feat.FEATURE_DIM:
+            raise ValueError(f"feature_weights needs {feat.FEATURE_DIM} numbers")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Library frames ``lib_start ..`` play on output frames ``out_start .. out_start + length``."""
+
+    out_start: int
+    length: int
+    lib_start: int
+    idle: bool
+
+    @property
+    def out_end(self) -> int:
+        return self.out_start + self.length
+
+
+def make_slots(speech: np.ndarray, slot_frames: int = feat.SEGMENT_FRAMES) -> list[tuple[int, int, bool]]:
+    """Cut the timeline into ``(start, length, idle)`` slots along speech/pause runs."""
+    slots: list[tuple[int, int, bool]] = []
+    n = len(speech)
+    run_start = 0
+    while run_start < n:
+        run_end = run_start
+        while run_end < n and speech[run_end] == speech[run_start]:
+            run_end += 1
+        idle = not bool(speech[run_start])
+        length = run_end - run_start
+        first_slot = len(slots)
+        position = run_start
+        while run_end - position >= slot_frames:
+            slots.append((position, slot_frames, idle))
+            position += slot_frames
+        remainder = run_end - position
+        if remainder:
+            if remainder < MIN_SLOT_FRAMES and len(slots) > first_slot:
+                start, previous, _ = slots[-1]
+                slots[-1] = (start, previous + remainder, idle)
+            else:
+                slots.append((position, remainder, idle))
+        assert sum(s[1] for s in slots[first_slot:]) == length
+        run_start = run_end
+    return slots
+
+
+class _Candidates:
+    """Segment starts valid for a slot, with the library arrays the planners share."""
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+        self.starts = library.segment_starts
+        self.is_idle = library.segment_is_idle
+        self.source_end = library.source_end
+        idle_frames = library.idle_frames
+        # For each frame, the end of the run of idle-playable frames it starts.
+        run_end = np.empty(len(idle_frames), dtype=np.int64)
+        end = len(idle_frames)
+        for i in range(len(idle_frames) - 1, -1, -1):
+            if not idle_frames[i]:
+                end = i
+            run_end[i] = end
+        self.idle_run_end = np.minimum(run_end, self.source_end)
+
+    def valid(self, length: int, idle: bool) -> np.ndarray:
+        """Indices of segments that can fill a slot of ``length`` frames of this kind."""
+        starts = self.starts
+        if idle:
+            mask = self.is_idle & (starts + length <= self.idle_run_end[starts])
+            if not mask.any():
+                mask = self.is_idle.copy()
+        else:
+            mask = ~self.is_idle & (starts + length <= self.source_end[starts])
+        if not mask.any():
+            mask = starts + length <= self.source_end[starts]
+        if not mask.any():
+            mask = np.ones(len(starts), dtype=bool)
+        return np.flatnonzero(mask)
+
+
+def _frame_index(library: Library, start: int, offset: int) -> int:
+    """Library frame ``offset`` frames into playback from ``start``, held at its source's end."""
+    return int(min(start + offset, library.source_end[start] - 1))
+
+
+def plan(library: Library, analysis: feat.AudioAnalysis, settings: PlannerSettings = PlannerSettings()) -> list[Piece]:
+    """Choose library frames for every output frame; pieces cover ``analysis`` exactly."""
+    slots = make_slots(analysis.speech)
+    candidates = _Candidates(library)
+    if settings.method == "greedy":
+        return _plan_greedy(library, analysis, slots, candidates, settings)
+    return _plan_global(library, analysis, slots, candidates, settings)
+
+
+def _plan_greedy(library: Library, analysis: feat.AudioAnalysis, slots, candidates: _Candidates, settings: PlannerSettings) -> list[Piece]:
+    thumbs = library.thumbnails
+    fingerprints = library.fingerprints
+    norms = np.linalg.norm(fingerprints, axis=1) + 1e-9
+    window = max(1, int(round(settings.lookahead_s * feat.FPS)))
+    if settings.lookahead_decay_s:
+        weights_full = np.exp(-np.arange(window) / (settings.lookahead_decay_s * feat.FPS))
+    else:
+        weights_full = np.ones(window)
+    pieces: list[Piece] = []
+    last_frame: int | None = None
+    for start, length, idle in slots:
+        valid = candidates.valid(length, idle)
+        if idle:
+            shortlist = valid
+        else:
+            upcoming = analysis.features[start : start + window]
+            weights = weights_full[: len(upcoming)]
+            query = (upcoming * weights[:, None]).sum(axis=0) / weights.sum()
+            similarity = fingerprints[valid] @ query / (norms[valid] * (np.linalg.norm(query) + 1e-9))
+            shortlist = valid[np.argsort(-similarity, kind="stable")[: settings.top_k]]
+        if last_frame is None:
+            chosen = shortlist[0]
+        else:
+            current = thumbs[last_frame].astype(np.int16)
+            firsts = thumbs[candidates.starts[shortlist]].astype(np.int16)
+            distance = np.abs(firsts - current).mean(axis=(1, 2))
+            chosen = shortlist[int(np.argmin(distance))]
+        lib_start = int(candidates.starts[chosen])
+        pieces.append(Piece(start, length, lib_start, idle))
+        last_frame = _frame_index(library, lib_start, length - 1)
+    return pieces
+
+
+def _acoustic_costs(library_features: np.ndarray, query: np.ndarray, starts: np.ndarray, weights: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Mean weighted squared distance, frame by frame, between ``query`` and each start's frames."""
+    offsets = np.arange(len(query))
+    index = np.minimum(starts[:, None] + offsets[None, :], limit[:, None] - 1)
+    diff = library_features[index] - query[None, :, :]
+    return (diff * diff * weights).sum(axis=2).mean(axis=1)
+
+
+def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidates: _Candidates, settings: PlannerSettings) -> list[Piece]:
+    lib_features = library.features
+    embeddings = library.embeddings
+    # Embedding distance approximates the L2 pixel distance of thumbnails; divide to get RMS grey levels.
+    pixel_scale = float(np.sqrt(library.thumbnails.shape[1] * library.thumbnails.shape[2]))
+    weights = np.asarray(settings.feature_weights, dtype=np.float32)
+    weights = weights / weights.mean()
+    starts_all = candidates.starts
+    source_end = candidates.source_end
+
+    slot_candidates: list[np.ndarray] = []  # library start frames per slot
+    backpointers: list[np.ndarray] = []
+    previous_starts: np.ndarray | None = None
+    previous_costs: np.ndarray | None = None
+    previous_length = 0
+    for start, length, idle in slots:
+        valid = candidates.valid(length, idle)
+        valid_starts = starts_all[valid]
+        if idle:
+            if len(valid_starts) > settings.idle_candidates:
+                pick = np.linspace(0, len(valid_starts) - 1, settings.idle_candidates).round().astype(int)
+                valid_starts = valid_starts[pick]
+            shortlist = valid_starts
+        else:
+            query = analysis.features[start : start + length]
+            costs = _acoustic_costs(lib_features, query, valid_starts, weights, source_end[valid_starts])
+            top = np.argpartition(costs, min(settings.top_k, len(costs) - 1))[: settings.top_k]
+            shortlist = valid_starts[top]
+        if previous_starts is not None:
+            continuations = previous_starts + previous_length
+            allowed = set(valid_starts.tolist())
+            continuations = continuations[[int(c) in allowed for c in continuations]]
+            shortlist = np.unique(np.concatenate([shortlist, continuations]))
+        if idle:
+            unary = np.zeros(len(shortlist))
+        else:
+            unary = _acoustic_costs(lib_features, analysis.features[start : start + length], shortlist, weights, source_end[shortlist])
+        if previous_starts is None:
+            total = unary
+            backpointers.append(np.zeros(len(shortlist), dtype=np.int64))
+        else:
+            ends = np.minimum(previous_starts + previous_length, source_end[previous_starts]) - 1
+            distance = np.linalg.norm(embeddings[ends][:, None, :] - embeddings[shortlist][None, :, :], axis=2) / pixel_scale
+            transition = settings.join_cost + settings.splice_weight * distance
+            transition[(previous_starts + previous_length)[:, None] == shortlist[None, :]] = 0.0
+            paths = previous_costs[:, None] + transition
+            best = np.argmin(paths, axis=0)
+            total = paths[best, np.arange(len(shortlist))] + unary
+            backpointers.append(best)
+        slot_candidates.append(shortlist)
+        previous_starts, previous_costs, previous_length = shortlist, total, length
+
+    choice = int(np.argmin(previous_costs))
+    chosen = [0] * len(slots)
+    for j in range(len(slots) - 1, -1, -1):
+        chosen[j] = int(slot_candidates[j][choice])
+        choice = int(backpointers[j][choice])
+    return [Piece(start, length, lib_start, idle) for (start, length, idle), lib_start in zip(slots, chosen)]
