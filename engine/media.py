@@ -14,7 +14,9 @@ import os
 import re
 import shutil
 import subprocess
+import queue
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -252,6 +254,10 @@ class VideoEncoder:
         with VideoEncoder("out.mp4", size=512, audio_path="voice.ogg") as encoder:
             for frame in frames:
                 encoder.write(frame)
+
+    Audio produced on the fly (speech synthesised sentence by sentence) goes in through a second
+    pipe instead: pass ``audio_rate`` and call :meth:`write_audio` with mono float samples. A
+    thread feeds that pipe, so ffmpeg can take audio and video in whatever order it needs them.
     """
 
     def __init__(
@@ -261,18 +267,26 @@ class VideoEncoder:
         fps: int = 25,
         audio_path: str | os.PathLike | None = None,
         settings: EncodeSettings = EncodeSettings(),
+        audio_rate: int | None = None,
     ) -> None:
         if size % 2:
             raise InputError(f"video size {size} must be even for yuv420p")
+        if audio_path is not None and audio_rate is not None:
+            raise ValueError("give audio_path or audio_rate, not both")
         self.path = Path(path)
         self.size = size
         self.fps = fps
         self.audio_path = Path(audio_path) if audio_path is not None else None
+        self.audio_rate = audio_rate
         self.settings = settings
         self.frames_written = 0
+        self.audio_samples_written = 0
         self._proc: subprocess.Popen | None = None
         self._tmp: Path | None = None
         self._errors = None
+        self._audio_queue: queue.Queue[bytes | None] | None = None
+        self._audio_thread: threading.Thread | None = None
+        self._audio_fd: int | None = None
 
     def __enter__(self) -> "VideoEncoder":
         directory = self.path.parent if str(self.path.parent) else Path(".")
@@ -289,8 +303,14 @@ class VideoEncoder:
         )
         streams = [video]
         audio_args = {}
+        pass_fds: tuple[int, ...] = ()
         if self.audio_path is not None:
             streams.append(ffmpeg.input(str(self.audio_path)).audio)
+            audio_args = {"acodec": "aac", "audio_bitrate": self.settings.audio_bitrate}
+        elif self.audio_rate is not None:
+            read_fd, self._audio_fd = os.pipe()
+            pass_fds = (read_fd,)
+            streams.append(ffmpeg.input(f"pipe:{read_fd}", format="s16le", ar=self.audio_rate, ac=1))
             audio_args = {"acodec": "aac", "audio_bitrate": self.settings.audio_bitrate}
         video_args = {
             "vcodec": "libx264",
@@ -309,8 +329,37 @@ class VideoEncoder:
             .compile(cmd=ffmpeg_exe())
         )
         self._errors = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._errors)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._errors, pass_fds=pass_fds)
+        if pass_fds:
+            os.close(pass_fds[0])
+            self._audio_queue = queue.Queue(maxsize=64)
+            self._audio_thread = threading.Thread(target=self._feed_audio, name="audio-pipe", daemon=True)
+            self._audio_thread.start()
         return self
+
+    def _feed_audio(self) -> None:
+        assert self._audio_queue is not None and self._audio_fd is not None
+        with open(self._audio_fd, "wb", closefd=True) as pipe:
+            while (chunk := self._audio_queue.get()) is not None:
+                try:
+                    pipe.write(chunk)
+                except (BrokenPipeError, ValueError):
+                    while self._audio_queue.get() is not None:  # ffmpeg is gone: drain and stop
+                        pass
+                    return
+
+    def write_audio(self, samples: np.ndarray) -> None:
+        """Append mono float samples (at ``audio_rate``) to the streamed audio track."""
+        assert self._audio_queue is not None, "write_audio needs audio_rate"
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+        self._audio_queue.put(pcm.tobytes())
+        self.audio_samples_written += len(pcm)
+
+    def _close_audio(self) -> None:
+        if self._audio_queue is not None and self._audio_thread is not None:
+            self._audio_queue.put(None)
+            self._audio_thread.join()
+            self._audio_queue = None
 
     def write(self, frame: np.ndarray) -> None:
         """Append one ``size`` x ``size`` BGR uint8 frame."""
@@ -333,6 +382,7 @@ class VideoEncoder:
         assert self._proc is not None and self._tmp is not None
         try:
             if exc_type is None:
+                self._close_audio()
                 try:
                     self._proc.stdin.close()
                 except BrokenPipeError:
@@ -347,6 +397,7 @@ class VideoEncoder:
             if self._proc.poll() is None:
                 self._proc.kill()
                 self._proc.wait()
+            self._close_audio()
             if self._tmp is not None:
                 self._tmp.unlink(missing_ok=True)
             if self._errors is not None:

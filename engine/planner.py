@@ -41,10 +41,11 @@ class PlannerSettings:
     lookahead_s: float = 2.0
     lookahead_decay_s: float | None = None  # None: a plain average over the look-ahead (the seed)
     # global
-    feature_weights: tuple[float, ...] = field(default_factory=lambda: (6.0, 1.5) + (1.0,) * 4 + (0.5,) * 10)
+    feature_weights: tuple[float, ...] = field(default_factory=lambda: (6.0, 1.5) + (1.0,) * 4 + (0.2,) * 10)
     join_cost: float = 1.0
-    splice_weight: float = 0.15
+    splice_weight: float = 0.3
     idle_candidates: int = 40
+    smooth_frames: int = 3  # triangular smoothing of features before matching: onsets 1 frame off still match
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "global"):
@@ -113,6 +114,19 @@ class _Candidates:
             run_end[i] = end
         self.idle_run_end = np.minimum(run_end, self.source_end)
 
+    def playable(self, frames: np.ndarray, length: int, idle: bool) -> np.ndarray:
+        """Which of ``frames`` can start ``length`` frames of playback of this kind.
+
+        Continuing the recording from any frame is allowed (not only from segment starts):
+        playing on is what the recording itself did.
+        """
+        frames = np.asarray(frames, dtype=np.int64)
+        inside = (frames >= 0) & (frames < len(self.source_end))
+        safe = np.where(inside, frames, 0)
+        if idle:
+            return inside & self.library.idle_frames[safe] & (frames + length <= self.idle_run_end[safe])
+        return inside & (self.library.sources[safe] == 0) & (frames + length <= self.source_end[safe])
+
     def valid(self, length: int, idle: bool) -> np.ndarray:
         """Indices of segments that can fill a slot of ``length`` frames of this kind."""
         starts = self.starts
@@ -134,16 +148,26 @@ def _frame_index(library: Library, start: int, offset: int) -> int:
     return int(min(start + offset, library.source_end[start] - 1))
 
 
-def plan(library: Library, analysis: feat.AudioAnalysis, settings: PlannerSettings = PlannerSettings()) -> list[Piece]:
-    """Choose library frames for every output frame; pieces cover ``analysis`` exactly."""
+def plan(
+    library: Library,
+    analysis: feat.AudioAnalysis,
+    settings: PlannerSettings = PlannerSettings(),
+    previous_frame: int | None = None,
+) -> list[Piece]:
+    """Choose library frames for every output frame; pieces cover ``analysis`` exactly.
+
+    ``previous_frame`` is the library frame shown just before this audio, when the render goes
+    on from an earlier plan (speech streamed sentence by sentence): the plan then starts where
+    that frame can best continue.
+    """
     slots = make_slots(analysis.speech)
     candidates = _Candidates(library)
     if settings.method == "greedy":
-        return _plan_greedy(library, analysis, slots, candidates, settings)
-    return _plan_global(library, analysis, slots, candidates, settings)
+        return _plan_greedy(library, analysis, slots, candidates, settings, previous_frame)
+    return _plan_global(library, analysis, slots, candidates, settings, previous_frame)
 
 
-def _plan_greedy(library: Library, analysis: feat.AudioAnalysis, slots, candidates: _Candidates, settings: PlannerSettings) -> list[Piece]:
+def _plan_greedy(library: Library, analysis: feat.AudioAnalysis, slots, candidates: _Candidates, settings: PlannerSettings, previous_frame: int | None) -> list[Piece]:
     thumbs = library.thumbnails
     fingerprints = library.fingerprints
     norms = np.linalg.norm(fingerprints, axis=1) + 1e-9
@@ -153,7 +177,7 @@ def _plan_greedy(library: Library, analysis: feat.AudioAnalysis, slots, candidat
     else:
         weights_full = np.ones(window)
     pieces: list[Piece] = []
-    last_frame: int | None = None
+    last_frame: int | None = previous_frame
     for start, length, idle in slots:
         valid = candidates.valid(length, idle)
         if idle:
@@ -185,8 +209,23 @@ def _acoustic_costs(library_features: np.ndarray, query: np.ndarray, starts: np.
     return (diff * diff * weights).sum(axis=2).mean(axis=1)
 
 
-def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidates: _Candidates, settings: PlannerSettings) -> list[Piece]:
-    lib_features = library.features
+def smooth(features: np.ndarray, frames: int) -> np.ndarray:
+    """Triangular moving average along time (``frames`` wide, odd); ends are held."""
+    if frames <= 1:
+        return features
+    half = frames // 2
+    kernel = np.concatenate([np.arange(1, half + 2), np.arange(half, 0, -1)]).astype(np.float32)
+    kernel /= kernel.sum()
+    padded = np.pad(features, ((half, half), (0, 0)), mode="edge")
+    out = np.zeros_like(features, dtype=np.float32)
+    for k, weight in enumerate(kernel):
+        out += weight * padded[k : k + len(features)]
+    return out
+
+
+def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidates: _Candidates, settings: PlannerSettings, previous_frame: int | None) -> list[Piece]:
+    lib_features = smooth(library.features, settings.smooth_frames)
+    query_features = smooth(analysis.features, settings.smooth_frames)
     embeddings = library.embeddings
     # Embedding distance approximates the L2 pixel distance of thumbnails; divide to get RMS grey levels.
     pixel_scale = float(np.sqrt(library.thumbnails.shape[1] * library.thumbnails.shape[2]))
@@ -200,6 +239,11 @@ def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidat
     previous_starts: np.ndarray | None = None
     previous_costs: np.ndarray | None = None
     previous_length = 0
+    if previous_frame is not None:
+        # A virtual slot holding the frame already shown; it continues into previous_frame + 1.
+        previous_starts = np.array([previous_frame], dtype=np.int64)
+        previous_costs = np.zeros(1)
+        previous_length = 1
     for start, length, idle in slots:
         valid = candidates.valid(length, idle)
         valid_starts = starts_all[valid]
@@ -209,19 +253,18 @@ def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidat
                 valid_starts = valid_starts[pick]
             shortlist = valid_starts
         else:
-            query = analysis.features[start : start + length]
+            query = query_features[start : start + length]
             costs = _acoustic_costs(lib_features, query, valid_starts, weights, source_end[valid_starts])
             top = np.argpartition(costs, min(settings.top_k, len(costs) - 1))[: settings.top_k]
             shortlist = valid_starts[top]
         if previous_starts is not None:
             continuations = previous_starts + previous_length
-            allowed = set(valid_starts.tolist())
-            continuations = continuations[[int(c) in allowed for c in continuations]]
+            continuations = continuations[candidates.playable(continuations, length, idle)]
             shortlist = np.unique(np.concatenate([shortlist, continuations]))
         if idle:
             unary = np.zeros(len(shortlist))
         else:
-            unary = _acoustic_costs(lib_features, analysis.features[start : start + length], shortlist, weights, source_end[shortlist])
+            unary = _acoustic_costs(lib_features, query_features[start : start + length], shortlist, weights, source_end[shortlist])
         if previous_starts is None:
             total = unary
             backpointers.append(np.zeros(len(shortlist), dtype=np.int64))
@@ -242,4 +285,5 @@ def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidat
     for j in range(len(slots) - 1, -1, -1):
         chosen[j] = int(slot_candidates[j][choice])
         choice = int(backpointers[j][choice])
+    # (with previous_frame, backpointers[0] point into the virtual slot and are not needed)
     return [Piece(start, length, lib_start, idle) for (start, length, idle), lib_start in zip(slots, chosen)]

@@ -17,10 +17,11 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
+import soxr
 
 from . import features as feat
 from .errors import InputError
@@ -96,12 +97,16 @@ class RenderResult:
     timeline: Timeline = field(repr=False)
 
 
-def make_timeline(library: Library, pieces: list[Piece], morph: MorphSettings) -> Timeline:
+def make_timeline(library: Library, pieces: list[Piece], morph: MorphSettings, previous_frame: int | None = None) -> Timeline:
     """Lay the planned pieces on the output frames and place a morph at every join.
 
     A join is a boundary where playback does not simply continue the recording. Each morph takes
     frames from both sides of its boundary; it never takes all of a piece, so every piece shows at
     least one real frame that the morphs on either side start from or arrive at.
+
+    With ``previous_frame`` (the library frame shown just before, in a streamed render), a first
+    piece that does not continue it opens with a morph from that frame; such a transition has
+    ``a_out == -1``: its start is the frame already shown.
     """
     n_frames = pieces[-1].out_end if pieces else 0
     frame_source = np.empty(n_frames, dtype=np.int64)
@@ -116,6 +121,14 @@ def make_timeline(library: Library, pieces: list[Piece], morph: MorphSettings) -
     thumbs = library.thumbnails
     consumed_at_start = [0] * len(pieces)
     transitions: list[Transition] = []
+    if previous_frame is not None and pieces and pieces[0].lib_start != previous_frame + 1:
+        first = pieces[0]
+        distance = float(np.abs(thumbs[previous_frame].astype(np.int16) - thumbs[frame_source[0]].astype(np.int16)).mean())
+        room = (first.length - 1) // 2 if len(pieces) > 1 and is_join[1] else first.length - 1
+        take = min(morph.length(distance), room)
+        consumed_at_start[0] = take
+        if take:
+            transitions.append(Transition(0, take, -1, take))
     for i in range(1, len(pieces)):
         if not is_join[i]:
             continue
@@ -157,15 +170,26 @@ class _FrameCache:
         return frame
 
 
-def render_frames(library: Library, timeline: Timeline, config: RenderConfig = RenderConfig()) -> Iterator[np.ndarray]:
-    """Yield every output frame of ``timeline`` in order (library size, BGR uint8)."""
+def render_frames(
+    library: Library, timeline: Timeline, config: RenderConfig = RenderConfig(), previous_image: np.ndarray | None = None
+) -> Iterator[np.ndarray]:
+    """Yield every output frame of ``timeline`` in order (library size, BGR uint8).
+
+    ``previous_image`` is the frame shown just before (a transition with ``a_out == -1`` starts
+    from it).
+    """
     cache = _FrameCache(library, config.frame_cache)
     transitions = iter(timeline.transitions)
     upcoming = next(transitions, None)
     out = 0
     while out < timeline.n_frames:
         if upcoming is not None and upcoming.start == out:
-            morph = Morph(cache.get(int(timeline.frame_source[upcoming.a_out])), cache.get(int(timeline.frame_source[upcoming.b_out])), config.morph)
+            if upcoming.a_out < 0:
+                assert previous_image is not None, "a transition from the previous frame needs previous_image"
+                start_image = previous_image
+            else:
+                start_image = cache.get(int(timeline.frame_source[upcoming.a_out]))
+            morph = Morph(start_image, cache.get(int(timeline.frame_source[upcoming.b_out])), config.morph)
             for k in range(upcoming.count):
                 yield morph.frame((k + 1) / (upcoming.count + 1))
             out += upcoming.count
@@ -175,12 +199,62 @@ def render_frames(library: Library, timeline: Timeline, config: RenderConfig = R
             out += 1
 
 
-def plan_audio(library: Library, audio: np.ndarray, sample_rate: int = ANALYSIS_SAMPLE_RATE, config: RenderConfig = RenderConfig()) -> Timeline:
+def plan_audio(
+    library: Library,
+    audio: np.ndarray,
+    sample_rate: int = ANALYSIS_SAMPLE_RATE,
+    config: RenderConfig = RenderConfig(),
+    n_frames: int | None = None,
+    previous_frame: int | None = None,
+) -> Timeline:
     """Analyse ``audio`` and lay out the whole output: the plan without any pixels."""
-    n_frames = feat.frame_count(len(audio), sample_rate)
+    n_frames = n_frames or feat.frame_count(len(audio), sample_rate)
     analysis = feat.analyse(audio, sample_rate, n_frames, config.vad)
-    pieces = plan(library, analysis, config.planner)
-    return make_timeline(library, pieces, config.morph)
+    pieces = plan(library, analysis, config.planner, previous_frame)
+    return make_timeline(library, pieces, config.morph, previous_frame)
+
+
+def _shifted(timeline: Timeline, offset: int) -> Timeline:
+    pieces = [Piece(p.out_start + offset, p.length, p.lib_start, p.idle) for p in timeline.pieces]
+    transitions = [Transition(t.start + offset, t.count, t.a_out + offset, t.b_out + offset) for t in timeline.transitions]
+    return Timeline(pieces, timeline.frame_source, transitions)
+
+
+def _joined(timelines: list[Timeline]) -> Timeline:
+    pieces: list[Piece] = []
+    transitions: list[Transition] = []
+    offset = 0
+    for timeline in timelines:
+        shifted = _shifted(timeline, offset)
+        pieces += shifted.pieces
+        transitions += shifted.transitions
+        offset += timeline.n_frames
+    sources = [t.frame_source for t in timelines] or [np.zeros(0, np.int64)]
+    return Timeline(pieces, np.concatenate(sources), transitions)
+
+
+def _output_size(library: Library, size: int | None, video_note: bool) -> int:
+    if size is None:
+        size = min(library.size, VIDEO_NOTE_MAX_SIDE) if video_note else library.size
+    if size < 16 or size % 2:
+        raise InputError(f"size {size}: must be an even number of pixels, at least 16")
+    if video_note and size > VIDEO_NOTE_MAX_SIDE:
+        raise InputError(f"size {size}: a video note is at most {VIDEO_NOTE_MAX_SIDE} pixels wide")
+    return size
+
+
+def _write_frames(encoder: VideoEncoder, frames: Iterator[np.ndarray], progress: Callable[[int], None] | None) -> np.ndarray | None:
+    """Scale and encode ``frames``; returns the last frame at library size (for what follows)."""
+    last = None
+    for frame in frames:
+        last = frame
+        if frame.shape[0] != encoder.size:
+            interpolation = cv2.INTER_AREA if encoder.size < frame.shape[0] else cv2.INTER_LINEAR
+            frame = cv2.resize(frame, (encoder.size, encoder.size), interpolation=interpolation)
+        encoder.write(frame)
+        if progress:
+            progress(1)
+    return last
 
 
 def render(
@@ -218,12 +292,7 @@ def render(
     started = time.perf_counter()
     library = character if isinstance(character, Library) else open_library(character)
     try:
-        if size is None:
-            size = min(library.size, VIDEO_NOTE_MAX_SIDE) if video_note else library.size
-        if size < 16 or size % 2:
-            raise InputError(f"size {size}: must be an even number of pixels, at least 16")
-        if video_note and size > VIDEO_NOTE_MAX_SIDE:
-            raise InputError(f"size {size}: a video note is at most {VIDEO_NOTE_MAX_SIDE} pixels wide")
+        size = _output_size(library, size, video_note)
         audio = read_audio(audio_path)
         duration = len(audio) / ANALYSIS_SAMPLE_RATE
         if len(audio) < ANALYSIS_SAMPLE_RATE // feat.FPS:
@@ -232,13 +301,7 @@ def render(
             raise InputError(f"{audio_path}: {duration:.1f} s is too long for a video note (at most {VIDEO_NOTE_MAX_SECONDS:.0f} s)")
         timeline = plan_audio(library, audio, ANALYSIS_SAMPLE_RATE, config)
         with VideoEncoder(out_path, size=size, audio_path=audio_path, settings=config.encode) as encoder:
-            for frame in render_frames(library, timeline, config):
-                if frame.shape[0] != size:
-                    interpolation = cv2.INTER_AREA if size < frame.shape[0] else cv2.INTER_LINEAR
-                    frame = cv2.resize(frame, (size, size), interpolation=interpolation)
-                encoder.write(frame)
-                if progress:
-                    progress(1)
+            _write_frames(encoder, render_frames(library, timeline, config), progress)
     finally:
         if not isinstance(character, Library):
             library.close()
@@ -257,4 +320,76 @@ def render(
         "rendered %s: %.1f s, %d frames, %d joins, %.1fx real time",
         out_path, duration, result.frames, result.joins, duration / max(result.seconds, 1e-9),
     )
+    return result
+
+
+def render_stream(
+    character: Library | str | os.PathLike,
+    parts: Iterable[np.ndarray],
+    sample_rate: int,
+    out_path: str | os.PathLike,
+    config: RenderConfig = RenderConfig(),
+    size: int | None = None,
+    max_seconds: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RenderResult:
+    """Render audio that arrives in parts (speech synthesised sentence by sentence).
+
+    Each part is planned and rendered as soon as it arrives, continuing from the frame shown last,
+    and its samples are streamed to the encoder beside the frames, so a long story is being
+    encoded before the rest of it is spoken. Give parts of a few seconds: features are normalised
+    per part.
+
+    Raises
+    ------
+    GramophoneError
+        No audio at all, more than ``max_seconds`` of it, an unreadable library or an unwritable
+        output; nothing is left behind.
+    """
+    started = time.perf_counter()
+    library = character if isinstance(character, Library) else open_library(character)
+    timelines: list[Timeline] = []
+    total_samples = 0
+    try:
+        size = _output_size(library, size, video_note=False)
+        with VideoEncoder(out_path, size=size, settings=config.encode, audio_rate=sample_rate) as encoder:
+            previous_frame: int | None = None
+            previous_image: np.ndarray | None = None
+            frames_done = 0
+            for part in parts:
+                part = np.asarray(part, dtype=np.float32)
+                if not len(part):
+                    continue
+                total_samples += len(part)
+                if max_seconds is not None and total_samples / sample_rate > max_seconds + 0.5 / feat.FPS:
+                    raise InputError(f"the speech is longer than {max_seconds:.0f} s")
+                encoder.write_audio(part)
+                n_frames = feat.frame_count(total_samples, sample_rate) - frames_done
+                if n_frames <= 0:
+                    continue
+                analysis_audio = soxr.resample(part, sample_rate, ANALYSIS_SAMPLE_RATE) if sample_rate != ANALYSIS_SAMPLE_RATE else part
+                timeline = plan_audio(library, analysis_audio, ANALYSIS_SAMPLE_RATE, config, n_frames, previous_frame)
+                last = _write_frames(encoder, render_frames(library, timeline, config, previous_image), progress)
+                previous_image = None if last is None else last.copy()
+                previous_frame = int(timeline.frame_source[-1])
+                frames_done += timeline.n_frames
+                timelines.append(timeline)
+            if not total_samples:
+                raise InputError("the speech is empty")
+    finally:
+        if not isinstance(character, Library):
+            library.close()
+    timeline = _joined(timelines)
+    result = RenderResult(
+        path=Path(out_path),
+        duration_s=total_samples / sample_rate,
+        frames=timeline.n_frames,
+        size=size,
+        joins=len(timeline.transitions),
+        morph_frames=int(timeline.morph_mask().sum()),
+        idle_frames=int(timeline.idle_mask().sum()),
+        seconds=time.perf_counter() - started,
+        timeline=timeline,
+    )
+    log.info("rendered %s from %d parts: %.1f s, %d frames", out_path, len(timelines), result.duration_s, result.frames)
     return result
