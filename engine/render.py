@@ -100,8 +100,9 @@ class RenderResult:
 def make_timeline(library: Library, pieces: list[Piece], morph: MorphSettings, previous_frame: int | None = None) -> Timeline:
     """Lay the planned pieces on the output frames and place a morph at every join.
 
-    A join is a boundary where playback does not simply continue the recording. Each morph takes
-    frames from both sides of its boundary; it never takes all of a piece, so every piece shows at
+    A join is a boundary where playback does not simply continue the recording. A morph between
+    two pieces takes frames from both sides of its boundary, except that the morph into a pause lies
+    wholly inside the pause (measured: the first frames of pauses then stay closed). It never takes all of a piece, so every piece shows at
     least one real frame that the morphs on either side start from or arrive at.
 
     With ``previous_frame`` (the library frame shown just before, in a streamed render), a first
@@ -139,9 +140,14 @@ def make_timeline(library: Library, pieces: list[Piece], morph: MorphSettings, p
         room_before = before.length - 1 - consumed_at_start[i - 1]
         next_is_join = i + 1 < len(pieces) and is_join[i + 1]
         room_after = (after.length - 1) // 2 if next_is_join else after.length - 1
-        take_before = min(length // 2, room_before)
-        take_after = min(length - take_before, room_after)
-        take_before = min(length - take_after, room_before)
+        if after.idle and not before.idle:
+            # Into a pause: morph inside the silence (after the voice activity hangover, so from a
+            # mouth already closing), never over the pause's first, silent frames.
+            take_before, take_after = 0, min(length, room_after)
+        else:
+            take_before = min(length // 2, room_before)
+            take_after = min(length - take_before, room_after)
+            take_before = min(length - take_after, room_before)
         consumed_at_start[i] = take_after
         if take_before + take_after == 0:
             continue
