@@ -24,9 +24,10 @@ across recordings needs. A segment's 16-number fingerprint is the mean of its fr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
-import librosa
 import numpy as np
+import scipy.fft
 
 FPS = 25
 """Frames per second of every library and every output video."""
@@ -71,24 +72,75 @@ def frame_count(n_samples: int, sample_rate: int) -> int:
     return max(1, int(round(n_samples / sample_rate * FPS)))
 
 
-def _power_spectrum(audio: np.ndarray, sample_rate: int, n_frames: int) -> np.ndarray:
+_BLOCK_FRAMES = 750
+"""Features are computed 30 s at a time: memory stays flat however long the audio."""
+
+
+def _hann(length: int) -> np.ndarray:
+    """Periodic Hann window (what spectral analysis wants; ``np.hanning`` is the symmetric one)."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)).astype(np.float32)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int = _N_FFT, n_mels: int = _N_MELS, fmin: float = 60.0, fmax: float = 7600.0) -> np.ndarray:
+    """Triangular mel filters on the Slaney mel scale with Slaney area normalisation.
+
+    The same filters as ``librosa.filters.mel`` with its defaults (a test checks it): librosa
+    itself is not used at render time because importing it loads numba and LLVM, about 190 MB,
+    half the memory a long render may use.
+    """
+    fmax = min(fmax, sample_rate / 2)
+
+    def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+        hz = np.asarray(hz, dtype=np.float64)
+        linear = hz / (200.0 / 3)
+        log_part = 15.0 + np.log(np.maximum(hz, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
+        return np.where(hz >= 1000.0, log_part, linear)
+
+    def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+        mel = np.asarray(mel, dtype=np.float64)
+        return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * (200.0 / 3))
+
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    widths = np.diff(edges)
+    ramps = edges[:, None] - freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+def _power_blocks(audio: np.ndarray, sample_rate: int, n_frames: int) -> Iterator[np.ndarray]:
+    """Power spectra ``(n_fft / 2 + 1, frames)`` of frames ``0 .. n_frames``, in blocks.
+
+    Frame ``i`` is the ``_N_FFT`` samples centred on sample ``i * hop``, with zeros beyond the
+    ends of the audio (a centred STFT); each block is cut from the audio with its real
+    neighbouring samples, so the blocks join without a seam and memory stays flat.
+    """
     hop = sample_rate // FPS
-    spectrum = np.abs(librosa.stft(audio.astype(np.float32), n_fft=_N_FFT, hop_length=hop, center=True)) ** 2
-    if spectrum.shape[1] < n_frames:
-        spectrum = np.pad(spectrum, ((0, 0), (0, n_frames - spectrum.shape[1])))
-    return spectrum[:, :n_frames]
+    half = _N_FFT // 2
+    window = _hann(_N_FFT)
+    audio = np.asarray(audio, dtype=np.float32)
+    for first in range(0, n_frames, _BLOCK_FRAMES):
+        last = min(first + _BLOCK_FRAMES, n_frames)
+        start, stop = first * hop - half, (last - 1) * hop + half + (_N_FFT % 2)
+        piece = audio[max(start, 0) : max(min(stop, len(audio)), 0)]
+        before = max(-start, 0)
+        piece = np.pad(piece, (before, (stop - start) - before - len(piece)))
+        frames = np.lib.stride_tricks.sliding_window_view(piece, _N_FFT)[::hop]
+        spectrum = scipy.fft.rfft(frames * window, axis=1)
+        yield (spectrum.real**2 + spectrum.imag**2).T.astype(np.float32)
 
 
 def frame_levels_db(audio: np.ndarray, sample_rate: int, n_frames: int | None = None) -> np.ndarray:
     """RMS level of each video frame in dBFS (a full-scale sine is about -3 dB)."""
-    n_frames = n_frames or frame_count(len(audio), sample_rate)
-    power = _power_spectrum(audio, sample_rate, n_frames)
-    return _levels_from_power(power)
+    return raw_features(audio, sample_rate, n_frames)[1]
 
 
 def _levels_from_power(power: np.ndarray) -> np.ndarray:
     # Parseval for a Hann-windowed frame: mean power per sample of the frame.
-    window_energy = np.sum(np.hanning(_N_FFT) ** 2)
+    window_energy = float(np.sum(_hann(_N_FFT).astype(np.float64) ** 2))
     frame_power = (power[0] + power[-1] + 2 * power[1:-1].sum(axis=0)) / (_N_FFT * window_energy)
     return 10 * np.log10(frame_power + _EPS)
 
@@ -104,17 +156,24 @@ def raw_features(audio: np.ndarray, sample_rate: int, n_frames: int | None = Non
         The level in dBFS (same as column 0), for the voice activity detector.
     """
     n_frames = n_frames or frame_count(len(audio), sample_rate)
-    power = _power_spectrum(audio, sample_rate, n_frames)
-    levels = _levels_from_power(power)
-    mel = librosa.feature.melspectrogram(S=power, sr=sample_rate, n_mels=_N_MELS, fmin=60.0, fmax=min(7600.0, sample_rate / 2))
-    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel + _EPS), n_mfcc=_N_MFCC + 1)[1:]
-    freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=_N_FFT)
-    centroid = (freqs[:, None] * power).sum(axis=0) / (power.sum(axis=0) + _EPS)
+    mel_basis = mel_filterbank(sample_rate)
+    freqs = np.fft.rfftfreq(_N_FFT, 1.0 / sample_rate).astype(np.float32)
     features = np.empty((n_frames, FEATURE_DIM), dtype=np.float32)
-    features[:, LOUDNESS] = levels
-    features[:, BRIGHTNESS] = np.log2(np.maximum(centroid, 50.0))
-    features[:, 2:] = mfcc.T
-    return features, levels.astype(np.float32)
+    first = 0
+    for power in _power_blocks(audio, sample_rate, n_frames):
+        last = first + power.shape[1]
+        levels = _levels_from_power(power)
+        mel = mel_basis @ power
+        log_mel = 10 * np.log10(mel + 1e-20)
+        # 80 dB of range below each frame's strongest band: independent of gain and of blocks.
+        log_mel = np.maximum(log_mel, log_mel.max(axis=0, keepdims=True) - 80.0)
+        mfcc = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=0)[1 : _N_MFCC + 1]
+        centroid = (freqs[:, None] * power).sum(axis=0) / (power.sum(axis=0) + _EPS)
+        features[first:last, LOUDNESS] = levels
+        features[first:last, BRIGHTNESS] = np.log2(np.maximum(centroid, 50.0))
+        features[first:last, 2:] = mfcc.T
+        first = last
+    return features, features[:, LOUDNESS].copy()
 
 
 def voice_activity(levels_db: np.ndarray, settings: VadSettings = VadSettings()) -> np.ndarray:

@@ -140,13 +140,19 @@ def read_audio(path: str | os.PathLike, sample_rate: int = ANALYSIS_SAMPLE_RATE)
         .global_args("-nostdin", "-loglevel", "error")
         .compile(cmd=ffmpeg_exe())
     )
-    result = subprocess.run(cmd, capture_output=True)
-    if result.returncode != 0:
-        message = _last_line(result.stderr.decode(errors="replace"))
+    # Read the samples straight into one buffer (capture_output would hold them twice).
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
+        assert proc.stdout is not None
+        data = proc.stdout.read()
+        returncode = proc.wait()
+        errors.seek(0)
+        message = _last_line(errors.read().decode(errors="replace"))
+    if returncode != 0:
         if "does not contain any stream" in message or "matches no streams" in message:
             raise MediaError(f"{path}: has no audio track")
         raise MediaError(f"{path}: cannot decode audio ({message})")
-    audio = np.frombuffer(result.stdout, dtype="<f4").astype(np.float32)
+    audio = np.frombuffer(data, dtype="<f4")
     if not np.all(np.isfinite(audio)):
         raise MediaError(f"{path}: audio decodes to invalid samples")
     return audio
@@ -362,12 +368,17 @@ class VideoEncoder:
             self._audio_queue = None
 
     def write(self, frame: np.ndarray) -> None:
-        """Append one ``size`` x ``size`` BGR uint8 frame."""
+        """Append one frame: BGR uint8 ``(size, size, 3)``, or planar I420 ``(size * 3 / 2, size)``."""
         assert self._proc is not None and self._proc.stdin is not None, "use VideoEncoder as a context manager"
-        if frame.shape != (self.size, self.size, 3):
-            frame = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        if frame.ndim == 2:
+            if frame.shape != (self.size * 3 // 2, self.size):
+                frame = cv2.cvtColor(frame, cv2.COLOR_YUV2BGR_I420)
+        if frame.ndim == 3:
+            if frame.shape != (self.size, self.size, 3):
+                frame = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_AREA)
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)
         try:
-            self._proc.stdin.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).data)
+            self._proc.stdin.write(np.ascontiguousarray(frame).data)
         except BrokenPipeError:
             raise MediaError(f"ffmpeg stopped while encoding {self.path}: {self._stderr()}") from None
         self.frames_written += 1

@@ -179,10 +179,11 @@ class _FrameCache:
 def render_frames(
     library: Library, timeline: Timeline, config: RenderConfig = RenderConfig(), previous_image: np.ndarray | None = None
 ) -> Iterator[np.ndarray]:
-    """Yield every output frame of ``timeline`` in order (library size, BGR uint8).
+    """Yield every output frame of ``timeline`` in order, at library size.
 
-    ``previous_image`` is the frame shown just before (a transition with ``a_out == -1`` starts
-    from it).
+    Library frames come as BGR ``(h, w, 3)``; morphed frames as planar I420 ``(h * 3 / 2, w)``,
+    the encoder's own format (see :mod:`engine.morph`). ``previous_image`` is the frame shown
+    just before (a transition with ``a_out == -1`` starts from it).
     """
     cache = _FrameCache(library, config.frame_cache)
     transitions = iter(timeline.transitions)
@@ -197,7 +198,7 @@ def render_frames(
                 start_image = cache.get(int(timeline.frame_source[upcoming.a_out]))
             morph = Morph(start_image, cache.get(int(timeline.frame_source[upcoming.b_out])), config.morph)
             for k in range(upcoming.count):
-                yield morph.frame((k + 1) / (upcoming.count + 1))
+                yield morph.frame_i420((k + 1) / (upcoming.count + 1))
             out += upcoming.count
             upcoming = next(transitions, None)
         else:
@@ -254,8 +255,10 @@ def _write_frames(encoder: VideoEncoder, frames: Iterator[np.ndarray], progress:
     last = None
     for frame in frames:
         last = frame
-        if frame.shape[0] != encoder.size:
-            interpolation = cv2.INTER_AREA if encoder.size < frame.shape[0] else cv2.INTER_LINEAR
+        if frame.shape[1] != encoder.size:
+            if frame.ndim == 2:
+                frame = cv2.cvtColor(frame, cv2.COLOR_YUV2BGR_I420)
+            interpolation = cv2.INTER_AREA if encoder.size < frame.shape[1] else cv2.INTER_LINEAR
             frame = cv2.resize(frame, (encoder.size, encoder.size), interpolation=interpolation)
         encoder.write(frame)
         if progress:
@@ -376,6 +379,7 @@ def render_stream(
                 analysis_audio = soxr.resample(part, sample_rate, ANALYSIS_SAMPLE_RATE) if sample_rate != ANALYSIS_SAMPLE_RATE else part
                 timeline = plan_audio(library, analysis_audio, ANALYSIS_SAMPLE_RATE, config, n_frames, previous_frame)
                 last = _write_frames(encoder, render_frames(library, timeline, config, previous_image), progress)
+                # A part always ends on a real (BGR) library frame: morphs never take a piece's last frame.
                 previous_image = None if last is None else last.copy()
                 previous_frame = int(timeline.frame_source[-1])
                 frames_done += timeline.n_frames

@@ -80,3 +80,20 @@ def test_segments_overlap_with_step_two():
     features = np.arange(30 * feat.FEATURE_DIM, dtype=np.float32).reshape(30, feat.FEATURE_DIM)
     fingerprints = feat.segment_fingerprints(features, starts)
     np.testing.assert_allclose(fingerprints[3], features[6:16].mean(axis=0), rtol=1e-6)
+
+
+def test_spectral_features_match_librosa():
+    """Our STFT, mel filterbank and MFCC agree with librosa's (which is too heavy to import at render time)."""
+    librosa = pytest.importorskip("librosa")
+    rng = np.random.default_rng(3)
+    audio = (rng.normal(0, 0.1, SR * 3) * np.sin(np.arange(SR * 3) / 900)).astype(np.float32)
+    np.testing.assert_allclose(
+        feat.mel_filterbank(SR), librosa.filters.mel(sr=SR, n_fft=1024, n_mels=40, fmin=60.0, fmax=7600.0), rtol=1e-4, atol=1e-7
+    )
+    power = np.abs(librosa.stft(audio, n_fft=1024, hop_length=SR // 25, center=True)) ** 2
+    ours = np.concatenate(list(feat._power_blocks(audio, SR, power.shape[1])), axis=1)
+    np.testing.assert_allclose(ours, power, rtol=2e-3, atol=1e-6)
+    raw, _ = feat.raw_features(audio, SR, power.shape[1])
+    mel = librosa.filters.mel(sr=SR, n_fft=1024, n_mels=40, fmin=60.0, fmax=7600.0) @ power
+    reference = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=80.0), n_mfcc=15)[1:]
+    np.testing.assert_allclose(raw[:, 2:], reference.T, atol=0.05)
