@@ -75,6 +75,93 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _catalogue():
+    from .characters import Catalogue
+
+    catalogue = Catalogue()
+    for problem in catalogue.problems:
+        print(f"gramophone: warning: {problem}", file=sys.stderr)
+    return catalogue
+
+
+def _ensure_built(character) -> Path:
+    """The character's library, with a progress bar when it has to be built first."""
+    from .characters import ensure_library
+
+    if character.is_built:
+        return character.library_path
+    print(f"building {character.name} (first time only)...", file=sys.stderr)
+    with progress_bar(None, f"building {character.id}") as update:
+        return ensure_library(character, progress=update)
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    from .say import say
+
+    if args.file:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise GramophoneError(f"cannot read {args.file}: {getattr(error, 'strerror', None) or error}") from None
+    elif args.text is not None:
+        text = args.text
+    else:
+        raise GramophoneError("nothing to say: give TEXT or --file")
+    character = _catalogue().get(args.character)
+    _ensure_built(character)
+    with progress_bar(None, "rendering") as update:
+        result = say(character, text, args.output, language=args.lang, video_note=args.video_note, max_chars=args.max_chars, size=args.size, progress=update)
+    print(
+        f"{result.path}: {character.name} says {result.duration_s:.1f} s of speech, rendered in {result.seconds:.1f} s "
+        f"({result.duration_s / max(result.seconds, 1e-9):.1f}x real time)"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from .characters import builtin_characters_dir
+    from .say import say
+
+    started = time.perf_counter()
+    character = _catalogue().get(args.character)
+    _ensure_built(character)
+    story = Path(args.story) if args.story else builtin_characters_dir() / "demo-story.en.txt"
+    title, _, text = story.read_text(encoding="utf-8").partition("\n\n")
+    with progress_bar(None, f"{character.name} tells {title.strip()!r}") as update:
+        result = say(character, text, args.output, progress=update)
+    print(f"{character.name} tells \"{title.strip()}\" ({result.duration_s:.0f} s): {Path(args.output).resolve()}")
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_characters(args: argparse.Namespace) -> int:
+    from .characters import ensure_library
+    from .library import open_library
+
+    catalogue = _catalogue()
+    if args.action == "list":
+        for character in catalogue.list():
+            state = "built" if character.is_built else "not built yet"
+            print(f"{character.id:12} {character.name:20} {character.language}  {state:14} {character.description}")
+        return 0
+    characters = [catalogue.get(args.id)] if args.id else catalogue.list()
+    for character in characters:
+        if args.action == "build":
+            with progress_bar(None, f"building {character.id}") as update:
+                ensure_library(character, progress=update, rebuild=args.rebuild)
+            print(f"{character.id}: {character.library_path}")
+        else:
+            print(f"{character.id}: {character.name} ({character.language}), pitch shift {character.pitch_semitones:+.1f} semitones")
+            if character.is_built:
+                with open_library(character.library_path) as library:
+                    print("\n".join("  " + line for line in library.info().lines()))
+            else:
+                print("  not built yet: gramophone characters build " + character.id)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gramophone", description="Talking-character videos on a CPU.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -101,6 +188,29 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--video-note", action="store_true", help="Telegram video note: square, <= 640 px, <= 60 s")
     render.add_argument("--planner", choices=("global", "greedy"), default="global", help="segment planner (default global)")
     render.set_defaults(handler=cmd_render)
+
+    say = commands.add_parser("say", help="a character says a text (text-to-speech + render)")
+    say.add_argument("text", nargs="?", help="what to say")
+    say.add_argument("--file", help="read the text from a file (long texts and stories)")
+    say.add_argument("--character", default="fox", help="character id (default fox; see `gramophone characters list`)")
+    say.add_argument("-o", "--output", required=True, help="mp4 to write")
+    say.add_argument("--lang", help="language of the text (default: the character's)")
+    say.add_argument("--video-note", action="store_true", help="Telegram video note: square, <= 640 px, <= 60 s")
+    say.add_argument("--size", type=int, help="output side in pixels (default: the library's)")
+    say.add_argument("--max-chars", type=int, default=10_000, help="refuse longer texts (default 10000)")
+    say.set_defaults(handler=cmd_say)
+
+    demo = commands.add_parser("demo", help="the fox tells a bedtime story: builds it if needed, writes demo.mp4")
+    demo.add_argument("-o", "--output", default="demo.mp4", help="mp4 to write (default demo.mp4)")
+    demo.add_argument("--character", default="fox", help="character id (default fox)")
+    demo.add_argument("--story", help="a story file: a title line, a blank line, the text")
+    demo.set_defaults(handler=cmd_demo)
+
+    characters = commands.add_parser("characters", help="list, build or inspect characters")
+    characters.add_argument("action", choices=("list", "build", "info"))
+    characters.add_argument("id", nargs="?", help="one character (default: all)")
+    characters.add_argument("--rebuild", action="store_true", help="build again even if built")
+    characters.set_defaults(handler=cmd_characters)
 
     for entry_point in entry_points(group="gramophone.commands"):
         entry_point.load()(commands)

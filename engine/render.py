@@ -27,7 +27,7 @@ from . import features as feat
 from .errors import InputError
 from .library import Library, open_library
 from .media import ANALYSIS_SAMPLE_RATE, EncodeSettings, VideoEncoder, read_audio
-from .morph import Morph, MorphSettings
+from .morph import Morph, MorphSettings, MorphWorkspace
 from .planner import Piece, PlannerSettings, plan
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,7 @@ def render_frames(
     just before (a transition with ``a_out == -1`` starts from it).
     """
     cache = _FrameCache(library, config.frame_cache)
+    workspace = MorphWorkspace(library.size, library.size)
     transitions = iter(timeline.transitions)
     upcoming = next(transitions, None)
     out = 0
@@ -196,7 +197,7 @@ def render_frames(
                 start_image = previous_image
             else:
                 start_image = cache.get(int(timeline.frame_source[upcoming.a_out]))
-            morph = Morph(start_image, cache.get(int(timeline.frame_source[upcoming.b_out])), config.morph)
+            morph = Morph(start_image, cache.get(int(timeline.frame_source[upcoming.b_out])), config.morph, workspace)
             for k in range(upcoming.count):
                 yield morph.frame_i420((k + 1) / (upcoming.count + 1))
             out += upcoming.count
@@ -339,7 +340,7 @@ def render_stream(
     out_path: str | os.PathLike,
     config: RenderConfig = RenderConfig(),
     size: int | None = None,
-    max_seconds: float | None = None,
+    video_note: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> RenderResult:
     """Render audio that arrives in parts (speech synthesised sentence by sentence).
@@ -352,15 +353,16 @@ def render_stream(
     Raises
     ------
     GramophoneError
-        No audio at all, more than ``max_seconds`` of it, an unreadable library or an unwritable
-        output; nothing is left behind.
+        No audio at all, more than 60 s of it for a video note, an unreadable library or an
+        unwritable output; nothing is left behind.
     """
     started = time.perf_counter()
     library = character if isinstance(character, Library) else open_library(character)
     timelines: list[Timeline] = []
     total_samples = 0
+    max_seconds = VIDEO_NOTE_MAX_SECONDS if video_note else None
     try:
-        size = _output_size(library, size, video_note=False)
+        size = _output_size(library, size, video_note)
         with VideoEncoder(out_path, size=size, settings=config.encode, audio_rate=sample_rate) as encoder:
             previous_frame: int | None = None
             previous_image: np.ndarray | None = None
@@ -371,7 +373,7 @@ def render_stream(
                     continue
                 total_samples += len(part)
                 if max_seconds is not None and total_samples / sample_rate > max_seconds + 0.5 / feat.FPS:
-                    raise InputError(f"the speech is longer than {max_seconds:.0f} s")
+                    raise InputError(f"the speech is too long for a video note (more than {max_seconds:.0f} s)")
                 encoder.write_audio(part)
                 n_frames = feat.frame_count(total_samples, sample_rate) - frames_done
                 if n_frames <= 0:

@@ -1,0 +1,242 @@
+"""The catalogue of characters: folders holding ``character.toml`` and, once built, a library.
+
+A character folder looks like this::
+
+    characters/fox/
+        character.toml      # who the character is and how it speaks (committed)
+        library.gchar       # the built library (a build output, never committed)
+
+``character.toml``::
+
+    id = "fox"                       # lowercase letters, digits and dashes
+    name = "Little Fox"
+    description = "A curious little fox from the pine forest"
+    language = "en"                  # the character's first language
+    pitch_semitones = 4.0            # applied to users' voice notes, so the fox sounds like a fox
+
+    [voice]                          # TTS settings (see engine.speech.VoiceSettings)
+    voice = "en-us+f3"
+    rate = 150
+    pitch = 75
+
+    [greeting]                       # one short line per language
+    en = "Hello! I am the little fox."
+    ru = "Привет! Я лисёнок."
+
+    [voices.ru]                      # per-language voice overrides
+    voice = "ru+f3"
+
+    [library]                        # how to build the library when it is missing
+    source = "drawn"                 # "drawn": the code-drawn rig (style below) reading the passages
+    style = "fox"
+    # source = "video": speech_video = "speech.mp4", idle_video = "idle.mp4" (in the folder)
+
+Folders are read one by one; a broken one (bad TOML, missing fields, missing videos) is reported
+with a message naming the folder and the others still load.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import GramophoneError, InputError
+from .speech import VoiceSettings
+
+log = logging.getLogger(__name__)
+
+LIBRARY_FILE = "library.gchar"
+CHARACTER_FILE = "character.toml"
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+SOURCES = ("drawn", "video")
+
+
+def builtin_characters_dir() -> Path:
+    """The characters shipped in this repository (``GRAMOPHONE_CHARACTERS_DIR`` overrides)."""
+    configured = os.environ.get("GRAMOPHONE_CHARACTERS_DIR")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[1] / "characters"
+
+
+class CharacterError(GramophoneError):
+    """A character folder that cannot be used; the message names the folder."""
+
+
+@dataclass(frozen=True)
+class Character:
+    """One character: who it is, how it speaks, where its library is."""
+
+    id: str
+    name: str
+    description: str
+    language: str
+    folder: Path
+    pitch_semitones: float = 0.0
+    greetings: dict[str, str] = field(default_factory=dict)
+    voices: dict[str, VoiceSettings] = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+
+    @property
+    def library_path(self) -> Path:
+        return self.folder / LIBRARY_FILE
+
+    @property
+    def is_built(self) -> bool:
+        return self.library_path.is_file()
+
+    def voice_for(self, language: str | None = None) -> VoiceSettings:
+        """The TTS voice for ``language`` (the character's own language by default)."""
+        language = language or self.language
+        if language in self.voices:
+            return self.voices[language]
+        return VoiceSettings(language=language)
+
+    def greeting_for(self, language: str | None = None) -> str:
+        language = language or self.language
+        return self.greetings.get(language) or self.greetings.get(self.language) or f"Hello! I am {self.name}."
+
+
+def _voice(table: dict, language: str, where: Path) -> VoiceSettings:
+    allowed = {"backend", "voice", "rate", "pitch", "piper_model"}
+    unknown = set(table) - allowed - {"language"}
+    if unknown:
+        raise CharacterError(f"{where}: unknown voice setting(s) {', '.join(sorted(unknown))}")
+    settings = {key: table[key] for key in allowed if key in table}
+    if "piper_model" in settings:
+        settings["piper_model"] = str(where.parent / settings["piper_model"])
+    try:
+        return VoiceSettings(language=table.get("language", language), **settings)
+    except (InputError, TypeError) as error:
+        raise CharacterError(f"{where}: bad voice settings: {error}") from None
+
+
+def load_character(folder: str | os.PathLike) -> Character:
+    """Read and validate one character folder.
+
+    Raises
+    ------
+    CharacterError
+        Naming the folder and what is wrong with it.
+    """
+    folder = Path(folder)
+    toml_path = folder / CHARACTER_FILE
+    if not toml_path.is_file():
+        raise CharacterError(f"{folder}: no {CHARACTER_FILE}")
+    try:
+        data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise CharacterError(f"{toml_path}: not valid TOML ({error})") from None
+    missing = [key for key in ("id", "name", "language") if not isinstance(data.get(key), str) or not data.get(key)]
+    if missing:
+        raise CharacterError(f"{toml_path}: missing {', '.join(missing)}")
+    identifier = data["id"]
+    if not ID_PATTERN.match(identifier):
+        raise CharacterError(f"{toml_path}: id {identifier!r} must be lowercase letters, digits and dashes")
+    language = data["language"]
+    try:
+        pitch = float(data.get("pitch_semitones", 0.0))
+    except (TypeError, ValueError):
+        raise CharacterError(f"{toml_path}: pitch_semitones must be a number") from None
+    if not -12 <= pitch <= 12:
+        raise CharacterError(f"{toml_path}: pitch_semitones must be between -12 and 12")
+    base_voice = data.get("voice", {})
+    voices = {language: _voice(base_voice, language, toml_path)}
+    for other, table in data.get("voices", {}).items():
+        voices[other] = _voice({**base_voice, **table, "language": table.get("language", other)}, other, toml_path)
+    greetings = data.get("greeting", {})
+    if isinstance(greetings, str):
+        greetings = {language: greetings}
+    source = dict(data.get("library", {"source": "video"}))
+    kind = source.get("source", "video")
+    if kind not in SOURCES:
+        raise CharacterError(f"{toml_path}: library source {kind!r} must be one of {', '.join(SOURCES)}")
+    source["source"] = kind
+    if kind == "video" and not (folder / LIBRARY_FILE).is_file():
+        video = folder / source.get("speech_video", "speech.mp4")
+        if not video.is_file():
+            raise CharacterError(f"{folder}: no {LIBRARY_FILE} and no speech video {video.name} to build it from")
+    return Character(
+        id=identifier,
+        name=data["name"],
+        description=str(data.get("description", "")),
+        language=language,
+        folder=folder,
+        pitch_semitones=pitch,
+        greetings={str(k): str(v) for k, v in greetings.items()},
+        voices=voices,
+        source=source,
+    )
+
+
+class Catalogue:
+    """All characters under one or more root folders (later roots win on equal ids).
+
+    ``problems`` lists the folders that failed to load, each with its one-line reason.
+    """
+
+    def __init__(self, *roots: str | os.PathLike) -> None:
+        self.roots = [Path(root) for root in (roots or (builtin_characters_dir(),))]
+        self.characters: dict[str, Character] = {}
+        self.problems: list[str] = []
+        self.reload()
+
+    def reload(self) -> None:
+        characters: dict[str, Character] = {}
+        problems: list[str] = []
+        for root in self.roots:
+            if not root.is_dir():
+                continue
+            for folder in sorted(path for path in root.iterdir() if path.is_dir() and (path / CHARACTER_FILE).exists()):
+                try:
+                    character = load_character(folder)
+                except CharacterError as error:
+                    problems.append(str(error))
+                    log.warning("skipping character folder: %s", error)
+                    continue
+                characters[character.id] = character
+        self.characters, self.problems = characters, problems
+
+    def list(self) -> list[Character]:
+        return sorted(self.characters.values(), key=lambda character: character.name.lower())
+
+    def get(self, identifier: str) -> Character:
+        try:
+            return self.characters[identifier]
+        except KeyError:
+            known = ", ".join(sorted(self.characters)) or "none"
+            raise InputError(f"unknown character {identifier!r} (known: {known})") from None
+
+
+def ensure_library(character: Character, progress: Callable[[int], None] | None = None, rebuild: bool = False) -> Path:
+    """The character's library, built first if it is missing (or ``rebuild``).
+
+    A lock file in the folder makes concurrent callers (several workers starting at once) wait
+    for one build instead of each doing it.
+    """
+    if character.is_built and not rebuild:
+        return character.library_path
+    lock_path = character.folder / ".build.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if character.is_built and not rebuild:
+            return character.library_path
+        log.info("building the library of %s", character.id)
+        if character.source["source"] == "drawn":
+            from .makers.drawn import build_drawn_character
+
+            build_drawn_character(character, progress=progress)
+        else:
+            from .build import BuildSettings, build_library
+
+            speech = character.folder / character.source.get("speech_video", "speech.mp4")
+            idle_name = character.source.get("idle_video")
+            idle = character.folder / idle_name if idle_name else None
+            build_library(speech, character.library_path, idle, BuildSettings(size=int(character.source.get("size", 512))), progress=progress)
+    return character.library_path

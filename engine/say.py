@@ -1,0 +1,67 @@
+"""Text -> speech -> video: a character says a text.
+
+Speech is synthesised sentence by sentence and rendered as it comes (:func:`render_stream`), so
+a long story is being encoded while its end is still being spoken. Sentences are grouped into
+parts of at least 10 s before rendering, because the audio features are normalised per part and
+short parts normalise noisily (fox, unseen text, opening r: 4 s parts 0.81, 8 s 0.83, 15 s 0.84).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from itertools import chain
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .characters import Character, ensure_library
+from .render import RenderConfig, RenderResult, render_stream
+from .speech import Speech, speak_sentences
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CHARS = 10_000
+MIN_PART_SECONDS = 10.0
+
+
+def _parts(speeches: Iterable[Speech], min_seconds: float = MIN_PART_SECONDS) -> Iterator[np.ndarray]:
+    """Join consecutive sentences until each part lasts at least ``min_seconds``."""
+    buffer: list[np.ndarray] = []
+    seconds = 0.0
+    for speech in speeches:
+        buffer.append(speech.audio)
+        seconds += speech.duration
+        if seconds >= min_seconds:
+            yield np.concatenate(buffer)
+            buffer, seconds = [], 0.0
+    if buffer:
+        yield np.concatenate(buffer)
+
+
+def say(
+    character: Character,
+    text: str,
+    out_path: str | os.PathLike,
+    language: str | None = None,
+    video_note: bool = False,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    size: int | None = None,
+    config: RenderConfig = RenderConfig(),
+    progress: Callable[[int], None] | None = None,
+) -> RenderResult:
+    """Render ``character`` saying ``text`` (in ``language``, default the character's own).
+
+    Raises
+    ------
+    GramophoneError
+        Empty or too long text, an unknown language or voice, a broken character, a video note
+        over 60 s; nothing is left half-written.
+    """
+    voice = character.voice_for(language)
+    speeches = speak_sentences(text, voice, max_chars)  # checks the text and voice before anything is built
+    library = ensure_library(character)
+    first = next(speeches)
+    return render_stream(
+        library, _parts(chain([first], speeches)), first.sample_rate, out_path, config, size=size, video_note=video_note, progress=progress
+    )
