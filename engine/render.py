@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -95,6 +96,31 @@ class RenderResult:
     idle_frames: int
     seconds: float
     timeline: Timeline = field(repr=False)
+
+    @classmethod
+    def of(cls, path: str | os.PathLike, duration_s: float, size: int, started: float, timeline: Timeline) -> "RenderResult":
+        """The result of a render that began at ``started`` (a ``perf_counter`` reading)."""
+        return cls(
+            path=Path(path),
+            duration_s=duration_s,
+            frames=timeline.n_frames,
+            size=size,
+            joins=len(timeline.transitions),
+            morph_frames=int(timeline.morph_mask().sum()),
+            idle_frames=int(timeline.idle_mask().sum()),
+            seconds=time.perf_counter() - started,
+            timeline=timeline,
+        )
+
+
+@contextmanager
+def _opened(character: "Library | str | os.PathLike") -> Iterator[Library]:
+    """The library itself, or the library at a path, opened for this render and closed after."""
+    if isinstance(character, Library):
+        yield character
+    else:
+        with open_library(character) as library:
+            yield library
 
 
 def make_timeline(library: Library, pieces: list[Piece], morph: MorphSettings, previous_frame: int | None = None) -> Timeline:
@@ -300,8 +326,7 @@ def render(
         over 60 s; the message says which.
     """
     started = time.perf_counter()
-    library = character if isinstance(character, Library) else open_library(character)
-    try:
+    with _opened(character) as library:
         size = _output_size(library, size, video_note)
         audio = read_audio(audio_path)
         duration = len(audio) / ANALYSIS_SAMPLE_RATE
@@ -312,20 +337,7 @@ def render(
         timeline = plan_audio(library, audio, ANALYSIS_SAMPLE_RATE, config)
         with VideoEncoder(out_path, size=size, audio_path=audio_path, settings=config.encode) as encoder:
             _write_frames(encoder, render_frames(library, timeline, config), progress)
-    finally:
-        if not isinstance(character, Library):
-            library.close()
-    result = RenderResult(
-        path=Path(out_path),
-        duration_s=duration,
-        frames=timeline.n_frames,
-        size=size,
-        joins=len(timeline.transitions),
-        morph_frames=int(timeline.morph_mask().sum()),
-        idle_frames=int(timeline.idle_mask().sum()),
-        seconds=time.perf_counter() - started,
-        timeline=timeline,
-    )
+    result = RenderResult.of(out_path, duration, size, started, timeline)
     log.info(
         "rendered %s: %.1f s, %d frames, %d joins, %.1fx real time",
         out_path, duration, result.frames, result.joins, duration / max(result.seconds, 1e-9),
@@ -357,11 +369,10 @@ def render_stream(
         unwritable output; nothing is left behind.
     """
     started = time.perf_counter()
-    library = character if isinstance(character, Library) else open_library(character)
     timelines: list[Timeline] = []
     total_samples = 0
     max_seconds = VIDEO_NOTE_MAX_SECONDS if video_note else None
-    try:
+    with _opened(character) as library:
         size = _output_size(library, size, video_note)
         with VideoEncoder(out_path, size=size, settings=config.encode, audio_rate=sample_rate) as encoder:
             previous_frame: int | None = None
@@ -388,20 +399,6 @@ def render_stream(
                 timelines.append(timeline)
             if not total_samples:
                 raise InputError("the speech is empty")
-    finally:
-        if not isinstance(character, Library):
-            library.close()
-    timeline = _joined(timelines)
-    result = RenderResult(
-        path=Path(out_path),
-        duration_s=total_samples / sample_rate,
-        frames=timeline.n_frames,
-        size=size,
-        joins=len(timeline.transitions),
-        morph_frames=int(timeline.morph_mask().sum()),
-        idle_frames=int(timeline.idle_mask().sum()),
-        seconds=time.perf_counter() - started,
-        timeline=timeline,
-    )
+    result = RenderResult.of(out_path, total_samples / sample_rate, size, started, _joined(timelines))
     log.info("rendered %s from %d parts: %.1f s, %d frames", out_path, len(timelines), result.duration_s, result.frames)
     return result
