@@ -1,0 +1,49 @@
+"""``gramophone bot`` and ``gramophone worker``, added to the engine's command through the
+``gramophone.commands`` entry-point group (the engine never imports the bot)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .settings import Settings
+
+
+def cmd_bot(args: argparse.Namespace) -> int:
+    from .app import run
+
+    overrides: dict[str, Any] = {}
+    if args.workers:
+        overrides["workers"] = args.workers
+    return run(Settings(**overrides), webhook_url=args.webhook_url)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .worker import configure_logging, run_worker
+
+    if args.gpu:
+        raise SystemExit("gramophone worker: --gpu is reserved for the character-making worker (not yet available)")
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return run_worker(settings, args.workers, prebuild=not args.no_prebuild)
+
+
+def register(commands: Any) -> None:
+    """Entry point: add the bot's subcommands to the ``gramophone`` argparse sub-parsers."""
+    bot = commands.add_parser(
+        "bot",
+        help="run the Telegram bot (TELEGRAM_BOT_TOKEN; settings from GRAMOPHONE_* variables or .env)",
+        description="Run the Telegram bot. Without GRAMOPHONE_REDIS_URL it also runs the render workers.",
+    )
+    bot.add_argument("--webhook-url", help="public HTTPS URL for Telegram to post updates to (default: polling)")
+    bot.add_argument("--workers", type=int, help="embedded render processes (default: GRAMOPHONE_WORKERS or one per core)")
+    bot.set_defaults(handler=cmd_bot)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run render workers for the bot's queue (GRAMOPHONE_REDIS_URL to serve a bot on another machine)",
+    )
+    worker.add_argument("--workers", type=int, help="render processes (default: GRAMOPHONE_WORKERS or one per core)")
+    worker.add_argument("--gpu", action="store_true", help="reserved: the GPU character-making worker (a later issue)")
+    worker.add_argument("--no-prebuild", action="store_true", help="do not build missing character libraries first")
+    worker.set_defaults(handler=cmd_worker)

@@ -1,0 +1,511 @@
+"""The dispatcher: moves every request from ``received`` to ``sent`` (or ``failed``), an asyncio task
+in the bot process. The database is the source of truth; memory holds only timers.
+
+Each pass it
+
+1. collects: for requests with a task in the queue, takes finished results (the mp4 is written
+   under ``data_dir/results`` and the request becomes ``rendered``), notices renders that started
+   (``rendering``), and finds lost tasks: a heartbeat that stopped changing (worker killed
+   mid-render), or a task neither waiting, running nor finished (a crash between recording and
+   enqueueing). A lost or crashed task goes back to ``received`` for another attempt; after
+   ``render_attempts`` the chat gets an apology.
+2. enqueues fairly: at most ``in_flight_limit`` tasks in the queue at once, handed out round-robin
+   to the chats with the fewest tasks in flight, so one chat's long story never blocks the
+   others. Story part k+1 waits until part k is in the queue, so part 1 renders first.
+3. delivers: rendered answers are sent in order within a chat (story parts strictly by part),
+   one send per chat at a time, in tasks of their own so a slow upload blocks nobody else.
+4. keeps chats company: "recording video..." every few seconds while a chat waits.
+
+On start it simply runs: everything not ``sent``/``failed`` in the database is resumed where it
+was, which is all a restart (or a ``kill -9``) needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+import aiofiles.os
+from engine.characters import Catalogue, Character
+from telegram import Bot
+from telegram.constants import ChatAction
+from telegram.error import BadRequest, TelegramError
+
+from .delivery import MaybeDelivered, NotNow, Undeliverable, Video, send_video
+from .jobs import make_job
+from .settings import Settings
+from .storybook import Storybook
+from .store import ACTIVE, IN_QUEUE, Request, Store
+from .tasks import RenderQueue, TaskFailed
+from .texts import t
+
+log = logging.getLogger(__name__)
+
+RESEND_DELAY_S = 30.0
+"""After a send failed several times in a row (Telegram unreachable), wait this long."""
+RESEND_ROUNDS = 20
+"""Rounds of failed sends (about ten minutes) before a request is given up as undeliverable."""
+UPLOAD_LIMIT_BYTES = 50 * 1024 * 1024
+"""The cloud Bot API refuses bigger uploads."""
+USER_ERRORS = ("InputError", "MediaError")
+"""Worker errors caused by the input itself: retrying cannot help, and the child can fix it."""
+
+
+class InputGone(Exception):
+    """The request's input cannot be had any more (file expired, story deleted)."""
+
+
+@dataclass
+class _Beat:
+    value: Any
+    seen: float
+    started: float
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        queue: RenderQueue,
+        bot: Bot,
+        catalogue: Catalogue,
+        storybook: Storybook,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.bot = bot
+        self.catalogue = catalogue
+        self.storybook = storybook
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._beats: dict[str, _Beat] = {}
+        self._missing: dict[str, float] = {}
+        self._sending: dict[int, asyncio.Task[None]] = {}  # chat id -> its one send in progress
+        self._resend_after: dict[int, float] = {}  # request id -> monotonic time
+        self._send_rounds: dict[int, int] = {}  # request id -> rounds of failed sends
+        self._served = itertools.count()
+        self._last_served: dict[int, int] = {}
+        self._last_action: dict[int, float] = {}
+        self._actions: set[asyncio.Task[None]] = set()
+        settings.results_dir.mkdir(parents=True, exist_ok=True)
+        settings.inbox_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        counts = self.store.counts()
+        resumed = {status: counts[status] for status in ACTIVE if counts.get(status)}
+        if resumed:
+            log.info("resuming unfinished requests: %s", resumed)
+        self._task = asyncio.create_task(self._run(), name="gramophone-dispatcher")
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stop passing work on; let sends in progress finish (an upload cut in the middle would
+        leave us not knowing whether it arrived)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=timeout)
+            if not self._task.done():
+                self._task.cancel()
+        sends = [task for task in self._sending.values() if not task.done()]
+        if sends:
+            await asyncio.wait(sends, timeout=timeout)
+        for task in list(self._actions):
+            task.cancel()
+
+    def wake(self) -> None:
+        """Something changed (a new request): run a pass now instead of at the next tick."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 -- the dispatcher must outlive any one bad row
+                log.exception("dispatcher pass failed; carrying on")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def run_once(self) -> None:
+        await self._collect()
+        if self._stopping:
+            return
+        await self._enqueue()
+        self._deliver()
+        self._keep_company()
+
+    # -- 1. collect -----------------------------------------------------------------------------
+
+    async def _collect(self) -> None:
+        pending: set[str] | None = None
+        now = time.monotonic()
+        for request in self.store.with_status(*IN_QUEUE):
+            task_id = request.task_id
+            if not task_id:
+                await self._attempt_failed(request, "no task id")
+                continue
+            try:
+                outcome = await asyncio.to_thread(self.queue.outcome, task_id)
+            except TaskFailed as error:
+                await self._attempt_failed(request, f"render crashed: {error}")
+                continue
+            if outcome is not None:
+                await self._finished(request, outcome)
+                continue
+            beat = await asyncio.to_thread(self.queue.heartbeat, task_id)
+            if beat is not None:
+                self._missing.pop(task_id, None)
+                if request.status == "queued":
+                    self.store.transition(request.id, "queued", "rendering")
+                    log.info("%s rendering on %s", request.label, f"{beat.get('host')}:{beat.get('pid')}")
+                seen = self._beats.get(task_id)
+                if seen is None:
+                    self._beats[task_id] = _Beat(beat.get("beat"), now, now)
+                elif seen.value != beat.get("beat"):
+                    seen.value, seen.seen = beat.get("beat"), now
+                elif now - seen.seen > self.settings.heartbeat_timeout_s:
+                    await self._attempt_failed(request, f"worker {beat.get('host')}:{beat.get('pid')} went silent mid-render")
+                    continue
+                if now - self._beats[task_id].started > self.settings.render_timeout_s + self.settings.heartbeat_timeout_s:
+                    await self._attempt_failed(request, "render took too long")
+                continue
+            if pending is None:
+                pending = await asyncio.to_thread(self.queue.pending_ids)
+            if task_id in pending:
+                self._missing.pop(task_id, None)
+                if request.status == "rendering":  # interrupted and put back by its worker
+                    self.store.transition(request.id, "rendering", "queued")
+                    self._beats.pop(task_id, None)
+                continue
+            first_missed = self._missing.setdefault(task_id, now)
+            if now - first_missed > self.settings.heartbeat_timeout_s:
+                await self._attempt_failed(request, "task lost (not queued, not running, no result)")
+
+    def _forget_timers(self, task_id: str | None) -> None:
+        if task_id:
+            self._beats.pop(task_id, None)
+            self._missing.pop(task_id, None)
+
+    async def _finished(self, request: Request, outcome: dict[str, Any]) -> None:
+        self._forget_timers(request.task_id)
+        if not outcome.get("ok"):
+            error = f"{outcome.get('error_kind')}: {outcome.get('error')}"
+            if self.store.transition(request.id, IN_QUEUE, "failed", error=error):
+                log.warning("%s failed: %s", request.label, error)
+                await self._apologise(request, user_error=outcome.get("error_kind") in USER_ERRORS)
+                self._fail_rest_of_story(request)
+            await asyncio.to_thread(self.queue.forget, request.task_id)
+            return
+        path = self.settings.results_dir / f"{request.id}.mp4"
+        await _write_atomic(path, outcome["mp4"])
+        moved = self.store.transition(
+            request.id, IN_QUEUE, "rendered",
+            result_path=str(path), duration_s=float(outcome["duration_s"]), video_note=int(bool(outcome["video_note"])),
+            size=int(outcome["size"]),
+        )
+        if moved:
+            log.info(
+                "%s rendered: %.1f s by %s in %.1f s",
+                request.label, outcome["duration_s"], outcome.get("worker"), outcome.get("seconds", 0.0),
+            )
+        else:
+            await aiofiles.os.remove(path)
+        await asyncio.to_thread(self.queue.forget, request.task_id)
+
+    async def _attempt_failed(self, request: Request, reason: str) -> None:
+        """A task that crashed or got lost: try again, or apologise after the last attempt."""
+        self._forget_timers(request.task_id)
+        if request.task_id:
+            await asyncio.to_thread(self.queue.abandon, request.task_id)
+        if request.attempts < self.settings.render_attempts:
+            if self.store.transition(request.id, request.status, "received", error=reason):
+                log.warning("%s attempt %d failed (%s): trying again", request.label, request.attempts, reason)
+            return
+        if self.store.transition(request.id, request.status, "failed", error=reason):
+            log.error("%s failed after %d attempts: %s", request.label, request.attempts, reason)
+            await self._apologise(request)
+            self._fail_rest_of_story(request)
+
+    def _fail_rest_of_story(self, request: Request) -> None:
+        if request.parts <= 1:
+            return
+        for part in self.store.story_parts(request):
+            if part.part > request.part and part.status in ACTIVE:
+                if self.store.transition(part.id, part.status, "failed", error=f"part {request.part + 1} failed"):
+                    if part.task_id and part.status in IN_QUEUE:
+                        self.queue.abandon(part.task_id)
+                    _remove_quietly(part.result_path)
+
+    async def _apologise(self, request: Request, user_error: bool = False) -> None:
+        language = request.language or "en"
+        if user_error and request.kind == "voice":
+            text = t("audio_unreadable", language)
+        else:
+            text = t("render_failed", language, name=self._character_name(request.character))
+        try:
+            await self.bot.send_message(request.chat_id, text)
+        except TelegramError as error:
+            log.warning("%s: could not apologise: %s", request.label, error)
+        _remove_quietly(request.input_path)
+
+    def _character_name(self, identifier: str | None) -> str:
+        character = self.catalogue.characters.get(identifier or "")
+        return character.name if character else (identifier or "")
+
+    # -- 2. enqueue -----------------------------------------------------------------------------
+
+    async def _enqueue(self) -> None:
+        in_queue = self.store.with_status(*IN_QUEUE)
+        budget = self.settings.in_flight_limit - len(in_queue)
+        if budget <= 0:
+            return
+        waiting = self.store.with_status("received")
+        if not waiting:
+            return
+        in_flight: dict[int, int] = defaultdict(int)
+        for request in in_queue:
+            in_flight[request.chat_id] += 1
+        by_chat: dict[int, list[Request]] = defaultdict(list)
+        for request in waiting:
+            if self._eligible(request):
+                by_chat[request.chat_id].append(request)
+        for queue in by_chat.values():  # within a chat, in the order the child asked
+            queue.sort(key=lambda request: (request.incoming_message_id, request.part, request.id))
+        while budget > 0 and by_chat:
+            chat_id = min(by_chat, key=lambda chat: (in_flight[chat], self._last_served.get(chat, -1)))
+            request = by_chat[chat_id].pop(0)
+            if not by_chat[chat_id]:
+                del by_chat[chat_id]
+            if await self._submit(request):
+                budget -= 1
+                in_flight[chat_id] += 1
+                self._last_served[chat_id] = next(self._served)
+
+    def _eligible(self, request: Request) -> bool:
+        """Story part k waits for part k-1 to be in the queue (or done)."""
+        if request.parts <= 1 or request.part == 0:
+            return True
+        previous = self.store.find(request.chat_id, request.incoming_message_id, request.kind, request.part - 1)
+        return previous is not None and previous.status in ("queued", "rendering", "rendered", "sent")
+
+    async def _submit(self, request: Request) -> bool:
+        """Record the task id first, then enqueue: a crash between the two leaves a task the
+        collector finds missing and retries, never a task the database does not know of."""
+        if request.attempts >= self.settings.render_attempts:
+            if self.store.transition(request.id, "received", "failed", error=request.error or "too many attempts"):
+                log.error("%s failed after %d attempts: %s", request.label, request.attempts, request.error)
+                await self._apologise(request)
+                self._fail_rest_of_story(request)
+            return False
+        try:
+            job = await self._job(request)
+        except InputGone as error:
+            if self.store.transition(request.id, "received", "failed", error=str(error)):
+                log.warning("%s failed: %s", request.label, error)
+                await self._apologise(request, user_error=True)
+                self._fail_rest_of_story(request)
+            return False
+        except TelegramError as error:  # download failed for now: try again next pass
+            log.warning("%s: cannot fetch its input yet: %s", request.label, error)
+            return False
+        task_id = f"{request.id}-{request.attempts + 1}-{uuid.uuid4().hex[:8]}"
+        if not self.store.transition(request.id, "received", "queued", task_id=task_id, attempts=request.attempts + 1):
+            return False
+        await asyncio.to_thread(self.queue.enqueue, job, task_id)
+        log.info("%s queued as task %s (attempt %d)", request.label, task_id, request.attempts + 1)
+        return True
+
+    def _character(self, request: Request) -> Character:
+        identifier = request.character or self.settings.default_character
+        if identifier not in self.catalogue.characters:
+            self.catalogue.reload()
+        character = self.catalogue.characters.get(identifier) or self.catalogue.characters.get(self.settings.default_character)
+        if character is None:
+            listed = self.catalogue.list()
+            if not listed:
+                raise InputGone("no characters at all")
+            character = listed[0]
+        return character
+
+    async def _job(self, request: Request) -> dict[str, Any]:
+        character = self._character(request)
+        language = request.language or character.language
+        common = dict(
+            request_id=request.id, character=character.id, language=language, kind=request.kind,
+            video_note_max_s=self.settings.video_note_max_s,
+        )
+        if request.kind == "voice":
+            audio, suffix = await self._voice_input(request)
+            return make_job(**common, audio=audio, audio_suffix=suffix, pitch=character.pitch_semitones)
+        if request.kind == "text":
+            text = request.input or ""
+        elif request.kind == "story":
+            story = self.storybook.get_id(request.input or "")
+            if story is None:
+                raise InputGone(f"story {request.input!r} is gone")
+            parts = story.parts(self.settings.story_part_chars)
+            if request.part >= len(parts):
+                raise InputGone(f"story {request.input!r} has only {len(parts)} parts now")
+            text = parts[request.part]
+        else:  # greeting, preview
+            text = character.greeting_for(language)
+        return make_job(**common, text=text, max_chars=max(self.settings.text_max_chars, len(text)))
+
+    async def _voice_input(self, request: Request) -> tuple[bytes, str]:
+        """The voice note's bytes: saved by the handler, or downloaded again if that copy is gone."""
+        if request.input_path and os.path.exists(request.input_path):
+            async with aiofiles.open(request.input_path, "rb") as handle:
+                return await handle.read(), Path(request.input_path).suffix or ".ogg"
+        if not request.input:
+            raise InputGone("no file id")
+        try:
+            file = await self.bot.get_file(request.input)
+            data = bytes(await file.download_as_bytearray())
+        except BadRequest as error:
+            raise InputGone(f"cannot download the voice note: {error.message}") from error
+        suffix = Path(file.file_path or "").suffix or ".ogg"
+        return data, suffix
+
+    # -- 3. deliver -----------------------------------------------------------------------------
+
+    def _deliver(self) -> None:
+        rendered = self.store.with_status("rendered")
+        if not rendered:
+            return
+        now = time.monotonic()
+        active = self.store.active()
+        for request in rendered:
+            chat_id = request.chat_id
+            sending = self._sending.get(chat_id)
+            if sending is not None and not sending.done():
+                continue
+            if self._resend_after.get(request.id, 0.0) > now or not self._next_in_line(request, active):
+                continue
+            task = asyncio.create_task(self._send(request), name=f"send-{request.id}")
+            self._sending[chat_id] = task
+
+    @staticmethod
+    def _next_in_line(request: Request, active: list[Request]) -> bool:
+        """Answers go out in the order they were asked for: story parts by part, other
+        requests of a chat by the id of the message that asked (handlers run concurrently, so
+        row ids may not follow it); a story and a voice note do not wait for each other."""
+        for other in active:
+            if other.id == request.id or other.chat_id != request.chat_id:
+                continue
+            if request.parts > 1 or other.parts > 1:
+                if other.group == request.group and other.part < request.part:
+                    return False
+            elif (other.incoming_message_id, other.id) < (request.incoming_message_id, request.id):
+                return False
+        return True
+
+    async def _send(self, request: Request) -> None:
+        path = request.result_path
+        if not path or not os.path.exists(path):
+            log.warning("%s: its video is missing, rendering again", request.label)
+            self.store.transition(request.id, "rendered", "received", error="result file missing")
+            self.wake()
+            return
+        if request.send_started is not None:
+            log.warning("%s: a send was in progress when the bot stopped; sending again (may duplicate)", request.label)
+        self.store.annotate(request.id, "rendered", send_started=time.time())
+        async with aiofiles.open(path, "rb") as handle:
+            data = await handle.read()
+        if len(data) > UPLOAD_LIMIT_BYTES and self.settings.bot_api_url.startswith("https://api.telegram.org"):
+            self.store.transition(request.id, "rendered", "failed", error=f"video of {len(data)} bytes is over the upload limit")
+            log.error("%s: the video is %d MB, over Telegram's upload limit", request.label, len(data) // 2**20)
+            await self._apologise(request)
+            self._fail_rest_of_story(request)
+            _remove_quietly(path)
+            return
+        video = Video(data, request.duration_s or 0.0, request.size or 0, bool(request.video_note))
+        try:
+            message = await send_video(self.bot, request, video, self.settings.send_read_timeout_s)
+        except MaybeDelivered as error:
+            self.store.transition(request.id, "rendered", "sent", error=f"send timed out, probably delivered: {error}")
+            log.warning("%s: the send timed out after the upload; counting it as delivered", request.label)
+        except Undeliverable as error:
+            self.store.transition(request.id, "rendered", "failed", error=str(error))
+            log.warning("%s: cannot deliver: %s", request.label, error)
+            self._fail_rest_of_story(request)
+        except NotNow as error:
+            self.store.annotate(request.id, "rendered", send_started=None)  # known not delivered
+            rounds = self._send_rounds.get(request.id, 0) + 1
+            if rounds < RESEND_ROUNDS:
+                self._send_rounds[request.id] = rounds
+                self._resend_after[request.id] = time.monotonic() + RESEND_DELAY_S
+                log.warning("%s: Telegram unreachable (%s); trying again in %.0f s", request.label, error, RESEND_DELAY_S)
+                return
+            self.store.transition(request.id, "rendered", "failed", error=f"could not send: {error}")
+            log.error("%s: giving up sending after %d rounds: %s", request.label, rounds, error)
+            self._fail_rest_of_story(request)
+        else:
+            self.store.transition(request.id, "rendered", "sent", reply_message_id=message.message_id)
+            log.info("%s sent as message %s", request.label, message.message_id)
+        self._resend_after.pop(request.id, None)
+        self._send_rounds.pop(request.id, None)
+        _remove_quietly(path)
+        _remove_quietly(request.input_path)
+        self.wake()
+
+    # -- 4. keep company ------------------------------------------------------------------------
+
+    def _keep_company(self) -> None:
+        now = time.monotonic()
+        waiting: dict[int, Request] = {}
+        for request in self.store.active():
+            waiting.setdefault(request.chat_id, request)
+        for chat_id, request in waiting.items():
+            if now - self._last_action.get(chat_id, -1e9) < self.settings.chat_action_interval_s:
+                continue
+            self._last_action[chat_id] = now
+            action = ChatAction.UPLOAD_VIDEO if request.video_note == 0 else ChatAction.RECORD_VIDEO_NOTE
+            task = asyncio.create_task(self._action(chat_id, action))
+            self._actions.add(task)
+            task.add_done_callback(self._actions.discard)
+        for chat_id in set(self._last_action) - set(waiting):
+            del self._last_action[chat_id]
+
+    async def _action(self, chat_id: int, action: str) -> None:
+        try:
+            await self.bot.send_chat_action(chat_id, action)
+        except TelegramError as error:
+            log.debug("chat action for %s failed: %s", chat_id, error)
+
+
+async def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file and rename: a reader (or a restart) never sees half a video."""
+    tmp = path.with_name(f".{path.name}.part")
+    async with aiofiles.open(tmp, "wb") as handle:
+        await handle.write(data)
+        await handle.flush()
+        await asyncio.to_thread(os.fsync, handle.fileno())
+    await aiofiles.os.replace(tmp, path)
+
+
+def _remove_quietly(path: str | None) -> None:
+    if path:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            log.warning("cannot remove %s: %s", path, error)

@@ -1,0 +1,45 @@
+"""/start: a short help text at once, then the current character says hello in a video note."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import BaseHandler, CommandHandler, ContextTypes
+
+from ..intake import answering_character, chat_of, refusal, submit
+from ..services import services
+from ..texts import t
+
+
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    svc = services(context)
+    message = update.effective_message
+    assert message is not None and update.effective_chat is not None
+    chat = chat_of(svc, update)
+    if svc.store.find(chat.chat_id, message.message_id, "greeting") is not None:
+        return  # a redelivered /start: already greeted
+    character = await answering_character(svc, chat, message)
+    if character is None:
+        return
+    first_name = update.effective_user.first_name if update.effective_user else ""
+    welcome = t("welcome", chat.language, first_name=first_name, name=character.name)
+    await message.reply_text(f"{welcome}\n\n{t('help', chat.language, name=character.name)}")
+    if refusal(svc, chat, character) is not None:
+        return  # busy: the help text is answer enough, no greeting video
+    submit(
+        svc,
+        [
+            dict(
+                chat_id=chat.chat_id,
+                user_id=update.effective_user.id if update.effective_user else None,
+                kind="greeting",
+                input=character.greeting_for(chat.language),
+                character=character.id,
+                language=chat.language,
+                incoming_message_id=message.message_id,
+            )
+        ],
+    )
+
+
+def handlers() -> list[BaseHandler]:
+    return [CommandHandler("start", start)]

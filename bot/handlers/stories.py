@@ -1,0 +1,78 @@
+"""/story: a keyboard of bedtime stories; the chosen character tells the chosen one, in parts.
+
+Each part is its own request (one video each), so the first part arrives within seconds while
+the rest render, and the dispatcher sends them strictly in order.
+"""
+
+from __future__ import annotations
+
+import re
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes
+
+from ..intake import answering_character, chat_of, refusal, submit
+from ..services import services
+from ..texts import DEFAULT_LANGUAGE, t
+from .common import acknowledge, chat_language, edit_text, invalid_button, message_of, parse_callback
+
+CALLBACK = re.compile(r"story:([a-z]{2,3}):([a-z0-9][a-z0-9_-]{0,40})")
+
+
+async def story_menu(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    svc = services(context)
+    message = update.effective_message
+    assert message is not None
+    chat = chat_of(svc, update)
+    stories = svc.storybook.list(chat.language) or svc.storybook.list(DEFAULT_LANGUAGE)
+    if not stories:
+        await message.reply_text(t("no_stories", chat.language))
+        return
+    keyboard = [[InlineKeyboardButton(story.title, callback_data=f"story:{story.language}:{story.slug}")] for story in stories]
+    await message.reply_text(t("stories_prompt", chat.language), reply_markup=InlineKeyboardMarkup(keyboard))
+
+
+async def story_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    svc = services(context)
+    query = update.callback_query
+    assert query is not None
+    match = parse_callback(query.data, CALLBACK)
+    story = svc.storybook.get(match.group(1), match.group(2)) if match else None
+    message = message_of(query)
+    if story is None or message is None:
+        await invalid_button(query, chat_language(svc, update))
+        return
+    chat = chat_of(svc, update)
+    await acknowledge(query)
+    character = await answering_character(svc, chat, message)
+    if character is None:
+        return
+    if (reason := refusal(svc, chat, character)) is not None:
+        await message.reply_text(reason)
+        return
+    parts = story.parts(svc.settings.story_part_chars)
+    rows = [
+        dict(
+            chat_id=chat.chat_id,
+            user_id=query.from_user.id,
+            kind="story",
+            input=story.id,
+            part=index,
+            parts=len(parts),
+            character=character.id,
+            language=story.language,
+            incoming_message_id=message.message_id,
+        )
+        for index in range(len(parts))
+    ]
+    if not submit(svc, rows):
+        return  # the same press delivered twice
+    key = "story_chosen" if len(parts) > 1 else "story_chosen_one"
+    await edit_text(message, t(key, chat.language, name=character.name, title=story.title, parts=len(parts)))
+
+
+def handlers() -> list[BaseHandler]:
+    return [
+        CommandHandler("story", story_menu),
+        CallbackQueryHandler(story_chosen, pattern=r"^story:"),
+    ]

@@ -1,0 +1,211 @@
+"""Every setting of the bot and its workers, in one place, with defaults that just work.
+
+Read from environment variables prefixed ``GRAMOPHONE_`` (``GRAMOPHONE_DATA_DIR=/data``) and from
+a ``.env`` file in the working directory; the token is the one exception, ``TELEGRAM_BOT_TOKEN``,
+because that is the name every Telegram deployment guide uses. With nothing set, the bot keeps its
+state under ``./data``, queues work in an embedded SQLite queue and renders with one worker per
+core: ``gramophone bot`` with a token is the whole set-up.
+
+Lists (``GRAMOPHONE_CHARACTERS_DIRS``, ``GRAMOPHONE_ADMINS``) accept JSON (``[1, 2]``) or plain
+separated values (``1,2``; directories separated by ``:`` like ``PATH``), because the latter is
+what people type in a compose file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_API_URL = "https://api.telegram.org"
+VIDEO_NOTE_MAX_S = 60.0
+"""Telegram's own limit on a round video note."""
+
+
+def _split(value: Any, separator: str) -> Any:
+    """JSON lists stay lists; ``"a,b"`` (or ``"a:b"`` for paths) becomes ``["a", "b"]``."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        return json.loads(text)
+    return [part.strip() for part in text.split(separator) if part.strip()]
+
+
+def _cores() -> int:
+    """Cores this process may use (a container's CPU set, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class Settings(BaseSettings):
+    """The bot's configuration; one instance per process, built from the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GRAMOPHONE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # -- Telegram ---------------------------------------------------------------------------
+    telegram_bot_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "GRAMOPHONE_TELEGRAM_BOT_TOKEN"),
+        description="Bot token from @BotFather; workers do not need it.",
+    )
+    bot_api_url: str = Field(
+        default=DEFAULT_API_URL,
+        description="Root of the Bot API server: the cloud one, or a self-hosted telegram-bot-api.",
+    )
+    bot_api_local: bool = Field(
+        default=False,
+        description="The server at bot_api_url runs with --local: files up to 2 GB, read from its disk.",
+    )
+    poll_timeout_s: float = Field(default=10.0, gt=0, description="Long-polling timeout of getUpdates.")
+    webhook_url: str | None = Field(default=None, repr=False, description="Public HTTPS URL: webhook mode instead of polling.")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token (webhook mode)."
+    )
+    listen: str = Field(default="0.0.0.0", description="Address the webhook server binds.")
+    port: int = Field(default=8443, ge=1, le=65535, description="Port the webhook server binds.")
+
+    # -- storage and queue ------------------------------------------------------------------
+    data_dir: Path = Field(default=Path("data"), description="state.db, queue.db, inbox/, results/.")
+    redis_url: str | None = Field(
+        default=None,
+        repr=False,  # may hold a password
+        description="redis://host:port/db: workers on other machines. None: embedded SQLite queue."
+    )
+    workers: int = Field(default_factory=lambda: _cores(), ge=1, description="Render processes (default: one per core).")
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tasks in the queue at once (default 2 x workers; set it to 2 x all workers in Redis mode).",
+    )
+    characters_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Character roots (default: the built-in characters and data_dir/characters).",
+    )
+    default_character: str = "fox"
+    stories_dir: Path = Field(
+        default=Path(__file__).resolve().parent / "stories",
+        description="Bedtime stories: <lang>/<slug>.txt, the title on the first line.",
+    )
+
+    # -- limits -----------------------------------------------------------------------------
+    max_pending_per_chat: int = Field(default=3, ge=1, description="Unanswered requests one chat may have.")
+    max_queue: int = Field(default=50, ge=1, description="Unanswered requests of all chats before 'busy'.")
+    video_note_max_s: float = Field(default=VIDEO_NOTE_MAX_S, gt=0, le=VIDEO_NOTE_MAX_S)
+    voice_max_s: float = Field(default=300.0, gt=0, description="Longest voice note or audio accepted.")
+    text_max_chars: int = Field(default=2000, ge=1)
+    download_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="The cloud Bot API's getFile limit.")
+    story_part_chars: int = Field(default=600, ge=80, description="Characters of a story per video.")
+
+    # -- rendering and retries --------------------------------------------------------------
+    render_attempts: int = Field(default=3, ge=1, description="Tries per request before apologising.")
+    render_timeout_s: float = Field(default=600.0, gt=0, description="Longest a render may take.")
+    heartbeat_timeout_s: float = Field(
+        default=30.0, gt=0, description="A task whose worker has been silent this long is lost."
+    )
+    poll_interval_s: float = Field(default=0.5, gt=0, description="How often the dispatcher looks at the queue.")
+    send_read_timeout_s: float = Field(
+        default=60.0, gt=0, description="How long to wait for Telegram's answer to a video upload."
+    )
+    chat_action_interval_s: float = Field(default=4.0, gt=0, description="'recording video...' refresh.")
+    worker_health_check_s: float = Field(default=5.0, gt=0, description="How soon a dead worker is replaced.")
+
+    # -- people -----------------------------------------------------------------------------
+    admins: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="Telegram user ids allowed admin commands (a later issue)."
+    )
+    log_level: str = "INFO"
+
+    @field_validator("characters_dirs", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        return _split(value, os.pathsep)
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        return _split(value, ",")
+
+    @field_validator("bot_api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _defaults_from_data_dir(self) -> Settings:
+        if not self.characters_dirs:
+            from engine.characters import builtin_characters_dir
+
+            self.characters_dirs = [builtin_characters_dir(), self.data_dir / "characters"]
+        return self
+
+    # -- derived ----------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """For ``ApplicationBuilder.base_url``: PTB appends the token."""
+        return f"{self.bot_api_url}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        """For ``ApplicationBuilder.base_file_url``: PTB appends token and file path."""
+        return f"{self.bot_api_url}/file/bot"
+
+    @property
+    def state_path(self) -> Path:
+        return self.data_dir / "state.db"
+
+    @property
+    def queue_path(self) -> Path:
+        return self.data_dir / "queue.db"
+
+    @property
+    def inbox_dir(self) -> Path:
+        """Downloaded voice notes waiting to be rendered."""
+        return self.data_dir / "inbox"
+
+    @property
+    def results_dir(self) -> Path:
+        """Rendered videos waiting to be sent."""
+        return self.data_dir / "results"
+
+    @property
+    def in_flight_limit(self) -> int:
+        return self.max_in_flight or 2 * self.workers
+
+    def token(self) -> str:
+        """The bot token, or a clear error naming the variable to set."""
+        if self.telegram_bot_token is None or not self.telegram_bot_token.get_secret_value().strip():
+            raise SystemExit("gramophone: set TELEGRAM_BOT_TOKEN (from @BotFather) to run the bot")
+        return self.telegram_bot_token.get_secret_value().strip()
+
+    def describe(self) -> str:
+        """One log line of what matters, never the token or the webhook secret."""
+        queue = f"redis {self._redacted(self.redis_url)}" if self.redis_url else f"sqlite {self.queue_path}"
+        mode = f"webhook {self.webhook_url}" if self.webhook_url else "polling"
+        return (
+            f"data {self.data_dir}, queue {queue}, {self.workers} workers, in flight <= {self.in_flight_limit}, "
+            f"api {self.bot_api_url}{' (local)' if self.bot_api_local else ''}, {mode}, "
+            f"characters {[str(path) for path in self.characters_dirs]}"
+        )
+
+    @staticmethod
+    def _redacted(url: str) -> str:
+        """A Redis URL without its password."""
+        if "@" not in url:
+            return url
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

@@ -1,0 +1,349 @@
+"""The bot's state: chats and requests in SQLite (``data_dir/state.db``, WAL), via sqlite-utils.
+
+A request's whole life is a row here, not an object in memory, so any process may die at any
+moment and the next one carries on: the dispatcher resumes every row that is not ``sent`` or
+``failed``. The bot process is the only writer; workers never open this file (they may run on
+other machines), which keeps SQLite's single-writer rule trivially true.
+
+Status changes are compare-and-set (``UPDATE ... WHERE id = ? AND status = ?``), so a change
+based on a stale read does nothing instead of overwriting a newer one. ``UNIQUE(chat_id,
+incoming_message_id, kind, part)`` makes a redelivered Telegram update a no-op instead of a second
+request.
+
+The schema version is ``PRAGMA user_version``; :data:`MIGRATIONS` upgrades older files in place,
+keeping their data, each step in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+log = logging.getLogger(__name__)
+
+KINDS = ("voice", "text", "story", "greeting", "preview")
+STATUSES = ("received", "queued", "rendering", "rendered", "sent", "failed")
+ACTIVE = ("received", "queued", "rendering", "rendered")
+"""Statuses of a request that still owes the chat an answer."""
+IN_QUEUE = ("queued", "rendering")
+"""Statuses of a request that has a task in the queue."""
+FINAL = ("sent", "failed")
+
+
+# ------------------------------------------------------------------------------------------------
+# Migrations: migration i (1-based) upgrades a file of user_version i-1 to i. Append, never edit.
+
+
+def _v1_initial(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE chats (
+            chat_id INTEGER PRIMARY KEY,
+            language TEXT,
+            character TEXT,
+            created REAL NOT NULL,
+            updated REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE requests (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            chat_id INTEGER NOT NULL,
+            user_id INTEGER,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            input TEXT,
+            part INTEGER NOT NULL DEFAULT 0,
+            parts INTEGER NOT NULL DEFAULT 1,
+            character TEXT,
+            language TEXT,
+            incoming_message_id INTEGER NOT NULL,
+            reply_message_id INTEGER,
+            task_id TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            result_path TEXT,
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            UNIQUE (chat_id, incoming_message_id, kind, part)
+        )"""
+    )
+    db.execute("CREATE INDEX requests_status ON requests (status)")
+
+
+def _v2_delivery(db: sqlite_utils.Database) -> None:
+    """What the dispatcher learnt it needs: where the input waits, what the render made, and
+    when a send began (a send interrupted by a crash may or may not have reached the chat)."""
+    db.execute("ALTER TABLE requests ADD COLUMN input_path TEXT")
+    db.execute("ALTER TABLE requests ADD COLUMN duration_s REAL")
+    db.execute("ALTER TABLE requests ADD COLUMN video_note INTEGER")
+    db.execute("ALTER TABLE requests ADD COLUMN size INTEGER")
+    db.execute("ALTER TABLE requests ADD COLUMN send_started REAL")
+    db.execute("CREATE INDEX requests_chat_status ON requests (chat_id, status)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_delivery]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# ------------------------------------------------------------------------------------------------
+# Rows
+
+
+@dataclass(frozen=True)
+class Chat:
+    chat_id: int
+    language: str | None
+    character: str | None
+    created: float
+    updated: float
+
+
+@dataclass(frozen=True)
+class Request:
+    """One answer the bot owes a chat (a story is one request per part)."""
+
+    id: int
+    chat_id: int
+    user_id: int | None
+    kind: str
+    status: str
+    input: str | None
+    part: int
+    parts: int
+    character: str | None
+    language: str | None
+    incoming_message_id: int
+    reply_message_id: int | None
+    task_id: str | None
+    attempts: int
+    error: str | None
+    result_path: str | None
+    created: float
+    updated: float
+    input_path: str | None = None
+    duration_s: float | None = None
+    video_note: int | None = None
+    size: int | None = None
+    send_started: float | None = None
+
+    @property
+    def group(self) -> tuple[int, int, str]:
+        """What the chat asked for once: all parts of one story share it."""
+        return (self.chat_id, self.incoming_message_id, self.kind)
+
+    @property
+    def label(self) -> str:
+        """For logs: ``request 12 (voice, chat 42)``, ``request 13 (story 2/5, chat 42)``."""
+        what = f"{self.kind} {self.part + 1}/{self.parts}" if self.parts > 1 else self.kind
+        return f"request {self.id} ({what}, chat {self.chat_id})"
+
+
+_REQUEST_FIELDS = {f.name for f in fields(Request)}
+
+
+def _request(row: dict[str, Any]) -> Request:
+    return Request(**{key: value for key, value in row.items() if key in _REQUEST_FIELDS})
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+class Store:
+    """The state database. Not thread-safe: use it from the bot's event loop thread only."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit at the driver level; transactions are explicit (see _transaction).
+        connection = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+        self.db = sqlite_utils.Database(connection)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across crashes of the process
+        self.migrate()
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        """Bring the file to :data:`SCHEMA_VERSION`, one transaction per step."""
+        current = self.version
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has schema version {current}, newer than this bot's {SCHEMA_VERSION}: upgrade the bot"
+            )
+        for number in range(current + 1, SCHEMA_VERSION + 1):
+            with self._transaction():
+                MIGRATIONS[number - 1](self.db)
+                self.db.execute(f"PRAGMA user_version = {number}")
+            log.info("state %s migrated to schema version %d", self.path, number)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- chats ----------------------------------------------------------------------------------
+
+    def chat(self, chat_id: int) -> Chat | None:
+        rows = list(self.db.query("SELECT * FROM chats WHERE chat_id = ?", [chat_id]))
+        return Chat(**rows[0]) if rows else None
+
+    def ensure_chat(self, chat_id: int, language: str, character: str) -> Chat:
+        """The chat's row, created with these defaults on first contact."""
+        now = time.time()
+        self.db.execute(
+            "INSERT OR IGNORE INTO chats (chat_id, language, character, created, updated) VALUES (?, ?, ?, ?, ?)",
+            [chat_id, language, character, now, now],
+        )
+        chat = self.chat(chat_id)
+        assert chat is not None
+        return chat
+
+    def update_chat(self, chat_id: int, **values: Any) -> None:
+        allowed = {"language", "character"}
+        if not values or set(values) - allowed:
+            raise ValueError(f"can only update {sorted(allowed)}")
+        assignments = ", ".join(f"{key} = ?" for key in values)
+        self.db.execute(
+            f"UPDATE chats SET {assignments}, updated = ? WHERE chat_id = ?",
+            [*values.values(), time.time(), chat_id],
+        )
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def add_requests(self, rows: Iterable[dict[str, Any]]) -> list[Request]:
+        """Insert requests (all parts of a story at once) as ``received``.
+
+        Returns the new requests; an empty list when they already exist (a redelivered update).
+        """
+        now = time.time()
+        rows = [dict(row) for row in rows]
+        for row in rows:
+            if row.get("kind") not in KINDS:
+                raise ValueError(f"unknown request kind {row.get('kind')!r}")
+            row.setdefault("part", 0)
+            row.setdefault("parts", 1)
+            row.update(status="received", attempts=0, created=now, updated=now)
+        ids: list[int] = []
+        try:
+            with self._transaction():
+                for row in rows:
+                    columns = ", ".join(row)
+                    marks = ", ".join("?" for _ in row)
+                    cursor = self.db.execute(f"INSERT INTO requests ({columns}) VALUES ({marks})", list(row.values()))
+                    ids.append(int(cursor.lastrowid))
+        except sqlite3.IntegrityError:
+            return []
+        return [self.get(identifier) for identifier in ids]
+
+    def get(self, request_id: int) -> Request:
+        rows = list(self.db.query("SELECT * FROM requests WHERE id = ?", [request_id]))
+        if not rows:
+            raise KeyError(f"no request {request_id}")
+        return _request(rows[0])
+
+    def find(self, chat_id: int, incoming_message_id: int, kind: str, part: int = 0) -> Request | None:
+        rows = list(
+            self.db.query(
+                "SELECT * FROM requests WHERE chat_id = ? AND incoming_message_id = ? AND kind = ? AND part = ?",
+                [chat_id, incoming_message_id, kind, part],
+            )
+        )
+        return _request(rows[0]) if rows else None
+
+    def with_status(self, *statuses: str, chat_id: int | None = None) -> list[Request]:
+        """Requests in any of ``statuses``, oldest first."""
+        if not statuses or set(statuses) - set(STATUSES):
+            raise ValueError(f"statuses must be among {STATUSES}")
+        marks = ", ".join("?" for _ in statuses)
+        sql = f"SELECT * FROM requests WHERE status IN ({marks})"
+        params: list[Any] = list(statuses)
+        if chat_id is not None:
+            sql += " AND chat_id = ?"
+            params.append(chat_id)
+        return [_request(row) for row in self.db.query(sql + " ORDER BY id", params)]
+
+    def active(self, chat_id: int | None = None) -> list[Request]:
+        return self.with_status(*ACTIVE, chat_id=chat_id)
+
+    def story_parts(self, request: Request) -> list[Request]:
+        """All parts of the story ``request`` belongs to, in order."""
+        return [
+            _request(row)
+            for row in self.db.query(
+                "SELECT * FROM requests WHERE chat_id = ? AND incoming_message_id = ? AND kind = ? ORDER BY part",
+                [request.chat_id, request.incoming_message_id, request.kind],
+            )
+        ]
+
+    def active_groups(self, chat_id: int | None = None) -> int:
+        """Unanswered things asked for (a story counts once), for one chat or all of them."""
+        marks = ", ".join("?" for _ in ACTIVE)
+        sql = (
+            "SELECT COUNT(*) FROM (SELECT DISTINCT chat_id, incoming_message_id, kind FROM requests "
+            f"WHERE status IN ({marks})"
+        )
+        params: list[Any] = list(ACTIVE)
+        if chat_id is not None:
+            sql += " AND chat_id = ?"
+            params.append(chat_id)
+        return int(self.db.execute(sql + ")", params).fetchone()[0])
+
+    def groups_ahead(self, request: Request, other_chats: bool = False) -> int:
+        """Unanswered groups created before ``request``'s (only other chats' with
+        ``other_chats``): its place in line, roughly."""
+        marks = ", ".join("?" for _ in ACTIVE)
+        sql = (
+            "SELECT COUNT(*) FROM (SELECT DISTINCT chat_id, incoming_message_id, kind FROM requests "
+            f"WHERE status IN ({marks}) AND id < ?{' AND chat_id != ?' if other_chats else ''})"
+        )
+        first = min(part.id for part in self.story_parts(request)) if request.parts > 1 else request.id
+        params: list[Any] = [*ACTIVE, first] + ([request.chat_id] if other_chats else [])
+        return int(self.db.execute(sql, params).fetchone()[0])
+
+    def transition(self, request_id: int, expected: str | Iterable[str], status: str, **values: Any) -> bool:
+        """Compare-and-set: move the request to ``status`` only if it is in ``expected``.
+
+        Returns whether it moved; False means another path changed it first (or it is gone).
+        """
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        expected = (expected,) if isinstance(expected, str) else tuple(expected)
+        unknown = set(values) - _REQUEST_FIELDS
+        if unknown or {"id", "status", "created"} & set(values):
+            raise ValueError(f"cannot set {sorted(unknown or values)}")
+        assignments = "".join(f", {key} = ?" for key in values)
+        marks = ", ".join("?" for _ in expected)
+        cursor = self.db.execute(
+            f"UPDATE requests SET status = ?, updated = ?{assignments} WHERE id = ? AND status IN ({marks})",
+            [status, time.time(), *values.values(), request_id, *expected],
+        )
+        return cursor.rowcount == 1
+
+    def annotate(self, request_id: int, status: str, **values: Any) -> bool:
+        """Set fields without changing the status, only if the status is still ``status``."""
+        return self.transition(request_id, status, status, **values)
+
+    def counts(self) -> dict[str, int]:
+        """Requests per status, for logs and tests."""
+        return {row["status"]: row["n"] for row in self.db.query("SELECT status, COUNT(*) AS n FROM requests GROUP BY status")}

@@ -1,0 +1,210 @@
+"""Render workers: a huey consumer of worker processes, and the embedded one the bot runs itself.
+
+``gramophone worker`` (any number of them, on any machines, in Redis mode) builds the character
+libraries that are missing, then runs a huey consumer with ``workers`` processes. Processes, not
+threads: a render is CPU work in numpy/OpenCV and ffmpeg, and a process killed mid-render takes
+nothing else down (the consumer replaces it; the bot notices the silent heartbeat and retries).
+
+In embedded mode ``gramophone bot`` starts the same command as a child process
+(:class:`EmbeddedWorker`), so one command runs everything. The child runs in its own session so a
+Ctrl-C in the terminal reaches only the bot, which then stops the child in order (finish the
+renders in progress, then interrupt); and it watches its parent, so a bot killed with ``kill -9``
+does not leave it running forever: it finishes what it has started and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+POLL_DELAY_S = 0.05
+MAX_POLL_DELAY_S = 0.5
+"""Idle workers look at the SQLite queue at most this often (Redis mode blocks instead)."""
+
+
+def prebuild_libraries(settings: Settings) -> None:
+    """Build every character library that is missing, before taking any task (one at a time,
+    file-locked, so several workers starting together wait for one build)."""
+    from engine.characters import Catalogue, ensure_library
+    from engine.errors import GramophoneError
+
+    catalogue = Catalogue(*settings.characters_dirs)
+    for problem in catalogue.problems:
+        log.warning("character folder skipped: %s", problem)
+    for character in catalogue.list():
+        if character.is_built:
+            continue
+        started = time.perf_counter()
+        log.info("building the library of %s (first start)", character.id)
+        try:
+            ensure_library(character)
+        except (GramophoneError, ImportError) as error:
+            log.error("cannot build the library of %s: %s", character.id, error)
+            continue
+        log.info("built the library of %s in %.0f s", character.id, time.perf_counter() - started)
+
+
+def warm_up(settings: Settings) -> None:
+    """Render one second with the first built character before the render processes fork.
+
+    The first render in a fresh process spends ~2 s importing and compiling (librosa, numba);
+    done here once, every forked worker inherits it and the first child's answer is not slow.
+    """
+    import tempfile
+
+    import numpy as np
+    from engine.characters import Catalogue
+    from engine.media import ANALYSIS_SAMPLE_RATE, write_wav
+    from engine.render import render
+
+    built = [character for character in Catalogue(*settings.characters_dirs).list() if character.is_built]
+    if not built:
+        return
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="gramophone-warm-") as scratch:
+            seconds = np.arange(ANALYSIS_SAMPLE_RATE, dtype=np.float32) / ANALYSIS_SAMPLE_RATE
+            tone = 0.3 * np.sin(2 * np.pi * 220 * seconds) * (np.sin(2 * np.pi * 3 * seconds) > 0)
+            wav = write_wav(Path(scratch) / "warm.wav", tone, ANALYSIS_SAMPLE_RATE)
+            render(built[0].library_path, wav, Path(scratch) / "warm.mp4")
+    except Exception as error:  # noqa: BLE001 -- only an optimisation
+        log.warning("warm-up render failed: %s", error)
+        return
+    log.info("warmed up in %.1f s", time.perf_counter() - started)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Stop gracefully (SIGINT to ourselves: finish current renders) once the parent is gone."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                log.warning("the bot (pid %d) is gone: finishing current renders and exiting", parent_pid)
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def run_worker(settings: Settings, workers: int | None = None, parent_pid: int | None = None, prebuild: bool = True) -> int:
+    """Run a consumer until SIGINT (graceful) or SIGTERM (interrupt). Blocks."""
+    from .tasks import make_huey
+
+    count = workers or settings.workers
+    if parent_pid is not None:
+        _watch_parent(parent_pid)
+    if prebuild:
+        prebuild_libraries(settings)
+    warm_up(settings)
+    huey = make_huey(settings)
+    consumer = huey.create_consumer(
+        workers=count,
+        worker_type="process",
+        periodic=False,
+        initial_delay=POLL_DELAY_S,
+        max_delay=MAX_POLL_DELAY_S,
+        check_worker_health=True,
+        health_check_interval=settings.worker_health_check_s,
+    )
+    where = settings.redis_url and Settings._redacted(settings.redis_url) or settings.queue_path
+    log.info("worker: %d render processes on %s (pid %d)", count, where, os.getpid())
+    consumer.run()
+    return 0
+
+
+class EmbeddedWorker:
+    """``gramophone worker`` as a child process of the bot (embedded mode)."""
+
+    def __init__(self, settings: Settings, workers: int | None = None) -> None:
+        self.settings = settings
+        self.workers = workers or settings.workers
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {key: value for key, value in os.environ.items() if key not in ("TELEGRAM_BOT_TOKEN", "GRAMOPHONE_TELEGRAM_BOT_TOKEN")}
+        env.update(worker_environment(self.settings))
+        command = [
+            sys.executable, "-m", "bot.worker",
+            "--workers", str(self.workers),
+            "--parent-pid", str(os.getpid()),
+        ]
+        self.process = subprocess.Popen(command, env=env, start_new_session=True, cwd=os.getcwd())
+        log.info("started the embedded worker (pid %d, %d render processes)", self.process.pid, self.workers)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, graceful_s: float = 10.0) -> None:
+        """Let current renders finish for ``graceful_s``, then interrupt them (they go back on
+        the queue), then kill."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGINT, graceful_s), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            try:
+                process.send_signal(sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                log.warning("embedded worker did not stop after %s", signal.Signals(sig).name)
+        log.info("embedded worker stopped (exit %s)", process.returncode)
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """The settings a worker needs, as environment variables (settings made in code, as tests
+    do, reach the child too). Never the token."""
+    import json
+
+    env = {
+        "GRAMOPHONE_DATA_DIR": str(Path(settings.data_dir).resolve()),
+        "GRAMOPHONE_CHARACTERS_DIRS": json.dumps([str(Path(path).resolve()) for path in settings.characters_dirs]),
+        "GRAMOPHONE_WORKER_HEALTH_CHECK_S": str(settings.worker_health_check_s),
+        "GRAMOPHONE_LOG_LEVEL": settings.log_level,
+    }
+    if settings.redis_url:
+        env["GRAMOPHONE_REDIS_URL"] = settings.redis_url
+    return env
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+        force=True,  # the gramophone command has configured logging for the engine already
+    )
+    # httpx logs every request URL at INFO, and Bot API URLs contain the token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bot.worker``: what the embedded child runs (same as ``gramophone worker``)."""
+    parser = argparse.ArgumentParser(prog="python -m bot.worker")
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--parent-pid", type=int)
+    parser.add_argument("--no-prebuild", action="store_true")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level)
+    try:
+        return run_worker(settings, args.workers, args.parent_pid, prebuild=not args.no_prebuild)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
