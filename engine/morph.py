@@ -90,30 +90,33 @@ class MorphWorkspace:
 
 
 class Morph:
-    """The transition from frame ``a`` to frame ``b`` (BGR, same even size), frame by frame."""
+    """The transition from frame ``a`` to frame ``b``, frame by frame.
+
+    ``a`` and ``b`` are BGR ``(h, w, 3)`` or, cheaper (the render keeps its frames so), I420
+    ``(h * 3 / 2, w)``; the size must be even.
+    """
 
     def __init__(
         self, a: np.ndarray, b: np.ndarray, settings: MorphSettings = MorphSettings(), workspace: MorphWorkspace | None = None
     ) -> None:
-        height, width = a.shape[:2]
+        self.yuv_a = a if a.ndim == 2 else to_i420(a)
+        self.yuv_b = b if b.ndim == 2 else to_i420(b)
+        width, height = self.yuv_a.shape[1], self.yuv_a.shape[0] * 2 // 3
         if workspace is None or workspace.size != (width, height):
             workspace = MorphWorkspace(width, height)
         self.workspace = workspace
-        self.yuv_a, self.yuv_b = to_i420(a), to_i420(b)
         small = settings.flow_size
         grey_a = cv2.resize(self.yuv_a[:height], (small, small), interpolation=cv2.INTER_AREA)
         grey_b = cv2.resize(self.yuv_b[:height], (small, small), interpolation=cv2.INTER_AREA)
-        flows = (_flow(grey_a, grey_b), _flow(grey_b, grey_a))
-        # Farneback returns faint noise even between equal frames: judge stillness on the 99th percentile.
-        scale = width / small
-        self.still = max(np.percentile(np.abs(flow), 99) for flow in flows) * scale < settings.still_px
+        scale = np.float32(width / small)
+        flows = (_flow(grey_a, grey_b) * scale, _flow(grey_b, grey_a) * scale)  # in full-size pixels
+        # Farneback returns faint noise even between equal frames: still if hardly any vector is not.
+        self.still = max(np.count_nonzero(np.abs(flow) > settings.still_px) for flow in flows) <= 0.01 * flows[0].size
         if not self.still:
             for flow, full, chroma in zip(flows, workspace.flows, workspace.chroma_flows):
-                # Full-size flow in full-size pixels; chroma planes move half as many of their pixels.
+                # Enlarged straight into the workspace; chroma planes move half as many of their pixels.
                 cv2.resize(flow, (width, height), dst=full, interpolation=cv2.INTER_LINEAR)
-                np.multiply(full, np.float32(scale), out=full)
-                cv2.resize(flow, (width // 2, height // 2), dst=chroma, interpolation=cv2.INTER_LINEAR)
-                np.multiply(chroma, np.float32(scale / 2), out=chroma)
+                cv2.resize(flow * np.float32(0.5), (width // 2, height // 2), dst=chroma, interpolation=cv2.INTER_LINEAR)
         self._planes_a, self._planes_b = _planes(self.yuv_a), _planes(self.yuv_b)
 
     def _warp(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], which: int, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ from . import features as feat
 from .errors import InputError
 from .library import Library, open_library
 from .media import ANALYSIS_SAMPLE_RATE, EncodeSettings, VideoEncoder, read_audio
-from .morph import Morph, MorphSettings, MorphWorkspace
+from .morph import Morph, MorphSettings, MorphWorkspace, to_i420
 from .planner import Piece, PlannerSettings, plan
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,10 @@ def make_timeline(library: Library, pieces: list[Piece], morph: MorphSettings, p
 
 
 class _FrameCache:
-    """The last few decoded library frames: morph end points are frames shown right beside them."""
+    """The last few decoded library frames, as I420 (the encoder's and the morph's format).
+
+    Morph end points are frames shown right beside the morph, so they come from here.
+    """
 
     def __init__(self, library: Library, capacity: int) -> None:
         self.library = library
@@ -193,7 +196,7 @@ class _FrameCache:
     def get(self, index: int) -> np.ndarray:
         frame = self._frames.get(index)
         if frame is None:
-            frame = self.library.frame(index)
+            frame = to_i420(self.library.frame(index))
             self._frames[index] = frame
             if len(self._frames) > self.capacity:
                 self._frames.popitem(last=False)
@@ -205,11 +208,12 @@ class _FrameCache:
 def render_frames(
     library: Library, timeline: Timeline, config: RenderConfig = RenderConfig(), previous_image: np.ndarray | None = None
 ) -> Iterator[np.ndarray]:
-    """Yield every output frame of ``timeline`` in order, at library size.
+    """Yield every output frame of ``timeline`` in order, at library size, as planar I420.
 
-    Library frames come as BGR ``(h, w, 3)``; morphed frames as planar I420 ``(h * 3 / 2, w)``,
-    the encoder's own format (see :mod:`engine.morph`). ``previous_image`` is the frame shown
-    just before (a transition with ``a_out == -1`` starts from it).
+    I420 ``(h * 3 / 2, w)`` is the encoder's own format and the morph's (see
+    :mod:`engine.morph`), so each frame is converted once, when it is decoded.
+    ``previous_image`` is the frame shown just before (a transition with ``a_out == -1`` starts
+    from it), BGR or I420.
     """
     cache = _FrameCache(library, config.frame_cache)
     workspace = MorphWorkspace(library.size, library.size)
@@ -392,7 +396,7 @@ def render_stream(
                 analysis_audio = soxr.resample(part, sample_rate, ANALYSIS_SAMPLE_RATE) if sample_rate != ANALYSIS_SAMPLE_RATE else part
                 timeline = plan_audio(library, analysis_audio, ANALYSIS_SAMPLE_RATE, config, n_frames, previous_frame)
                 last = _write_frames(encoder, render_frames(library, timeline, config, previous_image), progress)
-                # A part always ends on a real (BGR) library frame: morphs never take a piece's last frame.
+                # A part always ends on a real library frame: morphs never take a piece's last frame.
                 previous_image = None if last is None else last.copy()
                 previous_frame = int(timeline.frame_source[-1])
                 frames_done += timeline.n_frames
