@@ -23,6 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+if "--all-cores" not in sys.argv:
+    # Pin before numpy and OpenCV start their thread pools: threads started earlier keep their cores.
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
 from engine import synthetic  # noqa: E402
 from engine.characters import Catalogue, ensure_library  # noqa: E402
 from engine.library import open_library  # noqa: E402
@@ -39,8 +43,6 @@ def main() -> int:
     parser.add_argument("--all-cores", action="store_true")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the text to say")
     args = parser.parse_args()
-    if not args.all_cores:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     work = Path(tempfile.mkdtemp(prefix="gramophone-fox-"))
     characters = work / "characters"
     shutil.copytree(ROOT / "characters", characters, ignore=shutil.ignore_patterns("library.gchar", ".build.lock"))

@@ -33,6 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+if "--all-cores" not in sys.argv:
+    # Pin before numpy and OpenCV start their thread pools: threads started earlier keep their cores.
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
 import numpy as np  # noqa: E402
 
 from engine import synthetic  # noqa: E402
@@ -106,8 +110,6 @@ def main() -> int:
     parser.add_argument("--all-cores", action="store_true", help="do not pin to one core")
     parser.add_argument("--work", help="keep generated files here (default: a temporary folder)")
     args = parser.parse_args()
-    if not args.all_cores:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gramophone-speed-"))
     work.mkdir(parents=True, exist_ok=True)
     sample_rate = 16_000
