@@ -42,7 +42,7 @@ class PlannerSettings:
     lookahead_decay_s: float | None = None  # None: a plain average over the look-ahead (the seed)
     # global
     feature_weights: tuple[float, ...] = field(default_factory=lambda: (6.0, 1.5) + (1.0,) * 4 + (0.2,) * 10)
-    join_cost: float = 6.0
+    join_cost: float = 4.0
     splice_weight: float = 0.3
     idle_candidates: int = 40
     smooth_frames: int = 3  # triangular smoothing of features before matching: onsets 1 frame off still match
