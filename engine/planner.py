@@ -45,6 +45,7 @@ class PlannerSettings:
     join_cost: float = 4.0
     splice_weight: float = 0.3
     idle_candidates: int = 40
+    beam: int = 20  # paths per slot whose natural continuation is also a candidate of the next
     smooth_frames: int = 3  # triangular smoothing of features before matching: onsets 1 frame off still match
 
     def __post_init__(self) -> None:
@@ -226,6 +227,12 @@ class _AcousticCost:
         return total / len(query)
 
 
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between the rows of ``a`` and of ``b`` (as one matrix product)."""
+    squared = (a**2).sum(axis=1)[:, None] + (b**2).sum(axis=1)[None, :] - 2 * a @ b.T
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
 def smooth(features: np.ndarray, frames: int) -> np.ndarray:
     """Triangular moving average along time (``frames`` wide, odd); ends are held."""
     if frames <= 1:
@@ -275,7 +282,10 @@ def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidat
             top = np.argpartition(costs, min(settings.top_k, len(costs) - 1))[: settings.top_k]
             shortlist = valid_starts[top]
         if previous_starts is not None:
-            continuations = previous_starts + previous_length
+            # Only the best paths so far propose their continuation (a beam): without the cut the
+            # candidate sets grow slot after slot along a long run of speech.
+            best_paths = previous_starts[np.argsort(previous_costs, kind="stable")[: settings.beam]]
+            continuations = best_paths + previous_length
             continuations = continuations[candidates.playable(continuations, length, idle)]
             shortlist = np.unique(np.concatenate([shortlist, continuations]))
         if idle:
@@ -287,7 +297,7 @@ def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidat
             backpointers.append(np.zeros(len(shortlist), dtype=np.int64))
         else:
             ends = np.minimum(previous_starts + previous_length, source_end[previous_starts]) - 1
-            distance = np.linalg.norm(embeddings[ends][:, None, :] - embeddings[shortlist][None, :, :], axis=2) / pixel_scale
+            distance = _distances(embeddings[ends], embeddings[shortlist]) / pixel_scale
             transition = settings.join_cost + settings.splice_weight * distance
             transition[(previous_starts + previous_length)[:, None] == shortlist[None, :]] = 0.0
             paths = previous_costs[:, None] + transition
