@@ -55,7 +55,7 @@ def main() -> int:
 
     # A text of about --seconds when spoken: the start of a story the fox has never read.
     words = STORY.read_text(encoding="utf-8").split("\n\n", 1)[1].split()
-    text = " ".join(words[: int(args.seconds * 2.4)])
+    text = " ".join(words[: int(args.seconds * 2.85)])
     started = time.perf_counter()
     spoken = list(speak_sentences(text, fox.voice_for("en")))
     tts_s = time.perf_counter() - started
