@@ -304,6 +304,7 @@ class VideoEncoder:
         except OSError as error:
             raise InputError(f"cannot write {self.path}: {error.strerror}") from None
         self._tmp = Path(tmp)
+        os.chmod(self._tmp, 0o644)  # mkstemp makes 0600; others (workers, web servers) read results
         video = ffmpeg.input(
             "pipe:", format="rawvideo", pix_fmt="yuv420p", s=f"{self.size}x{self.size}", framerate=self.fps
         )
