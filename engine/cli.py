@@ -8,6 +8,7 @@ adds ``gramophone bot`` and ``gramophone worker`` that way.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from contextlib import contextmanager
@@ -108,9 +109,16 @@ def cmd_say(args: argparse.Namespace) -> int:
     else:
         raise GramophoneError("nothing to say: give TEXT or --file")
     character = _catalogue().get(args.character)
+    voice = character.voice_for(args.lang)
+    overrides = {key: value for key, value in (("voice", args.voice), ("rate", args.rate), ("pitch", args.pitch)) if value is not None}
+    if overrides:
+        voice = dataclasses.replace(voice, **overrides)  # VoiceSettings checks the values
     _ensure_built(character)
     with progress_bar(None, "rendering") as update:
-        result = say(character, text, args.output, language=args.lang, video_note=args.video_note, max_chars=args.max_chars, size=args.size, progress=update)
+        result = say(
+            character, text, args.output, language=args.lang, video_note=args.video_note, voice=voice,
+            max_chars=args.max_chars, size=args.size, progress=update,
+        )
     print(
         f"{result.path}: {character.name} says {result.duration_s:.1f} s of speech, rendered in {result.seconds:.1f} s "
         f"({result.duration_s / max(result.seconds, 1e-9):.1f}x real time)"
@@ -195,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--character", default="fox", help="character id (default fox; see `gramophone characters list`)")
     say.add_argument("-o", "--output", required=True, help="mp4 to write")
     say.add_argument("--lang", help="language of the text (default: the character's)")
+    say.add_argument("--voice", help="eSpeak NG voice, e.g. en-gb, ru, en-us+f3 (default: the character's)")
+    say.add_argument("--rate", type=int, help="words per minute, 80-450 (default: the character's)")
+    say.add_argument("--pitch", type=int, help="0-100, 50 is the voice's own (default: the character's)")
     say.add_argument("--video-note", action="store_true", help="Telegram video note: square, <= 640 px, <= 60 s")
     say.add_argument("--size", type=int, help="output side in pixels (default: the library's)")
     say.add_argument("--max-chars", type=int, default=10_000, help="refuse longer texts (default 10000)")

@@ -18,7 +18,7 @@ import numpy as np
 
 from .characters import Character, ensure_library
 from .render import RenderConfig, RenderResult, render_stream
-from .speech import Speech, speak_sentences
+from .speech import Speech, VoiceSettings, speak_sentences
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def say(
     out_path: str | os.PathLike,
     language: str | None = None,
     video_note: bool = False,
+    voice: VoiceSettings | None = None,
     max_chars: int = DEFAULT_MAX_CHARS,
     size: int | None = None,
     config: RenderConfig = RenderConfig(),
@@ -53,13 +54,15 @@ def say(
 ) -> RenderResult:
     """Render ``character`` saying ``text`` (in ``language``, default the character's own).
 
+    ``voice`` overrides the character's own voice for ``language``.
+
     Raises
     ------
     GramophoneError
         Empty or too long text, an unknown language or voice, a broken character, a video note
         over 60 s; nothing is left half-written.
     """
-    voice = character.voice_for(language)
+    voice = voice or character.voice_for(language)
     speeches = speak_sentences(text, voice, max_chars)  # checks the text and voice before anything is built
     library = ensure_library(character)
     first = next(speeches)

@@ -126,7 +126,7 @@ def test_cli_say_demo_and_characters(fox, characters_dir, tmp_path):
     assert info.returncode == 0 and "idle video" in info.stdout
     story = tmp_path / "story.txt"
     story.write_text("Once upon a time a fox found a star. It was warm and bright. Good night!", encoding="utf-8")
-    said = gramophone("say", "--file", str(story), "-o", "story.mp4", characters=characters_dir, cwd=tmp_path)
+    said = gramophone("say", "--file", str(story), "-o", "story.mp4", "--voice", "en-gb", "--rate", "180", "--pitch", "60", characters=characters_dir, cwd=tmp_path)
     assert said.returncode == 0, said.stderr
     assert probe(tmp_path / "story.mp4").has_audio
     demo = gramophone("demo", characters=characters_dir, cwd=tmp_path)
@@ -140,6 +140,8 @@ def test_cli_say_bad_input(characters_dir, tmp_path):
         (("say", "", "-o", "x.mp4"), "empty"),
         (("say", "hi", "--character", "dragon", "-o", "x.mp4"), "unknown character"),
         (("say", "hi", "--lang", "zz", "-o", "x.mp4"), "language"),
+        (("say", "hi", "--voice", "nonexistent-voice", "-o", "x.mp4"), "voice"),
+        (("say", "hi", "--rate", "5", "-o", "x.mp4"), "rate"),
         (("say", "--file", "missing.txt", "-o", "x.mp4"), "cannot read"),
     ]:
         result = gramophone(*args, characters=characters_dir, cwd=tmp_path)
