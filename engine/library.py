@@ -274,10 +274,6 @@ class Library:
     def idle_frames(self) -> np.ndarray:
         return self.array("idle")
 
-    @cached_property
-    def speech_mask(self) -> np.ndarray:
-        return self.array("speech")
-
     def jpeg(self, index: int) -> bytes:
         row = self._conn.execute(self._select, (int(index),)).fetchone()
         if row is None:
@@ -300,7 +296,7 @@ class Library:
             fps=self.fps,
             frames=self.frame_count,
             speech_frames=int((self.sources == SPEECH_SOURCE).sum()),
-            idle_frames=int((self.sources == IDLE_SOURCE).sum()) if (self.sources == IDLE_SOURCE).any() else int(self.idle_frames.sum()),
+            idle_frames=int(self.idle_frames.sum()),
             speech_segments=len(self.segment_starts) - idle_segments,
             idle_segments=idle_segments,
             idle_source=self.meta.get("idle_source", "unknown"),
