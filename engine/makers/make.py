@@ -1,0 +1,297 @@
+"""Picture in, character out: the one entry point of the "new character from one picture" job.
+
+:func:`make_character` takes the admin's picture and writes a complete character folder --
+portrait, ``character.toml``, the two performance videos and the built library -- which loads
+with :func:`engine.characters.load_character` and renders like any filmed character. Two ways:
+
+* **FLP** (a GPU with FasterLivePortrait, :mod:`engine.makers.flp`): a reference performance
+  (a real person reading the passages, and sitting quietly) drives the picture; the animated
+  takes are re-timed onto the reference audio.
+* **puppet** (CPU, :mod:`engine.makers.puppet`): the character's own TTS voice reads the
+  passages (exactly as the drawn fox does, :func:`engine.makers.drawn.performance_audio`) and the
+  picture is warped to it.
+
+It writes INTO ``folder``; publishing is the caller's (build in a temp folder, rename). On any
+failure, cancellation included, the files it wrote are removed again, and ``character.toml``
+is written last, so a folder never looks like a character before it is one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..build import BuildSettings, build_library
+from ..characters import CHARACTER_FILE, ID_PATTERN, LIBRARY_FILE, Character, load_character
+from ..errors import GramophoneError, InputError
+from ..library import LibraryInfo
+from ..media import probe
+from ..speech import VoiceSettings
+from . import flp as flp_maker
+from .drawn import performance_audio
+from .flp import FlpConfig, animate, retime, validate_reference
+from .picture import check_picture, estimate_landmarks
+from .puppet import FPS, puppet_performance
+
+log = logging.getLogger(__name__)
+
+STAGE_GPU = "animating on GPU"
+STAGE_CPU = "animating on CPU"
+STAGE_BUILD = "building library"
+STAGE_READY = "ready"
+SPEECH_VIDEO, IDLE_VIDEO = "speech.mp4", "idle.mp4"
+IDLE_SECONDS = 12.0
+_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp"}
+_GREETINGS = {"en": "Hello! I am {name}.", "ru": "Привет! Я {name}."}
+_POLL_S = 0.2  # cancelled() and progress() at most this often inside frame loops
+# Shares of the whole job (progress fractions) at which each stage ends.
+_ANIMATED, _BUILT = 0.55, 0.98
+
+
+class CancelledError(GramophoneError):
+    """Making the character was cancelled: ``cancelled()`` returned True."""
+
+
+@dataclass(frozen=True)
+class MadeCharacter:
+    """A finished character folder and how it was made."""
+
+    folder: Path
+    path: str  # "flp" or "puppet"
+    info: LibraryInfo
+    seconds: float
+
+
+class _Tracker:
+    """Progress reports (never going backwards) and cancellation checks, throttled in loops."""
+
+    def __init__(self, progress: Callable[[str, float], None] | None, cancelled: Callable[[], bool] | None) -> None:
+        self.progress, self.cancelled = progress, cancelled
+        self.fraction = 0.0
+        self.last_poll = 0.0
+
+    def is_cancelled(self) -> bool:
+        return bool(self.cancelled is not None and self.cancelled())
+
+    def check(self) -> None:
+        if self.is_cancelled():
+            raise CancelledError("making the character was cancelled")
+
+    def report(self, stage: str, fraction: float, check: bool = True) -> None:
+        if check:
+            self.check()
+        self.fraction = max(self.fraction, min(1.0, fraction))
+        if self.progress is not None:
+            self.progress(stage, self.fraction)
+
+    def frames(self, stage: str, start: float, end: float, total: int) -> Callable[[int], None]:
+        """A per-frame callback moving the fraction from ``start`` to ``end`` over ``total`` frames."""
+        done = 0
+
+        def advance(count: int) -> None:
+            nonlocal done
+            done += count
+            now = time.monotonic()
+            if now - self.last_poll >= _POLL_S:
+                self.last_poll = now
+                self.report(stage, start + (end - start) * min(1.0, done / max(total, 1)))
+
+        return advance
+
+
+def _toml(value: object) -> str:
+    """A TOML value: strings as basic strings (JSON escapes are TOML escapes, plus DEL)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _character_toml(*, character_id: str, name: str, description: str, language: str, voice: VoiceSettings,
+                    pitch_semitones: float, portrait: str, maker: str, size: int) -> str:
+    voice_table = {"language": voice.language, "rate": voice.rate, "pitch": voice.pitch}
+    if voice.piper_model:
+        voice_table["piper_model"] = voice.piper_model
+    elif voice.backend != "espeak":
+        voice_table["backend"] = voice.backend
+    if voice.voice:
+        voice_table["voice"] = voice.voice
+    lines = [
+        f"# Made from one picture ({portrait}) by engine.makers ({maker}); the library is a build output.",
+        f"id = {_toml(character_id)}",
+        f"name = {_toml(name)}",
+        f"description = {_toml(description)}",
+        f"language = {_toml(language)}",
+        f"pitch_semitones = {_toml(float(pitch_semitones))}",
+        f"portrait = {_toml(portrait)}",
+        "",
+        "[voice]",
+        *(f"{key} = {_toml(value)}" for key, value in voice_table.items()),
+        "",
+        "[greeting]",
+        f"{language} = {_toml(_GREETINGS.get(language.split('-')[0], _GREETINGS['en']).format(name=name))}",
+        "",
+        "[library]",
+        'source = "video"',
+        f"speech_video = {_toml(SPEECH_VIDEO)}",
+        f"idle_video = {_toml(IDLE_VIDEO)}",
+        f"size = {size}",
+        f"maker = {_toml(maker)}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _check_identity(character_id: str, name: str, language: str, pitch_semitones: float, size: int) -> None:
+    if not ID_PATTERN.match(character_id or ""):
+        raise InputError(f"character id {character_id!r} must be lowercase letters, digits and dashes (at most 40)")
+    if not name or not name.strip():
+        raise InputError("the character needs a name")
+    if not language or not language.strip():
+        raise InputError("the character needs a language")
+    if not -12 <= float(pitch_semitones) <= 12:
+        raise InputError("pitch_semitones must be between -12 and 12")
+    if size < 64 or size % 2:
+        raise InputError(f"size {size} must be an even number of pixels, at least 64")
+
+
+def make_character(
+    picture: Path,
+    folder: Path,
+    *,
+    character_id: str,
+    name: str,
+    language: str,
+    voice: VoiceSettings,
+    description: str = "",
+    pitch_semitones: float = 0.0,
+    mouth: tuple[float, float] | None = None,
+    eyes: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    flp: FlpConfig | None = None,
+    reference: tuple[Path, Path] | None = None,
+    progress: Callable[[str, float], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    size: int = 512,
+) -> MadeCharacter:
+    """Make a character from one picture, into ``folder``.
+
+    Parameters
+    ----------
+    picture
+        The admin's picture (checked by :func:`engine.makers.picture.check_picture`).
+    folder
+        Created if missing; gets ``portrait.<ext>``, ``character.toml``, ``speech.mp4``,
+        ``idle.mp4`` and ``library.gchar``.
+    character_id, name, language, voice, description, pitch_semitones
+        Who the character is and how it speaks (see :mod:`engine.characters`). The voice speaks
+        ``language``: a voice set for another language is switched to it.
+    mouth, eyes
+        Manual positions in picture pixels, for the CPU puppet when no face is detected (drawn
+        characters, or an OpenCV without a face detector). Unused on the FLP path.
+    flp, reference
+        FLP configuration and the reference performance ``(speech video, idle video)``: both
+        given, the picture is animated on the GPU; ``flp`` alone is an error; neither, the CPU
+        puppet animates it.
+    progress
+        ``progress(stage, fraction)``: stage is ``"animating on GPU"`` or ``"animating on CPU"``,
+        then ``"building library"``, then ``"ready"``; fraction is the share of the whole job
+        done, in [0, 1], never decreasing. Called at most about five times a second.
+    cancelled
+        Polled between stages and, throttled, between frames (and while FLP runs); when it
+        returns True, :class:`CancelledError` is raised and the files written are removed.
+    size
+        Side of the character's frames (512; smaller in tests).
+
+    Returns
+    -------
+    MadeCharacter
+        The folder, ``"flp"`` or ``"puppet"``, the library's info and the seconds it took.
+
+    Raises
+    ------
+    InputError
+        A bad picture, identity, positions or reference; FLP found no face.
+    MediaError
+        FLP failed or lost too many frames; a video could not be read or written.
+    CancelledError
+        ``cancelled()`` returned True.
+    """
+    started = time.perf_counter()
+    picture, folder = Path(picture), Path(folder)
+    _check_identity(character_id, name, language, pitch_semitones, size)
+    if flp is not None and reference is None:
+        raise InputError("animating on the GPU needs a reference performance: a speech video and an idle video")
+    base = language.split("-")[0].lower()
+    if voice.language.split("-")[0].lower() != base:
+        log.warning("voice language %s differs from the character's %s: speaking %s", voice.language, language, language)
+        voice = dataclasses.replace(voice, language=language)
+    tracker = _Tracker(progress, cancelled)
+    maker = "flp" if flp is not None else "puppet"
+    stage = STAGE_GPU if flp is not None else STAGE_CPU
+    tracker.report(stage, 0.0)
+    info = check_picture(picture)
+    folder.mkdir(parents=True, exist_ok=True)
+    portrait = folder / f"portrait{_EXTENSIONS[info.format]}"
+    partial = folder / f".{CHARACTER_FILE}.part"
+    written = [portrait, folder / SPEECH_VIDEO, folder / IDLE_VIDEO, folder / LIBRARY_FILE, partial, folder / CHARACTER_FILE]
+    try:
+        shutil.copyfile(picture, portrait)
+        if flp is not None:
+            assert reference is not None
+            _animate_on_gpu(portrait, folder, flp, (Path(reference[0]), Path(reference[1])), tracker)
+        else:
+            landmarks = estimate_landmarks(info, mouth, eyes)
+            character = Character(id=character_id, name=name, description=description, language=language,
+                                  folder=folder, voices={language: voice}, source={"passages": [language]})
+            audio, sample_rate = performance_audio(character)
+            tracker.report(stage, 0.05)
+            frames = int(round(len(audio) / sample_rate * FPS)) + int(round(IDLE_SECONDS * FPS))
+            puppet_performance(portrait, landmarks, audio, sample_rate, folder, size=size, seed=0,
+                               idle_s=IDLE_SECONDS, progress=tracker.frames(stage, 0.05, _ANIMATED, frames))
+        tracker.report(STAGE_BUILD, _ANIMATED)
+        speech, idle = folder / SPEECH_VIDEO, folder / IDLE_VIDEO
+        frames = _frame_estimate(speech, idle)
+        library = build_library(speech, folder / LIBRARY_FILE, idle, BuildSettings(size=size),
+                                progress=tracker.frames(STAGE_BUILD, _ANIMATED, _BUILT, frames))
+        tracker.check()
+        toml = _character_toml(character_id=character_id, name=name, description=description, language=language,
+                               voice=voice, pitch_semitones=pitch_semitones, portrait=portrait.name, maker=maker, size=size)
+        partial.write_text(toml, encoding="utf-8")
+        partial.replace(folder / CHARACTER_FILE)
+        load_character(folder)  # what every reader will do: fail here, not there
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - started
+    tracker.report(STAGE_READY, 1.0, check=False)
+    log.info("made character %s (%s) in %s by %s in %.1f s", character_id, name, folder, maker, seconds)
+    return MadeCharacter(folder=folder, path=maker, info=library, seconds=seconds)
+
+
+def _frame_estimate(speech: Path, idle: Path) -> int:
+    """Frames the build will decode (for progress only): both takes at 25 fps."""
+    return sum(int(round((probe(path).duration or 0.0) * FPS)) for path in (speech, idle))
+
+
+def _animate_on_gpu(portrait: Path, folder: Path, config: FlpConfig, reference: tuple[Path, Path], tracker: _Tracker) -> None:
+    """Animate both reference takes on FLP and re-time them into ``folder``."""
+    speech_reference, idle_reference = reference
+    validate_reference(speech_reference, idle_reference)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".flp-") as work:
+        try:
+            for take, driving, end in ((SPEECH_VIDEO, speech_reference, 0.4), (IDLE_VIDEO, idle_reference, _ANIMATED)):
+                tracker.check()
+                animated = animate(portrait, driving, config, Path(work), cancelled=tracker.is_cancelled)
+                retime(animated, driving, folder / take, config.max_lost_fraction)
+                tracker.report(STAGE_GPU, end)
+        except flp_maker._Cancelled:
+            raise CancelledError("making the character was cancelled") from None
