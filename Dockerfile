@@ -24,8 +24,10 @@ RUN pip install . && gramophone --help > /dev/null
 # writable by the bot's user; compose mounts a volume here, shared with the workers.
 COPY characters ./characters
 
+# /data/characters: characters made from a picture (a volume of its own in compose, shared
+# with the render workers); made here so a fresh volume belongs to the bot's user.
 RUN useradd --create-home --uid 10001 --user-group gramophone \
-    && mkdir -p /data \
+    && mkdir -p /data/characters \
     && chown -R gramophone:gramophone /data /app/characters
 USER gramophone
 

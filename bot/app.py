@@ -1,9 +1,10 @@
 """The bot process: python-telegram-bot's Application, the services, the dispatcher, the lifecycle.
 
-:class:`GramophoneBot` starts and stops everything in order, the same way for ``gramophone bot``
-and for tests (which run it against a fake Bot API in their own event loop). :func:`run` is the
-command: it adds the embedded render worker (a child process) unless workers come from Redis,
-handles SIGINT/SIGTERM, and restarts the embedded worker if it dies.
+:class:`GramophoneBot` starts and stops everything in order (the dispatcher of requests, the
+workshop of make jobs, PTB), the same way for ``gramophone bot`` and for tests (which run it
+against a fake Bot API in their own event loop). :func:`run` is the command: it adds the embedded
+render worker and the embedded CPU maker (child processes) unless workers come from Redis,
+handles SIGINT/SIGTERM, and restarts an embedded child if it dies.
 """
 
 from __future__ import annotations
@@ -15,18 +16,23 @@ import secrets
 import signal
 from urllib.parse import urlparse
 
-from engine.characters import Catalogue
-from telegram import BotCommand, BotCommandScopeDefault
-from telegram.error import InvalidToken, NetworkError, TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from collections.abc import Awaitable
+from typing import Any
 
+from engine.characters import Catalogue
+from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, SimpleUpdateProcessor
+
+from .character_store import CharacterStore
 from .dispatcher import Dispatcher
 from .handlers import register
+from .making import Workshop
 from .services import KEY, Services
 from .settings import Settings
 from .storybook import Storybook
 from .store import Store
-from .tasks import RenderQueue
+from .tasks import MAKE_QUEUE_NAMES, MakeQueue, RenderQueue
 from .texts import LANGUAGES, t
 from .worker import EmbeddedWorker, configure_logging
 
@@ -37,9 +43,32 @@ os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 ALLOWED_UPDATES = ["message", "callback_query"]
 COMMANDS = ("start", "story", "characters", "language", "help")
+ADMIN_COMMANDS = ("newcharacter", "jobs", "cancel", "delcharacter", "renamecharacter")
 MEDIA_WRITE_TIMEOUT_S = 120.0
 UPDATE_CONCURRENCY = 16
 """Updates handled at once: a slow download for one child must not hold up the others."""
+
+
+class UpdateProcessor(SimpleUpdateProcessor):
+    """Updates concurrently, except an admin's, which are handled one at a time in order.
+
+    Children's updates must not wait for each other (a slow download), but the admins'
+    /newcharacter is a ConversationHandler, which needs one user's updates in order (a picture
+    and the next button must not race). Only the admins' updates are serialised, per admin."""
+
+    def __init__(self, max_concurrent_updates: int, serial_users: list[int]) -> None:
+        super().__init__(max_concurrent_updates)
+        self.serial_users = frozenset(serial_users)
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        user = getattr(update, "effective_user", None)
+        if user is None or user.id not in self.serial_users:
+            await coroutine
+            return
+        lock = self._locks.setdefault(user.id, asyncio.Lock())
+        async with lock:
+            await coroutine
 
 
 def build_application(settings: Settings) -> Application:
@@ -52,7 +81,7 @@ def build_application(settings: Settings) -> Application:
         .local_mode(settings.bot_api_local)
         .rate_limiter(AIORateLimiter(max_retries=2))
         .media_write_timeout(MEDIA_WRITE_TIMEOUT_S)
-        .concurrent_updates(UPDATE_CONCURRENCY)
+        .concurrent_updates(UpdateProcessor(UPDATE_CONCURRENCY, settings.admins))
     )
     application = builder.build()
     register(application)
@@ -66,6 +95,7 @@ class GramophoneBot:
         self.settings = settings
         self.application: Application | None = None
         self.services: Services | None = None
+        self.make_queues: dict[str, MakeQueue] = {}
         self.webhook_secret: str | None = None
 
     async def start(self, webhook_url: str | None = None) -> None:
@@ -73,19 +103,24 @@ class GramophoneBot:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.state_path)
         queue = RenderQueue(settings)
-        catalogue = Catalogue(*settings.characters_dirs)
+        make_queues = {route: MakeQueue(settings, route) for route in MAKE_QUEUE_NAMES}
+        characters = CharacterStore(settings.made_characters_dir)
+        catalogue = Catalogue(*settings.character_roots)
         for problem in catalogue.problems:
             log.warning("character folder skipped: %s", problem)
         if not catalogue.characters:
-            log.error("no characters found in %s", [str(path) for path in settings.characters_dirs])
+            log.error("no characters found in %s", [str(path) for path in settings.character_roots])
         storybook = Storybook(settings.stories_dir)
         application = build_application(settings)
         await _initialize(application)
         dispatcher = Dispatcher(settings, store, queue, application.bot, catalogue, storybook)
-        self.services = Services(settings, store, queue, catalogue, storybook, dispatcher)
+        workshop = Workshop(settings, store, make_queues, application.bot, catalogue, characters, on_request=dispatcher.wake)
+        self.services = Services(settings, store, queue, catalogue, storybook, dispatcher, workshop, characters)
+        self.make_queues = make_queues
         application.bot_data[KEY] = self.services
         self.application = application
         await dispatcher.start()
+        await workshop.start()
         await application.start()
         assert application.updater is not None
         webhook_url = webhook_url or settings.webhook_url
@@ -122,6 +157,16 @@ class GramophoneBot:
                 await bot.set_my_commands(commands, scope=BotCommandScopeDefault(), language_code=code)
         except TelegramError as error:
             log.warning("could not set the command menu: %s", error)
+        for admin in self.settings.admins:  # the admins see their commands too, in their own chat
+            try:
+                for language in LANGUAGES:
+                    commands = [BotCommand(name, t(f"cmd_{name}", language)) for name in COMMANDS + ADMIN_COMMANDS]
+                    code = None if language == "en" else language
+                    await bot.set_my_commands(commands, scope=BotCommandScopeChat(admin), language_code=code)
+            except BadRequest as error:  # the admin has not started the bot yet
+                log.info("no command menu for admin %s yet: %s", admin, error.message)
+            except TelegramError as error:
+                log.warning("could not set the admin command menu: %s", error)
 
     async def stop(self) -> None:
         """No new updates, let running handlers and sends finish, close everything."""
@@ -132,9 +177,12 @@ class GramophoneBot:
             await application.updater.stop()
         if application.running:
             await application.stop()
+        await services.workshop.stop()
         await services.dispatcher.stop()
         await application.shutdown()
         services.queue.close()
+        for queue in self.make_queues.values():
+            queue.close()
         services.store.close()
         self.application = self.services = None
         log.info("bot stopped")
@@ -162,8 +210,8 @@ def _polling_error(error: TelegramError) -> None:
     log.warning("getUpdates failed: %s", error)
 
 
-async def serve(settings: Settings, webhook_url: str | None = None, worker: EmbeddedWorker | None = None) -> None:
-    """Run the bot until SIGINT or SIGTERM; keep the embedded worker alive meanwhile."""
+async def serve(settings: Settings, webhook_url: str | None = None, workers: list[EmbeddedWorker] | None = None) -> None:
+    """Run the bot until SIGINT or SIGTERM; keep the embedded workers alive meanwhile."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -185,9 +233,10 @@ async def serve(settings: Settings, webhook_url: str | None = None, worker: Embe
                 await asyncio.wait_for(stop.wait(), timeout=5.0)
             except TimeoutError:
                 pass
-            if worker is not None and not stop.is_set() and not worker.alive():
-                log.error("the embedded worker exited (code %s): starting it again", worker.process and worker.process.returncode)
-                worker.start()
+            for worker in workers or []:
+                if not stop.is_set() and not worker.alive():
+                    log.error("the embedded %s exited (code %s): starting it again", worker.kind, worker.process and worker.process.returncode)
+                    worker.start()
     finally:
         log.info("stopping")
         await bot.stop()
@@ -198,12 +247,15 @@ def run(settings: Settings, webhook_url: str | None = None) -> int:
     configure_logging(settings.log_level)
     settings.token()  # fail now, before starting anything, if it is missing
     log.info("gramophone bot: %s", settings.describe())
-    worker = None
+    workers: list[EmbeddedWorker] = []
     if not settings.redis_url:
-        worker = EmbeddedWorker(settings)
-        worker.start()
+        # The render processes, and one low-priority CPU maker for new characters (also the
+        # fallback when a GPU job finds no GPU worker).
+        workers = [EmbeddedWorker(settings), EmbeddedWorker(settings, workers=1, route="cpu")]
+        for worker in workers:
+            worker.start()
     try:
-        asyncio.run(serve(settings, webhook_url, worker))
+        asyncio.run(serve(settings, webhook_url, workers))
     except InvalidToken:
         log.error("Telegram refused the token: check TELEGRAM_BOT_TOKEN (from @BotFather)")
         return 2
@@ -211,6 +263,6 @@ def run(settings: Settings, webhook_url: str | None = None) -> int:
         log.error("cannot reach the Bot API at %s: %s", settings.bot_api_url, error)
         return 1
     finally:
-        if worker is not None:
+        for worker in workers:
             worker.stop()
     return 0

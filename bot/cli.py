@@ -21,11 +21,10 @@ def cmd_bot(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from .worker import configure_logging, run_worker
 
-    if args.gpu:
-        raise SystemExit("gramophone worker: --gpu is reserved for the character-making worker (not yet available)")
     settings = Settings()
     configure_logging(settings.log_level)
-    return run_worker(settings, args.workers, prebuild=not args.no_prebuild)
+    route = "gpu" if args.gpu else "cpu" if args.make else None
+    return run_worker(settings, args.workers, prebuild=not args.no_prebuild, route=route)
 
 
 def register(commands: Any) -> None:
@@ -43,7 +42,10 @@ def register(commands: Any) -> None:
         "worker",
         help="run render workers for the bot's queue (GRAMOPHONE_REDIS_URL to serve a bot on another machine)",
     )
-    worker.add_argument("--workers", type=int, help="render processes (default: GRAMOPHONE_WORKERS or one per core)")
-    worker.add_argument("--gpu", action="store_true", help="reserved: the GPU character-making worker (a later issue)")
+    worker.add_argument("--workers", type=int, help="processes (default: GRAMOPHONE_WORKERS or one per core; makers: 1)")
+    kind = worker.add_mutually_exclusive_group()
+    kind.add_argument("--gpu", action="store_true",
+                      help="make new characters on this machine's GPU (FasterLivePortrait; GRAMOPHONE_FLP_* settings)")
+    kind.add_argument("--make", action="store_true", help="make new characters on the CPU (the puppet path); one process")
     worker.add_argument("--no-prebuild", action="store_true", help="do not build missing character libraries first")
     worker.set_defaults(handler=cmd_worker)

@@ -17,7 +17,9 @@ from .store import Store
 from .tasks import RenderQueue
 
 if TYPE_CHECKING:
+    from .character_store import CharacterStore
     from .dispatcher import Dispatcher
+    from .making import Workshop
 
 KEY = "gramophone"
 
@@ -30,6 +32,8 @@ class Services:
     catalogue: Catalogue
     storybook: Storybook
     dispatcher: Dispatcher
+    workshop: Workshop
+    characters: CharacterStore
 
 
 def services(context: Any) -> Services:

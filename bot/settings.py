@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -126,8 +126,42 @@ class Settings(BaseSettings):
 
     # -- people -----------------------------------------------------------------------------
     admins: Annotated[list[int], NoDecode] = Field(
-        default_factory=list, description="Telegram user ids allowed admin commands (a later issue)."
+        default_factory=list, description="Telegram user ids allowed the admin commands (/newcharacter, /jobs, ...)."
     )
+
+    # -- making characters (admins) ---------------------------------------------------------
+    flp_mode: Literal["cli", "http"] | None = Field(
+        default=None,
+        description="How the GPU worker reaches FasterLivePortrait. None: no GPU worker; characters are made on CPU.",
+    )
+    flp_checkout: Path | None = Field(default=None, description="FLP checkout (cli mode).")
+    flp_python: str | None = Field(default=None, description="The Python of FLP's environment (cli mode).")
+    flp_cfg: str | None = Field(default=None, description="FLP's inference config, relative to the checkout (cli mode).")
+    flp_url: str | None = Field(default=None, repr=False, description="FLP's HTTP endpoint (http mode).")
+    flp_timeout_s: float | None = Field(default=None, gt=0, description="Longest one FLP run may take.")
+    flp_max_lost_fraction: float | None = Field(
+        default=None, ge=0, le=1, description="Frames FLP may fail to animate before the CPU puppet is used instead."
+    )
+    flp_reference_speech: Path | None = Field(
+        default=None, description="The recorded reference performance FLP animates the picture with (speech)."
+    )
+    flp_reference_idle: Path | None = Field(default=None, description="... and its idle take (blinks, mouth closed).")
+    make_size: int = Field(default=512, ge=64, description="Side in pixels of a new character's videos (even).")
+    make_attempts: int = Field(default=2, ge=1, description="Tries per new character before giving up.")
+    make_timeout_s: float = Field(default=3600.0, gt=0, description="Longest making one character may take.")
+    gpu_start_timeout_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="A GPU job no GPU worker has started by then is made on CPU instead (when the CPU path can).",
+    )
+    maker_nice: int = Field(
+        default=10, ge=0, le=19, description="Niceness of the embedded CPU maker, so children's renders come first."
+    )
+    status_edit_interval_s: float = Field(
+        default=3.0, gt=0, description="Least time between two edits of a make job's status message (Telegram limits edits)."
+    )
+    picture_max_bytes: int = Field(default=10_000_000, ge=1, description="Largest picture accepted for a character.")
+    picture_max_pixels: int = Field(default=40_000_000, ge=1, description="Most pixels a picture may decode to.")
     log_level: str = "INFO"
 
     @field_validator("characters_dirs", mode="before")
@@ -139,6 +173,20 @@ class Settings(BaseSettings):
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
         return _split(value, ",")
+
+    @field_validator("flp_mode", "flp_checkout", "flp_python", "flp_cfg", "flp_url", "flp_reference_speech",
+                     "flp_reference_idle", "flp_timeout_s", "flp_max_lost_fraction", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        """``GRAMOPHONE_FLP_MODE=`` (what a compose file passes for an unset variable) means unset."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("make_size")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("make_size must be even (H.264 frames)")
+        return value
 
     @field_validator("bot_api_url")
     @classmethod
@@ -183,6 +231,53 @@ class Settings(BaseSettings):
         return self.data_dir / "results"
 
     @property
+    def pictures_dir(self) -> Path:
+        """Pictures of characters being made (kept until their job is over)."""
+        return self.data_dir / "pictures"
+
+    @property
+    def made_characters_dir(self) -> Path:
+        """Where characters made from a picture are published (one folder each)."""
+        return self.data_dir / "characters"
+
+    @property
+    def character_roots(self) -> list[Path]:
+        """The catalogue's roots: ``characters_dirs``, and the made characters' folder last even
+        when ``characters_dirs`` was set without it (a made character must be found by the bot
+        that published it and by workers sharing its data folder)."""
+        roots = list(self.characters_dirs)
+        made = self.made_characters_dir
+        if not any(Path(root).resolve() == made.resolve() for root in roots):
+            roots.append(made)
+        return roots
+
+    @property
+    def gpu_configured(self) -> bool:
+        """New characters go to the GPU queue (a ``gramophone worker --gpu`` makes them)."""
+        return self.flp_mode is not None
+
+    def flp_config(self) -> Any:
+        """The :class:`engine.makers.flp.FlpConfig` of these settings (the GPU worker's), or None.
+
+        Only the settings given are passed, so FLP's own defaults stay in one place (the engine)."""
+        if self.flp_mode is None:
+            return None
+        from engine.makers.flp import FlpConfig
+
+        values: dict[str, Any] = {"mode": self.flp_mode}
+        for name in ("checkout", "python", "cfg", "url", "timeout_s", "max_lost_fraction"):
+            value = getattr(self, f"flp_{name}")
+            if value is not None:
+                values[name] = value
+        return FlpConfig(**values)
+
+    def flp_reference(self) -> tuple[Path, Path] | None:
+        """The reference performance (speech, idle) FLP drives the picture with, if recorded."""
+        if self.flp_reference_speech is None or self.flp_reference_idle is None:
+            return None
+        return (self.flp_reference_speech, self.flp_reference_idle)
+
+    @property
     def in_flight_limit(self) -> int:
         return self.max_in_flight or 2 * self.workers
 
@@ -196,10 +291,12 @@ class Settings(BaseSettings):
         """One log line of what matters, never the token or the webhook secret."""
         queue = f"redis {self._redacted(self.redis_url)}" if self.redis_url else f"sqlite {self.queue_path}"
         mode = f"webhook {self.webhook_url}" if self.webhook_url else "polling"
+        maker = f"GPU (FLP {self.flp_mode})" if self.flp_mode else "CPU"
         return (
             f"data {self.data_dir}, queue {queue}, {self.workers} workers, in flight <= {self.in_flight_limit}, "
             f"api {self.bot_api_url}{' (local)' if self.bot_api_local else ''}, {mode}, "
-            f"characters {[str(path) for path in self.characters_dirs]}"
+            f"characters {[str(path) for path in self.character_roots]}, new characters on {maker}, "
+            f"{len(self.admins)} admins"
         )
 
     @staticmethod

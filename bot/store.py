@@ -1,4 +1,5 @@
-"""The bot's state: chats and requests in SQLite (``data_dir/state.db``, WAL), via sqlite-utils.
+"""The bot's state: chats, requests and make jobs in SQLite (``data_dir/state.db``, WAL), via
+sqlite-utils.
 
 A request's whole life is a row here, not an object in memory, so any process may die at any
 moment and the next one carries on: the dispatcher resumes every row that is not ``sent`` or
@@ -10,12 +11,17 @@ based on a stale read does nothing instead of overwriting a newer one. ``UNIQUE(
 incoming_message_id, kind, part)`` makes a redelivered Telegram update a no-op instead of a second
 request.
 
+Make jobs (characters admins asked for, :mod:`bot.making`) live the same way: a row per job,
+``queued -> running -> ready`` (or ``failed`` / ``cancelled``), compare-and-set changes, unique
+per status message so a redelivered "make it" press is not a second job.
+
 The schema version is ``PRAGMA user_version``; :data:`MIGRATIONS` upgrades older files in place,
 keeping their data, each step in one transaction.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -89,9 +95,52 @@ def _v2_delivery(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX requests_chat_status ON requests (chat_id, status)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_delivery]
+def _v3_make_jobs(db: sqlite_utils.Database) -> None:
+    """Characters made from a picture (admins' /newcharacter): one row per job, its whole life.
+
+    ``route`` is the queue it goes to (``gpu``: FLP on a GPU worker; ``cpu``: the puppet on the
+    CPU maker), ``path_used`` what actually made it (``flp`` or ``puppet``: FLP may hand over to
+    the puppet). ``voice`` and ``options`` are JSON: what the worker needs besides the picture.
+    ``status_message_id`` is the admin's message the bot keeps editing with the job's progress;
+    unique per chat, so a redelivered "make it" press is not a second job."""
+    db.execute(
+        """CREATE TABLE make_jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id INTEGER NOT NULL,
+            chat_id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            character_id TEXT NOT NULL,
+            language TEXT NOT NULL,
+            voice TEXT NOT NULL,
+            options TEXT NOT NULL DEFAULT '{}',
+            picture_path TEXT,
+            route TEXT NOT NULL,
+            status TEXT NOT NULL,
+            stage TEXT,
+            progress REAL,
+            path_used TEXT,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            task_id TEXT,
+            status_message_id INTEGER,
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            started REAL,
+            finished REAL,
+            UNIQUE (chat_id, status_message_id)
+        )"""
+    )
+    db.execute("CREATE INDEX make_jobs_status ON make_jobs (status)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_delivery, _v3_make_jobs]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+
+MAKE_STATUSES = ("queued", "running", "ready", "failed", "cancelled")
+MAKE_ACTIVE = ("queued", "running")
+"""Statuses of a make job that is not over."""
+MAKE_ROUTES = ("gpu", "cpu")
 
 # ------------------------------------------------------------------------------------------------
 # Rows
@@ -147,6 +196,50 @@ class Request:
 
 
 _REQUEST_FIELDS = {f.name for f in fields(Request)}
+
+
+@dataclass(frozen=True)
+class MakeJob:
+    """A character an admin asked for: picture -> performance -> library -> published."""
+
+    id: int
+    user_id: int
+    chat_id: int
+    name: str
+    character_id: str
+    language: str
+    voice: str
+    options: str
+    picture_path: str | None
+    route: str
+    status: str
+    stage: str | None
+    progress: float | None
+    path_used: str | None
+    error: str | None
+    attempts: int
+    task_id: str | None
+    status_message_id: int | None
+    created: float
+    updated: float
+    started: float | None
+    finished: float | None
+
+    @property
+    def label(self) -> str:
+        """For logs: ``make job 3 (bunny, cpu)``."""
+        return f"make job {self.id} ({self.character_id}, {self.route})"
+
+    @property
+    def voice_settings(self) -> dict[str, Any]:
+        return json.loads(self.voice or "{}")
+
+    @property
+    def option_values(self) -> dict[str, Any]:
+        return json.loads(self.options or "{}")
+
+
+_MAKE_FIELDS = {f.name for f in fields(MakeJob)}
 
 
 def _request(row: dict[str, Any]) -> Request:
@@ -347,3 +440,92 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Requests per status, for logs and tests."""
         return {row["status"]: row["n"] for row in self.db.query("SELECT status, COUNT(*) AS n FROM requests GROUP BY status")}
+
+    # -- make jobs ------------------------------------------------------------------------------
+
+    def add_make_job(self, **values: Any) -> MakeJob | None:
+        """Insert a ``queued`` make job; None when this status message already has one (the
+        same confirmation delivered twice)."""
+        now = time.time()
+        row = dict(values)
+        for key in ("voice", "options"):
+            if not isinstance(row.get(key, ""), str):
+                row[key] = json.dumps(row[key], ensure_ascii=False)
+        if row.get("route") not in MAKE_ROUTES:
+            raise ValueError(f"unknown route {row.get('route')!r}")
+        unknown = set(row) - _MAKE_FIELDS
+        if unknown or {"id", "status", "created", "updated", "attempts"} & set(row):
+            raise ValueError(f"cannot set {sorted(unknown or row)}")
+        row.update(status="queued", attempts=0, created=now, updated=now)
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        try:
+            cursor = self.db.execute(f"INSERT INTO make_jobs ({columns}) VALUES ({marks})", list(row.values()))
+        except sqlite3.IntegrityError:
+            return None
+        return self.make_job(int(cursor.lastrowid))
+
+    def make_job(self, job_id: int) -> MakeJob:
+        rows = list(self.db.query("SELECT * FROM make_jobs WHERE id = ?", [job_id]))
+        if not rows:
+            raise KeyError(f"no make job {job_id}")
+        return MakeJob(**rows[0])
+
+    def find_make_job(self, job_id: int) -> MakeJob | None:
+        try:
+            return self.make_job(job_id)
+        except KeyError:
+            return None
+
+    def make_jobs(self, *statuses: str, limit: int | None = None, newest_first: bool = False) -> list[MakeJob]:
+        """Make jobs in any of ``statuses`` (all when none given), oldest first by default."""
+        if set(statuses) - set(MAKE_STATUSES):
+            raise ValueError(f"statuses must be among {MAKE_STATUSES}")
+        sql = "SELECT * FROM make_jobs"
+        params: list[Any] = list(statuses)
+        if statuses:
+            sql += f" WHERE status IN ({', '.join('?' for _ in statuses)})"
+        sql += f" ORDER BY id {'DESC' if newest_first else 'ASC'}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [MakeJob(**row) for row in self.db.query(sql, params)]
+
+    def make_jobs_ahead(self, job: MakeJob) -> int:
+        """Unfinished jobs of the same queue before ``job``: its place in line, less one."""
+        return int(
+            self.db.execute(
+                "SELECT COUNT(*) FROM make_jobs WHERE status IN ('queued', 'running') AND route = ? AND id < ?",
+                [job.route, job.id],
+            ).fetchone()[0]
+        )
+
+    def reserved_character_ids(self) -> set[str]:
+        """Ids promised to jobs not over yet (or made): no second job may take them."""
+        return {
+            row["character_id"]
+            for row in self.db.query("SELECT character_id FROM make_jobs WHERE status IN ('queued', 'running', 'ready')")
+        }
+
+    def transition_make_job(self, job_id: int, expected: str | Iterable[str], status: str, **values: Any) -> bool:
+        """Compare-and-set, as :meth:`transition` for requests."""
+        if status not in MAKE_STATUSES:
+            raise ValueError(f"unknown make job status {status!r}")
+        expected = (expected,) if isinstance(expected, str) else tuple(expected)
+        unknown = set(values) - _MAKE_FIELDS
+        if unknown or {"id", "status", "created"} & set(values):
+            raise ValueError(f"cannot set {sorted(unknown or values)}")
+        for key in ("voice", "options"):
+            if key in values and not isinstance(values[key], str):
+                values[key] = json.dumps(values[key], ensure_ascii=False)
+        assignments = "".join(f", {key} = ?" for key in values)
+        marks = ", ".join("?" for _ in expected)
+        cursor = self.db.execute(
+            f"UPDATE make_jobs SET status = ?, updated = ?{assignments} WHERE id = ? AND status IN ({marks})",
+            [status, time.time(), *values.values(), job_id, *expected],
+        )
+        return cursor.rowcount == 1
+
+    def annotate_make_job(self, job_id: int, status: str, **values: Any) -> bool:
+        """Set fields without changing the status, only if the status is still ``status``."""
+        return self.transition_make_job(job_id, status, status, **values)

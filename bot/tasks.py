@@ -1,4 +1,4 @@
-"""The render queue (huey): the one task workers run, and the bot's view of it.
+"""The queues (huey): the render task, the make task, and the bot's view of them.
 
 Embedded mode (the default): ``SqliteHuey`` at ``data_dir/queue.db``, consumed by a child process
 of the bot. Redis mode (``GRAMOPHONE_REDIS_URL``): ``RedisHuey``, consumed by any number of
@@ -10,6 +10,14 @@ a task runs, its worker writes a heartbeat under ``hb:<task id>`` every second: 
 bot tells a slow render from a worker killed mid-render (the heartbeat stops changing), without
 trusting the clocks of other machines. If a worker is interrupted (stopped, not killed), the task
 puts itself back on the queue under the same id, so nothing waits for a timeout.
+
+New characters (admins' ``/newcharacter``) go to queues of their own, never the render queue:
+``gpu`` (``gramophone-gpu``), consumed only by ``gramophone worker --gpu`` on a machine with
+FasterLivePortrait, and ``cpu`` (``gramophone-make``), consumed by one low-priority CPU maker
+process (the bot's own child in embedded mode, ``gramophone worker --make`` elsewhere). Render
+workers never take a make job, so making a character never holds up a child's answer for more
+than the cores it shares. A make task's heartbeat also carries its stage and progress, and the
+bot cancels one by writing ``cancel:<task id>``, which the maker polls between steps.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from huey import RedisHuey, SqliteHuey
@@ -37,48 +46,108 @@ log = logging.getLogger(__name__)
 
 QUEUE_NAME = "gramophone"
 TASK_NAME = "gramophone.render"
+MAKE_QUEUE_NAMES = {"cpu": "gramophone-make", "gpu": "gramophone-gpu"}
+MAKE_TASK_NAME = "gramophone.make"
 HEARTBEAT_PREFIX = "hb:"
+CANCEL_PREFIX = "cancel:"
+PART_PREFIX = "part:"
+PART_BYTES = 8 * 1024 * 1024
+"""A made character travels back in parts this big (``part:<task id>:<n>``)."""
 HEARTBEAT_INTERVAL_S = 1.0
+CANCEL_CHECK_S = 1.0
+"""A maker looks for a cancel at most this often (the engine may ask every frame)."""
+
+
+def _huey(settings: Settings, name: str) -> Huey:
+    """A huey on Redis or on the embedded SQLite file (several queues share one file)."""
+    if settings.redis_url:
+        return RedisHuey(name, url=settings.redis_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey(name, filename=str(settings.queue_path), timeout=30)
+
+
+def _requeue_on_interrupt(huey: Huey) -> None:
+    @huey.signal(SIGNAL_INTERRUPTED)
+    def requeue(signal: str, task: Task) -> None:
+        """A worker told to stop mid-task: give the task back to the queue, same id."""
+        try:
+            huey.storage.delete_data(HEARTBEAT_PREFIX + task.id)
+            huey.enqueue(task)
+            log.info("task %s interrupted: put back on the queue", task.id)
+        except Exception:  # noqa: BLE001 -- the bot's lost-task check is the safety net
+            log.exception("task %s interrupted and could not be put back", task.id)
 
 
 def make_huey(settings: Settings) -> Huey:
     """The huey instance for these settings, with the render task registered on it."""
-    if settings.redis_url:
-        huey: Huey = RedisHuey(QUEUE_NAME, url=settings.redis_url)
-    else:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        huey = SqliteHuey(QUEUE_NAME, filename=str(settings.queue_path), timeout=30)
-    characters = CharacterCache(list(settings.characters_dirs))
+    huey = _huey(settings, QUEUE_NAME)
+    characters = CharacterCache(list(settings.character_roots))
 
     @huey.task(name=TASK_NAME, context=True)
     def render(job: dict[str, Any], task: Task) -> dict[str, Any]:
         with _heartbeat(huey, task.id):
             return run_job(job, characters)
 
-    @huey.signal(SIGNAL_INTERRUPTED)
-    def requeue(signal: str, task: Task) -> None:
-        """A worker told to stop mid-render: give the task back to the queue, same id."""
-        try:
-            huey.storage.delete_data(HEARTBEAT_PREFIX + task.id)
-            huey.enqueue(task)
-            log.info("task %s interrupted: put back on the queue", task.id)
-        except Exception:  # noqa: BLE001 -- the dispatcher's lost-task check is the safety net
-            log.exception("task %s interrupted and could not be put back", task.id)
-
+    _requeue_on_interrupt(huey)
     huey.gramophone_render = render  # type: ignore[attr-defined]
     huey.gramophone_characters = characters  # type: ignore[attr-defined]
     return huey
 
 
+def make_maker_huey(settings: Settings, route: str) -> Huey:
+    """The huey of one make queue (``cpu`` or ``gpu``), with the make task registered on it.
+
+    The FLP settings are the consuming worker's own (read when a task runs), not the job's: the
+    bot does not know where FLP lives on the GPU machine."""
+    from .make_jobs import run_make_job
+
+    huey = _huey(settings, MAKE_QUEUE_NAMES[route])
+
+    @huey.task(name=MAKE_TASK_NAME, context=True)
+    def make(job: dict[str, Any], task: Task) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        checked = [0.0, False]
+
+        def progress(stage: str, fraction: float) -> None:
+            state.update(stage=str(stage), progress=max(0.0, min(1.0, float(fraction))))
+
+        def cancelled() -> bool:
+            now = time.monotonic()
+            if not checked[1] and now - checked[0] >= CANCEL_CHECK_S:
+                checked[0] = now
+                checked[1] = huey.storage.peek_data(CANCEL_PREFIX + task.id) is not EmptyData
+            return bool(checked[1])
+
+        def deliver(tar: Path) -> dict[str, Any]:
+            """The tar into the result store in parts; the result says how many."""
+            parts = 0
+            with open(tar, "rb") as handle:
+                while chunk := handle.read(PART_BYTES):
+                    huey.storage.put_data(f"{PART_PREFIX}{task.id}:{parts}", chunk)
+                    parts += 1
+            return {"parts": parts}
+
+        flp = settings.flp_config() if route == "gpu" else None
+        reference = settings.flp_reference() if route == "gpu" else None
+        with _heartbeat(huey, task.id, state):
+            return run_make_job(job, flp=flp, reference=reference, progress=progress, cancelled=cancelled, deliver=deliver)
+
+    _requeue_on_interrupt(huey)
+    huey.gramophone_make = make  # type: ignore[attr-defined]
+    return huey
+
+
 @contextmanager
-def _heartbeat(huey: Huey, task_id: str) -> Iterator[None]:
-    """Write ``hb:<task id>`` now and every second until the block ends."""
+def _heartbeat(huey: Huey, task_id: str, state: dict[str, Any] | None = None) -> Iterator[None]:
+    """Write ``hb:<task id>`` now and every second until the block ends (with ``state``, as it
+    is at each beat: a make task's stage and progress)."""
     key = HEARTBEAT_PREFIX + task_id
     identity = {"host": socket.gethostname(), "pid": os.getpid()}
     stop = threading.Event()
 
     def beat(count: int) -> None:
-        huey.storage.put_data(key, json.dumps({**identity, "beat": count, "time": time.time()}).encode())
+        extra = dict(state) if state else {}
+        huey.storage.put_data(key, json.dumps({**extra, **identity, "beat": count, "time": time.time()}).encode())
 
     def loop() -> None:
         count = 1
@@ -110,11 +179,12 @@ class RenderQueue:
     def __init__(self, settings: Settings, huey: Huey | None = None) -> None:
         self.settings = settings
         self.huey = huey or make_huey(settings)
-        self._render = self.huey.gramophone_render  # type: ignore[attr-defined]
+        self._task = self.huey.gramophone_render  # type: ignore[attr-defined]
+        self._timeout_s = settings.render_timeout_s
 
     def enqueue(self, job: dict[str, Any], task_id: str) -> None:
         """Put a job on the queue under ``task_id`` (chosen and recorded by the caller first)."""
-        self.huey.enqueue(self._render.s(job, id=task_id, timeout=self.settings.render_timeout_s))
+        self.huey.enqueue(self._task.s(job, id=task_id, timeout=self._timeout_s))
 
     def outcome(self, task_id: str) -> dict[str, Any] | None:
         """The task's result dict, None while there is none.
@@ -163,3 +233,57 @@ class RenderQueue:
         close: Callable[[], Any] | None = getattr(self.huey.storage, "close", None)
         if close is not None:
             close()
+
+
+class MakeQueue(RenderQueue):
+    """The bot's side of one make queue (``cpu`` or ``gpu``): the same calls as renders, plus
+    :meth:`cancel`."""
+
+    def __init__(self, settings: Settings, route: str, huey: Huey | None = None) -> None:
+        self.settings = settings
+        self.route = route
+        self.huey = huey or make_maker_huey(settings, route)
+        self._task = self.huey.gramophone_make  # type: ignore[attr-defined]
+        self._timeout_s = settings.make_timeout_s
+
+    def cancel(self, task_id: str) -> None:
+        """Stop the task: never start it if it waits, and ask its maker to stop if it runs."""
+        self.huey.storage.put_data(CANCEL_PREFIX + task_id, b"1")
+        self.huey.revoke_by_id(task_id, revoke_once=True)
+
+    def fetch(self, task_id: str, parts: int, out: Path) -> Path:
+        """Write the task's made character (its tar, stored in ``parts`` parts) to ``out``.
+
+        Raises
+        ------
+        TaskFailed
+            A part is missing (a worker died while storing them, or they were dropped)."""
+        tmp = out.with_name(f".{out.name}.part")
+        with open(tmp, "wb") as handle:
+            for number in range(parts):
+                chunk = self.huey.storage.peek_data(f"{PART_PREFIX}{task_id}:{number}")
+                if chunk is EmptyData:
+                    raise TaskFailed(f"part {number + 1} of {parts} of the result is missing")
+                handle.write(chunk)
+        os.replace(tmp, out)
+        return out
+
+    def _drop_parts(self, task_id: str) -> None:
+        number = 0
+        while self.huey.storage.has_data_for_key(f"{PART_PREFIX}{task_id}:{number}"):
+            self.huey.storage.delete_data(f"{PART_PREFIX}{task_id}:{number}")
+            number += 1
+
+    def forget(self, task_id: str) -> None:
+        """Drop the task's result, its parts, heartbeat and cancel mark (after the bot has
+        taken the result)."""
+        super().forget(task_id)
+        self._drop_parts(task_id)
+        self.huey.storage.delete_data(CANCEL_PREFIX + task_id)
+
+    def abandon(self, task_id: str) -> None:
+        """A task given up on (lost, silent, too slow): it never starts later, and a maker
+        still working on it is asked to stop (the cancel mark stays for it to see)."""
+        self.cancel(task_id)
+        super().forget(task_id)
+        self._drop_parts(task_id)

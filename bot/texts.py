@@ -133,6 +133,140 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Oops, something went wrong on my side. Please try again!",
         "ru": "Ой, у меня что-то сломалось. Попробуй ещё раз!",
     },
+    # -- admins: who may ----------------------------------------------------------------------------
+    "admin_only": {
+        "en": "Sorry, only the grown-ups who look after this bot can do that.",
+        "ru": "Извини, это могут делать только взрослые, которые следят за ботом.",
+    },
+    "cmd_newcharacter": {"en": "Make a character from a picture", "ru": "Новый герой из картинки"},
+    "cmd_jobs": {"en": "Character jobs", "ru": "Задачи по героям"},
+    "cmd_cancel": {"en": "Cancel a character job", "ru": "Отменить задачу"},
+    "cmd_delcharacter": {"en": "Delete a character", "ru": "Удалить героя"},
+    "cmd_renamecharacter": {"en": "Rename a character", "ru": "Переименовать героя"},
+    # -- admins: /newcharacter ----------------------------------------------------------------------
+    "nc_ask_name": {
+        "en": "Let's make a new character! What is its name? (up to 40 letters; /cancel to stop)",
+        "ru": "Сделаем нового героя! Как его зовут? (до 40 букв; /cancel - отменить)",
+    },
+    "nc_bad_name": {
+        "en": "That name won't do: 1 to 40 letters, please. What is the character's name?",
+        "ru": "Такое имя не подойдёт: нужно от 1 до 40 букв. Как зовут героя?",
+    },
+    "nc_ask_picture": {
+        "en": "{name} (id {id}). Now send me a picture of {name}: a photo or an image file, "
+              "one face looking at the camera.",
+        "ru": "{name} (id {id}). Теперь пришли картинку с героем: фото или файл с изображением, "
+              "одно лицо, смотрит в камеру.",
+    },
+    "nc_not_a_picture": {
+        "en": "Please send a picture (a photo or an image file), or /cancel.",
+        "ru": "Пришли, пожалуйста, картинку (фото или файл с изображением) или /cancel.",
+    },
+    "nc_picture_too_big": {
+        "en": "That picture is too big (more than {mb} MB). Send a smaller one, or /cancel.",
+        "ru": "Эта картинка слишком большая (больше {mb} МБ). Пришли поменьше или /cancel.",
+    },
+    "nc_picture_bad": {
+        "en": "I can't use that picture: {reason}.\nSend another one, or /cancel.",
+        "ru": "Эта картинка не подходит: {reason}.\nПришли другую или /cancel.",
+    },
+    "nc_no_face": {
+        "en": "I couldn't find a face in that picture ({width}x{height}); drawn characters often "
+              "fool the face finder. You can send the mouth position as x,y in picture pixels "
+              "(for example {example}), tap a choice below, or send another picture.",
+        "ru": "Я не нашёл лицо на этой картинке ({width}x{height}): нарисованные герои часто "
+              "сбивают поиск лиц. Пришли положение рта как x,y в пикселях картинки "
+              "(например, {example}), выбери вариант ниже или пришли другую картинку.",
+    },
+    "nc_cartoon": {"en": "Usual cartoon proportions", "ru": "Обычные мультяшные пропорции"},
+    "nc_gpu": {"en": "Let the GPU find the face", "ru": "Пусть лицо найдёт GPU"},
+    "nc_bad_position": {
+        "en": "Send the mouth position as two numbers x,y inside the picture ({width}x{height}), "
+              "for example {example}.",
+        "ru": "Пришли положение рта двумя числами x,y внутри картинки ({width}x{height}), "
+              "например {example}.",
+    },
+    "nc_ask_voice": {
+        "en": "Which language and voice will {name} speak with?",
+        "ru": "На каком языке и каким голосом будет говорить {name}?",
+    },
+    "nc_use_buttons": {
+        "en": "Please tap one of the buttons above, or /cancel.",
+        "ru": "Нажми, пожалуйста, одну из кнопок выше или /cancel.",
+    },
+    "voice_en_high": {"en": "English, high voice", "ru": "Английский, высокий голос"},
+    "voice_en_low": {"en": "English, low voice", "ru": "Английский, низкий голос"},
+    "voice_ru_high": {"en": "Russian, high voice", "ru": "Русский, высокий голос"},
+    "voice_ru_low": {"en": "Russian, low voice", "ru": "Русский, низкий голос"},
+    "nc_confirm": {
+        "en": "Ready to make:\nName: {name} (id {id})\nPicture: {width}x{height}, {face}\nVoice: {voice}\n"
+              "Made on: {where}\n\nMake it?",
+        "ru": "Всё готово:\nИмя: {name} (id {id})\nКартинка: {width}x{height}, {face}\nГолос: {voice}\n"
+              "Где делаем: {where}\n\nДелаем?",
+    },
+    "face_found": {"en": "face found", "ru": "лицо найдено"},
+    "face_mouth": {"en": "mouth at {x},{y}", "ru": "рот в точке {x},{y}"},
+    "face_cartoon": {"en": "usual cartoon proportions", "ru": "обычные мультяшные пропорции"},
+    "face_gpu": {"en": "the GPU will look for the face", "ru": "лицо будет искать GPU"},
+    "where_gpu": {"en": "the GPU (FasterLivePortrait)", "ru": "GPU (FasterLivePortrait)"},
+    "where_cpu": {"en": "the CPU (puppet)", "ru": "процессор (кукла)"},
+    "nc_make": {"en": "Make it", "ru": "Делаем"},
+    "nc_stop": {"en": "Cancel", "ru": "Отмена"},
+    "nc_cancelled": {"en": "OK, no new character this time.", "ru": "Хорошо, в этот раз без нового героя."},
+    # -- admins: a make job's status message -------------------------------------------------------
+    "job_status": {"en": "New character {name} ({id}), job {job}:\n{state}", "ru": "Новый герой {name} ({id}), задача {job}:\n{state}"},
+    "job_queued": {"en": "waiting, number {position} in line", "ru": "ждёт, {position}-й в очереди"},
+    "job_queued_gpu": {
+        "en": "waiting for the GPU worker, number {position} in line",
+        "ru": "ждёт GPU, {position}-й в очереди",
+    },
+    "job_retrying": {"en": "(trying again: {error})", "ru": "(ещё одна попытка: {error})"},
+    "stage_starting": {"en": "starting", "ru": "начинаем"},
+    "stage_animating_gpu": {"en": "animating on GPU", "ru": "оживляем на GPU"},
+    "stage_animating_cpu": {"en": "animating on CPU", "ru": "оживляем на процессоре"},
+    "stage_building": {"en": "building library", "ru": "собираем библиотеку"},
+    "job_ready": {
+        "en": "ready! Made on {where} in {duration}. {name} is in /characters now; here it is saying hello.",
+        "ru": "готово! Сделано на: {where}, за {duration}. {name} уже в /characters; вот приветствие.",
+    },
+    "job_note": {"en": "(on the way: {note})", "ru": "(по пути: {note})"},
+    "jobs_ready": {"en": "ready, made on {where} in {duration}", "ru": "готово, сделано на: {where}, за {duration}"},
+    "path_flp": {"en": "the GPU (FasterLivePortrait)", "ru": "GPU (FasterLivePortrait)"},
+    "path_puppet": {"en": "the CPU (puppet)", "ru": "процессоре (кукла)"},
+    "job_failed": {"en": "failed: {error}", "ru": "не получилось: {error}"},
+    "job_cancelled": {"en": "cancelled.", "ru": "отменено."},
+    # -- admins: /jobs, /cancel, /delcharacter, /renamecharacter ------------------------------------
+    "jobs_none": {"en": "No character jobs yet.", "ru": "Задач по героям пока нет."},
+    "jobs_header": {"en": "Character jobs:", "ru": "Задачи по героям:"},
+    "jobs_line": {"en": "{job}. {name} ({id}): {state}", "ru": "{job}. {name} ({id}): {state}"},
+    "cancel_usage": {
+        "en": "Which job? Send /cancel JOB, for example /cancel {example}. See /jobs.",
+        "ru": "Какую задачу? Пришли /cancel НОМЕР, например /cancel {example}. Список: /jobs.",
+    },
+    "cancel_unknown": {"en": "There is no job {job}.", "ru": "Задачи {job} нет."},
+    "cancel_not_active": {"en": "Job {job} is over already ({status}).", "ru": "Задача {job} уже закончена ({status})."},
+    "cancel_done": {"en": "Job {job} ({name}) is cancelled.", "ru": "Задача {job} ({name}) отменена."},
+    "del_prompt": {"en": "Which character shall I delete?", "ru": "Какого героя удалить?"},
+    "del_none": {
+        "en": "There are no made characters (the built-in ones cannot be deleted here).",
+        "ru": "Сделанных героев нет (встроенных здесь удалить нельзя).",
+    },
+    "del_confirm": {
+        "en": "Delete {name} ({id}) for everyone? This cannot be undone.",
+        "ru": "Удалить {name} ({id}) для всех? Вернуть будет нельзя.",
+    },
+    "del_yes": {"en": "Delete", "ru": "Удалить"},
+    "del_no": {"en": "Keep", "ru": "Оставить"},
+    "del_done": {"en": "{name} is deleted.", "ru": "{name} удалён."},
+    "del_kept": {"en": "{name} stays.", "ru": "{name} остаётся."},
+    "rename_prompt": {"en": "Which character shall I rename?", "ru": "Какого героя переименовать?"},
+    "rename_ask": {
+        "en": "What is {name}'s new name? (up to 40 letters; /cancel to stop)",
+        "ru": "Как теперь будут звать {name}? (до 40 букв; /cancel - отменить)",
+    },
+    "rename_done": {"en": "{old} is now called {new}.", "ru": "{old} теперь зовут {new}."},
+    "rename_failed": {"en": "I couldn't rename it: {error}", "ru": "Не получилось переименовать: {error}"},
+    "rename_cancelled": {"en": "OK, the name stays.", "ru": "Хорошо, имя остаётся."},
 }
 
 

@@ -1,4 +1,4 @@
-"""Render workers: a huey consumer of worker processes, and the embedded one the bot runs itself.
+"""Workers: a huey consumer of worker processes, and the embedded ones the bot runs itself.
 
 ``gramophone worker`` (any number of them, on any machines, in Redis mode) builds the character
 libraries that are missing, then runs a huey consumer with ``workers`` processes. Processes, not
@@ -10,6 +10,13 @@ In embedded mode ``gramophone bot`` starts the same command as a child process
 Ctrl-C in the terminal reaches only the bot, which then stops the child in order (finish the
 renders in progress, then interrupt); and it watches its parent, so a bot killed with ``kill -9``
 does not leave it running forever: it finishes what it has started and exits.
+
+Makers of new characters are workers too, on queues of their own (:mod:`bot.tasks`):
+``gramophone worker --gpu`` on the GPU machine (FasterLivePortrait, configured by the
+``GRAMOPHONE_FLP_*`` settings of that machine), and ``gramophone worker --make``, the CPU maker
+(the puppet path), which the bot also runs as a second embedded child: one process, at a lower
+priority (``GRAMOPHONE_MAKER_NICE``), so a character being made takes only what the children's
+renders leave over.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ def prebuild_libraries(settings: Settings) -> None:
     from engine.characters import Catalogue, ensure_library
     from engine.errors import GramophoneError
 
-    catalogue = Catalogue(*settings.characters_dirs)
+    catalogue = Catalogue(*settings.character_roots)
     for problem in catalogue.problems:
         log.warning("character folder skipped: %s", problem)
     for character in catalogue.list():
@@ -68,7 +75,7 @@ def warm_up(settings: Settings) -> None:
     from engine.media import ANALYSIS_SAMPLE_RATE, write_wav
     from engine.render import render
 
-    built = [character for character in Catalogue(*settings.characters_dirs).list() if character.is_built]
+    built = [character for character in Catalogue(*settings.character_roots).list() if character.is_built]
     if not built:
         return
     started = time.perf_counter()
@@ -98,17 +105,28 @@ def _watch_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def run_worker(settings: Settings, workers: int | None = None, parent_pid: int | None = None, prebuild: bool = True) -> int:
-    """Run a consumer until SIGINT (graceful) or SIGTERM (interrupt). Blocks."""
-    from .tasks import make_huey
+def run_worker(
+    settings: Settings, workers: int | None = None, parent_pid: int | None = None, prebuild: bool = True, route: str | None = None
+) -> int:
+    """Run a consumer until SIGINT (graceful) or SIGTERM (interrupt). Blocks.
 
-    count = workers or settings.workers
+    ``route`` None: render processes; ``"cpu"`` or ``"gpu"``: a maker of new characters."""
+    from .tasks import MAKE_QUEUE_NAMES, make_huey, make_maker_huey
+
+    count = workers or (settings.workers if route is None else 1)
     if parent_pid is not None:
         _watch_parent(parent_pid)
-    if prebuild:
-        prebuild_libraries(settings)
-    warm_up(settings)
-    huey = make_huey(settings)
+    if route is None:
+        if prebuild:
+            prebuild_libraries(settings)
+        warm_up(settings)
+        huey = make_huey(settings)
+    else:
+        if route == "gpu":
+            check_gpu_settings(settings)
+        if route == "cpu" and settings.maker_nice:
+            os.nice(settings.maker_nice)
+        huey = make_maker_huey(settings, route)
     consumer = huey.create_consumer(
         workers=count,
         worker_type="process",
@@ -119,18 +137,48 @@ def run_worker(settings: Settings, workers: int | None = None, parent_pid: int |
         health_check_interval=settings.worker_health_check_s,
     )
     where = settings.redis_url and Settings._redacted(settings.redis_url) or settings.queue_path
-    log.info("worker: %d render processes on %s (pid %d)", count, where, os.getpid())
+    what = "render processes" if route is None else f"makers of new characters ({MAKE_QUEUE_NAMES[route]})"
+    log.info("worker: %d %s on %s (pid %d)", count, what, where, os.getpid())
     consumer.run()
     return 0
 
 
-class EmbeddedWorker:
-    """``gramophone worker`` as a child process of the bot (embedded mode)."""
+def check_gpu_settings(settings: Settings) -> None:
+    """Refuse to start a GPU maker that could only fail: FLP and the reference performance
+    must be configured and exist (a clear message now, rather than every job failing later)."""
+    from engine.errors import GramophoneError
 
-    def __init__(self, settings: Settings, workers: int | None = None) -> None:
+    if settings.flp_mode is None:
+        raise SystemExit("gramophone worker --gpu: set GRAMOPHONE_FLP_MODE (cli or http) and the FLP settings (deploy/README.md)")
+    try:
+        settings.flp_config()
+    except GramophoneError as error:
+        raise SystemExit(f"gramophone worker --gpu: {error}") from None
+    reference = settings.flp_reference()
+    if reference is None:
+        raise SystemExit("gramophone worker --gpu: set GRAMOPHONE_FLP_REFERENCE_SPEECH and GRAMOPHONE_FLP_REFERENCE_IDLE "
+                         "(the recorded reference performance, deploy/README.md)")
+    from engine.makers.flp import validate_reference
+
+    try:
+        validate_reference(*reference)
+    except GramophoneError as error:
+        raise SystemExit(f"gramophone worker --gpu: {error}") from None
+
+
+class EmbeddedWorker:
+    """``gramophone worker`` as a child process of the bot (embedded mode); with ``route``,
+    the maker of new characters on that queue instead of the render processes."""
+
+    def __init__(self, settings: Settings, workers: int | None = None, route: str | None = None) -> None:
         self.settings = settings
-        self.workers = workers or settings.workers
+        self.route = route
+        self.workers = workers or (settings.workers if route is None else 1)
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def kind(self) -> str:
+        return "worker" if self.route is None else f"{self.route} maker"
 
     def start(self) -> None:
         env = {key: value for key, value in os.environ.items() if key not in ("TELEGRAM_BOT_TOKEN", "GRAMOPHONE_TELEGRAM_BOT_TOKEN")}
@@ -140,8 +188,10 @@ class EmbeddedWorker:
             "--workers", str(self.workers),
             "--parent-pid", str(os.getpid()),
         ]
+        if self.route is not None:
+            command += ["--make" if self.route == "cpu" else "--gpu"]
         self.process = subprocess.Popen(command, env=env, start_new_session=True, cwd=os.getcwd())
-        log.info("started the embedded worker (pid %d, %d render processes)", self.process.pid, self.workers)
+        log.info("started the embedded %s (pid %d, %d processes)", self.kind, self.process.pid, self.workers)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -161,8 +211,8 @@ class EmbeddedWorker:
                 process.wait(timeout=wait)
                 break
             except subprocess.TimeoutExpired:
-                log.warning("embedded worker did not stop after %s", signal.Signals(sig).name)
-        log.info("embedded worker stopped (exit %s)", process.returncode)
+                log.warning("embedded %s did not stop after %s", self.kind, signal.Signals(sig).name)
+        log.info("embedded %s stopped (exit %s)", self.kind, process.returncode)
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:
@@ -178,6 +228,11 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     }
     if settings.redis_url:
         env["GRAMOPHONE_REDIS_URL"] = settings.redis_url
+    for name in ("maker_nice", "flp_mode", "flp_checkout", "flp_python", "flp_cfg", "flp_url", "flp_timeout_s",
+                 "flp_max_lost_fraction", "flp_reference_speech", "flp_reference_idle"):
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"GRAMOPHONE_{name.upper()}"] = str(value)
     return env
 
 
@@ -197,11 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int)
     parser.add_argument("--parent-pid", type=int)
     parser.add_argument("--no-prebuild", action="store_true")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--make", action="store_true", help="the CPU maker of new characters")
+    kind.add_argument("--gpu", action="store_true", help="the GPU maker of new characters (FLP)")
     args = parser.parse_args(argv)
     settings = Settings()
     configure_logging(settings.log_level)
+    route = "gpu" if args.gpu else "cpu" if args.make else None
     try:
-        return run_worker(settings, args.workers, args.parent_pid, prebuild=not args.no_prebuild)
+        return run_worker(settings, args.workers, args.parent_pid, prebuild=not args.no_prebuild, route=route)
     except KeyboardInterrupt:
         return 130
 

@@ -144,25 +144,27 @@ def free_port() -> int:
 
 @dataclass
 class Worker:
-    """A ``python -m bot.worker`` process (a huey consumer with render processes)."""
+    """A ``python -m bot.worker`` process (a huey consumer with render processes; with ``route``
+    ``"cpu"`` or ``"gpu"``, a maker of new characters)."""
 
     settings: Settings
     workers: int = 2
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    route: str | None = None
 
     def start(self) -> Worker:
         env = {key: value for key, value in os.environ.items() if not key.startswith("GRAMOPHONE_")}
         env.pop("TELEGRAM_BOT_TOKEN", None)
         env.update(worker_environment(self.settings))
         env["PYTHONPATH"] = str(ROOT)
-        self.log_path = self.settings.data_dir / f"worker-{time.monotonic_ns()}.log"
+        self.log_path = self.settings.data_dir / f"worker-{self.route or 'render'}-{time.monotonic_ns()}.log"
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot.worker", "--workers", str(self.workers), "--no-prebuild"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-        )
+        command = [sys.executable, "-m", "bot.worker", "--workers", str(self.workers), "--no-prebuild"]
+        if self.route is not None:
+            command.append("--make" if self.route == "cpu" else "--gpu")
+        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
         log.close()
         return self
 

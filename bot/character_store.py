@@ -1,0 +1,298 @@
+"""The made characters' store: ``data_dir/characters/<id>/``, one folder per character an admin
+made from a picture. Names and ids are sanitised here, folders are published, renamed and deleted
+here, and nothing half-built is ever visible to the catalogue.
+
+Why the care: the catalogue (``engine.characters.Catalogue``) lists every folder of its roots
+that holds a ``character.toml``, and readers (the bot, render workers) may look at any moment.
+So a new character is unpacked into ``.tmp-<id>-<job>/<id>/`` (a folder the catalogue does not
+look into: it has no ``character.toml`` of its own), checked by loading it exactly as the
+catalogue will, and then moved into place with one ``rename`` on the same filesystem: readers see
+nothing, then the whole character. Deletion is the same move the other way (into
+``.deleted-<id>-<n>/`` first, then removed), and a rename rewrites ``character.toml`` through a
+temp file and ``os.replace``.
+
+Each published folder carries ``made-by.json`` (job id, path used, when), so publishing is
+idempotent: a bot killed between the rename and recording the job as ready finds its own
+character in place on restart instead of failing on "already exists".
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import tarfile
+import time
+import tomllib
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from engine.characters import CHARACTER_FILE, ID_PATTERN, Character, CharacterError, load_character
+
+log = logging.getLogger(__name__)
+
+NAME_MAX_CHARS = 40
+ID_MAX_CHARS = 40
+MADE_BY_FILE = "made-by.json"
+STAGING_PREFIX = ".tmp-"
+TRASH_PREFIX = ".deleted-"
+MAX_UNPACKED_BYTES = 2 * 1024**3
+"""A result bigger than this unpacked is refused (a broken or hostile worker)."""
+
+_CYRILLIC = dict(
+    zip(
+        "абвгдеёжзийклмнопрстуфхцчшщъыьэюяіїєґў",
+        "a b v g d e e zh z i y k l m n o p r s t u f kh ts ch sh shch - y - e yu ya i yi ye g u".split(),
+        strict=True,
+    )
+)
+
+
+class PublishError(Exception):
+    """The finished character cannot be published (a foreign folder in the way, a broken result)."""
+
+
+def clean_name(text: str | None) -> str | None:
+    """A character's display name from what an admin typed, or None when there is none left.
+
+    Control and format characters go (they could hide text or break a button label), runs of
+    spaces become one, and the result must be 1 to 40 characters."""
+    if not isinstance(text, str):
+        return None
+    text = unicodedata.normalize("NFC", text)
+    kept = "".join(" " if char.isspace() else char for char in text if unicodedata.category(char)[0] != "C" or char.isspace())
+    name = " ".join(kept.split())
+    if not name or len(name) > NAME_MAX_CHARS:
+        return None
+    return name
+
+
+def slugify(name: str) -> str:
+    """``"Mr. Бобр Ёжиков!"`` -> ``"mr-bobr-ezhikov"``: lowercase ASCII letters, digits and dashes
+    (Cyrillic transliterated, accents dropped), never empty, never a path."""
+    out: list[str] = []
+    for char in unicodedata.normalize("NFKD", name.lower()):
+        if char in _CYRILLIC:
+            out.append(_CYRILLIC[char].strip("-"))
+        elif char.isascii() and char.isalnum():
+            out.append(char)
+        elif unicodedata.combining(char):
+            continue
+        else:
+            out.append("-")
+    slug = re.sub(r"-+", "-", "".join(out)).strip("-")[:ID_MAX_CHARS].strip("-")
+    return slug or "character"
+
+
+def unique_id(name: str, taken: set[str]) -> str:
+    """An id for ``name`` that is none of ``taken``: its slug, else ``slug-2``, ``slug-3``..."""
+    base = slugify(name)
+    if base not in taken:
+        return base
+    for number in range(2, 10_000):
+        suffix = f"-{number}"
+        candidate = f"{base[: ID_MAX_CHARS - len(suffix)].rstrip('-')}{suffix}"
+        if candidate not in taken:
+            return candidate
+    raise RuntimeError("no free character id")  # 10 000 characters of one name: not a real case
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+class CharacterStore:
+    """The folder of made characters. Blocking file work: call it through ``asyncio.to_thread``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- what is there --------------------------------------------------------------------------
+
+    def folder(self, character_id: str) -> Path:
+        if not ID_PATTERN.match(character_id):
+            raise ValueError(f"not a character id: {character_id!r}")
+        return self.root / character_id
+
+    def taken_ids(self) -> set[str]:
+        """Every id with a folder here, whole or not (a folder in the way is a collision too)."""
+        if not self.root.is_dir():
+            return set()
+        return {path.name for path in self.root.iterdir() if not path.name.startswith(".")}
+
+    def owns(self, character: Character) -> bool:
+        """Whether ``character`` is one of ours (made here), so an admin may rename or delete it."""
+        return character.folder.resolve().parent == self.root.resolve()
+
+    def made_by(self, character_id: str) -> dict[str, Any]:
+        try:
+            return json.loads((self.folder(character_id) / MADE_BY_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    # -- publish --------------------------------------------------------------------------------
+
+    def publish(self, character_id: str, job_id: int, tar: bytes | Path, made_by: dict[str, Any]) -> Character:
+        """Unpack a finished character (a tar, as bytes or a file) and move it into place in one
+        rename (idempotent per job).
+
+        Raises
+        ------
+        PublishError
+            Another folder holds the id, or the result is not a loadable, built character.
+        """
+        final = self.folder(character_id)
+        if final.exists():
+            if self.made_by(character_id).get("job") == job_id:
+                log.info("character %s of make job %d was published before", character_id, job_id)
+                return load_character(final)
+            raise PublishError(f"a character folder {character_id!r} exists already")
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = self.root / f"{STAGING_PREFIX}{character_id}-{job_id}"
+        shutil.rmtree(staging, ignore_errors=True)
+        folder = staging / character_id
+        folder.mkdir(parents=True)
+        try:
+            self._unpack(tar, folder)
+            (folder / MADE_BY_FILE).write_text(json.dumps({**made_by, "job": job_id, "time": time.time()}), encoding="utf-8")
+            try:
+                character = load_character(folder)
+            except CharacterError as error:
+                raise PublishError(f"the made character does not load: {error}") from None
+            if character.id != character_id:
+                raise PublishError(f"the made character has id {character.id!r}, not {character_id!r}")
+            if not character.is_built:
+                raise PublishError("the made character has no library")
+            _fsync_tree(folder)
+            os.rename(folder, final)  # the one step readers can see
+            _fsync_dir(self.root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.info("character %s published in %s (make job %d)", character_id, final, job_id)
+        return load_character(final)
+
+    @staticmethod
+    def _unpack(source: bytes | Path, folder: Path) -> None:
+        """Regular files and folders only, inside ``folder`` only (the ``data`` filter refuses
+        absolute names, ``..``, links out and device files)."""
+        total = 0
+        opened = tarfile.open(name=source, mode="r:") if isinstance(source, Path) else tarfile.open(fileobj=io.BytesIO(source), mode="r:")
+        with opened as tar:
+            members = []
+            for member in tar.getmembers():
+                if not (member.isfile() or member.isdir()):
+                    raise PublishError(f"the result holds {member.name!r}, which is not a plain file")
+                total += member.size
+                if total > MAX_UNPACKED_BYTES:
+                    raise PublishError("the result is too big")
+                members.append(member)
+            try:
+                tar.extractall(folder, members=members, filter="data")
+            except tarfile.FilterError as error:
+                raise PublishError(f"the result holds an unsafe name: {error}") from None
+
+    # -- change ---------------------------------------------------------------------------------
+
+    def delete(self, character_id: str) -> bool:
+        """Remove a made character: gone for readers in one rename, then removed from disk."""
+        final = self.folder(character_id)
+        if not final.is_dir():
+            return False
+        trash = self.root / f"{TRASH_PREFIX}{character_id}-{time.time_ns()}"
+        trash.mkdir()
+        os.rename(final, trash / character_id)
+        _fsync_dir(self.root)
+        shutil.rmtree(trash, ignore_errors=True)
+        log.info("character %s deleted", character_id)
+        return True
+
+    def rename(self, character_id: str, new_name: str) -> tuple[str, str]:
+        """Give a made character a new display name (its id stays: chats keep their choice).
+
+        Greetings that say the old name say the new one. Returns (old name, new name).
+
+        Raises
+        ------
+        PublishError
+            No such character here, or its ``character.toml`` could not be rewritten safely.
+        """
+        path = self.folder(character_id) / CHARACTER_FILE
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise PublishError(f"cannot read {character_id}'s {CHARACTER_FILE}: {error}") from None
+        old = str(data.get("name", ""))
+        greetings = data.get("greeting") if isinstance(data.get("greeting"), dict) else {}
+        lines = text.splitlines(keepends=True)
+        section: str | None = None
+        done_name = False
+        for index, line in enumerate(lines):
+            stripped = line.strip()
+            header = re.fullmatch(r"\[\s*([A-Za-z0-9_.\-\s]+?)\s*\]", stripped)
+            if header:
+                section = header.group(1)
+                continue
+            match = re.match(r"\s*([A-Za-z0-9_\-]+)\s*=", line)
+            if not match:
+                continue
+            key = match.group(1)
+            ending = "\n" if line.endswith("\n") else ""
+            if section is None and key == "name" and not done_name:
+                lines[index] = f"name = {_toml_string(new_name)}{ending}"
+                done_name = True
+            elif section == "greeting" and isinstance(greetings.get(key), str) and old and old in greetings[key]:
+                lines[index] = f"{key} = {_toml_string(greetings[key].replace(old, new_name))}{ending}"
+        updated = "".join(lines)
+        try:
+            check = tomllib.loads(updated)
+        except tomllib.TOMLDecodeError as error:
+            raise PublishError(f"renaming would break {CHARACTER_FILE}: {error}") from None
+        if not done_name or check.get("name") != new_name or check.get("id") != data.get("id"):
+            raise PublishError(f"cannot find the name in {character_id}'s {CHARACTER_FILE}")
+        tmp = path.with_name(f".{path.name}.part")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(updated)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        log.info("character %s renamed from %r to %r", character_id, old, new_name)
+        return old, new_name
+
+    def clean_up(self, keep: frozenset[str] | set[str] = frozenset()) -> None:
+        """Remove leftovers of publishes and deletes a crash interrupted (names in ``keep``
+        belong to jobs still going)."""
+        if not self.root.is_dir():
+            return
+        for path in self.root.iterdir():
+            if path.name.startswith((STAGING_PREFIX, TRASH_PREFIX)) and path.name not in keep and path.is_dir():
+                log.info("removing the leftover %s", path)
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Files on disk before the rename that makes them visible (a power cut must not publish
+    empty files)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    _fsync_dir(folder)

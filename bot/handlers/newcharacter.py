@@ -1,0 +1,434 @@
+"""/newcharacter: an admin makes a new character from one picture, in a short conversation.
+
+name -> picture (a photo or an image file) -> [mouth position, when no face is found] ->
+language and voice -> confirm. Everything that can be wrong with the picture is found here,
+before anything is queued: ``engine.makers.picture.check_picture`` decodes it (so "not an image"
+is caught whatever the file claims), refuses files over ``picture_max_bytes`` and pictures over
+``picture_max_pixels`` from the header alone (a decompression bomb never gets decoded), and
+looks for a face. Drawn characters often have no face a detector knows; then the admin can type
+the mouth position (``x,y`` in picture pixels), take the usual cartoon proportions, or, with a
+GPU worker configured, let FasterLivePortrait's own detector try.
+
+The conversation lives in memory (``user_data``): a restart in the middle only means the admin
+types /newcharacter again. What must survive (the job) is written to the store only at "Make
+it", in one row, and the confirmation message becomes the job's status message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+from engine.errors import GramophoneError
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.error import BadRequest, NetworkError
+from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes, ConversationHandler, MessageHandler, filters
+
+from ..character_store import clean_name, unique_id
+from ..make_jobs import PICTURE_SUFFIXES
+from ..services import Services, services
+from ..texts import t
+from .admin import admin_only, cancel_command, quiet_conversation
+from .common import acknowledge, chat_language, edit_text, invalid_button, message_of, parse_callback
+
+log = logging.getLogger(__name__)
+
+NAME, PICTURE, POSITION, VOICE, CONFIRM = range(5)
+DRAFT = "newcharacter"
+POSITION_CALLBACK = re.compile(r"nc:pos:(cartoon|gpu)")
+VOICE_CALLBACK = re.compile(r"nc:voice:([a-z]{2}-(?:high|low))")
+CONFIRM_CALLBACK = re.compile(r"nc:(make|stop)")
+CARTOON_MOUTH_Y = 0.68
+"""Usual cartoon proportions: the mouth centred, this far down a portrait of the character."""
+POSITION_TEXT = re.compile(r"\s*\(?\s*(\d{1,6}(?:\.\d+)?)\s*[,;x ]\s*(\d{1,6}(?:\.\d+)?)\s*\)?\s*")
+
+
+@dataclass(frozen=True)
+class VoicePreset:
+    """A voice an admin can pick with one tap: the TTS settings, and how far a child's own
+    voice is shifted to sound like the character."""
+
+    label: str  # texts key
+    language: str
+    voice: dict[str, Any]
+    pitch_semitones: float
+
+
+VOICE_PRESETS: dict[str, VoicePreset] = {
+    "en-high": VoicePreset("voice_en_high", "en", {"language": "en", "voice": "en-us+f3", "pitch": 70}, 3.0),
+    "en-low": VoicePreset("voice_en_low", "en", {"language": "en", "voice": "en-us+m3", "pitch": 35, "rate": 140}, -2.0),
+    "ru-high": VoicePreset("voice_ru_high", "ru", {"language": "ru", "voice": "ru+f3", "pitch": 70}, 3.0),
+    "ru-low": VoicePreset("voice_ru_low", "ru", {"language": "ru", "voice": "ru+m3", "pitch": 35, "rate": 140}, -2.0),
+}
+
+
+def _draft(context: ContextTypes.DEFAULT_TYPE) -> dict[str, Any]:
+    return context.user_data.setdefault(DRAFT, {})  # type: ignore[union-attr]
+
+
+def _drop_draft(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Forget the conversation, and its picture unless a job took it over."""
+    draft = context.user_data.pop(DRAFT, None)  # type: ignore[union-attr]
+    if draft and draft.get("picture") and not draft.get("queued"):
+        _remove_quietly(draft["picture"])
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+# -- name ----------------------------------------------------------------------------------------
+
+
+@admin_only
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+    assert update.effective_message is not None
+    _drop_draft(context)
+    _draft(context)
+    await update.effective_message.reply_text(t("nc_ask_name", chat_language(services(context), update)))
+    return NAME
+
+
+@admin_only
+async def named(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    svc = services(context)
+    message = update.effective_message
+    assert message is not None
+    language = chat_language(svc, update)
+    name = clean_name(message.text)
+    if name is None:
+        await message.reply_text(t("nc_bad_name", language))
+        return None
+    identifier = unique_id(name, taken_ids(svc))
+    _draft(context).update(name=name, id=identifier)
+    await message.reply_text(t("nc_ask_picture", language, name=name, id=identifier))
+    return PICTURE
+
+
+def taken_ids(svc: Services) -> set[str]:
+    """Ids no new character may take: in the catalogue, on disk, or promised to a job."""
+    svc.catalogue.reload()
+    return set(svc.catalogue.characters) | svc.characters.taken_ids() | svc.store.reserved_character_ids()
+
+
+# -- picture -------------------------------------------------------------------------------------
+
+
+def picture_of(message: Message) -> tuple[Any, str] | None:
+    """The picture of a message (the largest size of a photo, or an image sent as a file) and
+    the suffix to save it with."""
+    if message.photo:
+        return message.photo[-1], ".jpg"
+    document = message.document
+    if document is not None:
+        suffix = Path(document.file_name or "").suffix.lower()
+        if (document.mime_type or "").startswith("image/") or suffix in PICTURE_SUFFIXES:
+            return document, suffix if suffix in PICTURE_SUFFIXES else ".img"
+    return None
+
+
+def _max_bytes(svc: Services) -> int:
+    return min(svc.settings.picture_max_bytes, svc.settings.download_max_bytes)
+
+
+@admin_only
+async def pictured(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    svc = services(context)
+    message = update.effective_message
+    assert message is not None
+    language = chat_language(svc, update)
+    found = picture_of(message)
+    if found is None:
+        await message.reply_text(t("nc_not_a_picture", language))
+        return None
+    attachment, suffix = found
+    limit = _max_bytes(svc)
+    mb = max(1, round(limit / 1_000_000))
+    size = getattr(attachment, "file_size", None)
+    if size is not None and size > limit:
+        log.info("admin %s: picture of %d bytes refused before download", message.chat_id, size)
+        await message.reply_text(t("nc_picture_too_big", language, mb=mb))
+        return None
+    try:
+        file = await attachment.get_file()
+        data = bytes(await file.download_as_bytearray())
+    except BadRequest as error:
+        key = "nc_picture_too_big" if "too big" in error.message.lower() else "download_failed"
+        await message.reply_text(t(key, language, mb=mb))
+        return None
+    except NetworkError as error:
+        log.warning("admin %s: picture download failed: %s", message.chat_id, error)
+        await message.reply_text(t("download_failed", language))
+        return None
+    svc.settings.pictures_dir.mkdir(parents=True, exist_ok=True)
+    path = svc.settings.pictures_dir / f"{message.chat_id}-{message.message_id}{suffix}"
+    tmp = path.with_name(f".{path.name}.part")
+    async with aiofiles.open(tmp, "wb") as handle:
+        await handle.write(data)
+    os.replace(tmp, path)
+    try:
+        info = await asyncio.to_thread(check, svc, path)
+    except GramophoneError as error:
+        path.unlink(missing_ok=True)
+        log.info("admin %s: picture refused: %s", message.chat_id, error)
+        await message.reply_text(t("nc_picture_bad", language, reason=str(error)))
+        return None
+    draft = _draft(context)
+    if draft.get("picture") and draft["picture"] != str(path):
+        _remove_quietly(draft["picture"])
+    draft.update(picture=str(path), width=int(info.width), height=int(info.height), face=info.face is not None,
+                 mouth=None, eyes=None, landmarks="face" if info.face is not None else None)
+    if info.face is not None:
+        await ask_voice(message, draft, language)
+        return VOICE
+    buttons = [[InlineKeyboardButton(t("nc_cartoon", language), callback_data="nc:pos:cartoon")]]
+    if svc.settings.gpu_configured:
+        buttons.append([InlineKeyboardButton(t("nc_gpu", language), callback_data="nc:pos:gpu")])
+    await message.reply_text(
+        t("nc_no_face", language, width=info.width, height=info.height, example=_example(draft)),
+        reply_markup=InlineKeyboardMarkup(buttons),
+    )
+    return POSITION
+
+
+def check(svc: Services, path: Path) -> Any:
+    """``check_picture`` with the configured limits (decodes: call it in a thread)."""
+    from engine.makers.picture import check_picture
+
+    return check_picture(path, max_bytes=_max_bytes(svc), max_pixels=svc.settings.picture_max_pixels)
+
+
+def _example(draft: dict[str, Any]) -> str:
+    return f"{round(draft['width'] / 2)},{round(draft['height'] * CARTOON_MOUTH_Y)}"
+
+
+@admin_only
+async def not_a_picture(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    assert update.effective_message is not None
+    await update.effective_message.reply_text(t("nc_not_a_picture", chat_language(services(context), update)))
+
+
+# -- no face: where is the mouth? ------------------------------------------------------------------
+
+
+@admin_only
+async def position_typed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    svc = services(context)
+    message = update.effective_message
+    assert message is not None and message.text is not None
+    language = chat_language(svc, update)
+    draft = _draft(context)
+    match = POSITION_TEXT.fullmatch(message.text)
+    x, y = (float(match.group(1)), float(match.group(2))) if match else (-1.0, -1.0)
+    if not (0 <= x < draft["width"] and 0 <= y < draft["height"]):
+        await message.reply_text(t("nc_bad_position", language, width=draft["width"], height=draft["height"], example=_example(draft)))
+        return None
+    try:
+        mouth, eyes = await asyncio.to_thread(estimate, svc, Path(draft["picture"]), (x, y))
+    except GramophoneError as error:
+        await message.reply_text(f"{error}. " + t("nc_bad_position", language, width=draft["width"], height=draft["height"], example=_example(draft)))
+        return None
+    draft.update(landmarks="mouth", mouth=mouth, eyes=eyes)
+    await ask_voice(message, draft, language)
+    return VOICE
+
+
+@admin_only
+async def position_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    svc = services(context)
+    query = update.callback_query
+    assert query is not None
+    language = chat_language(svc, update)
+    match = parse_callback(query.data, POSITION_CALLBACK)
+    message = message_of(query)
+    if match is None or message is None or (match.group(1) == "gpu" and not svc.settings.gpu_configured):
+        await invalid_button(query, language)
+        return None
+    await acknowledge(query)
+    draft = _draft(context)
+    if match.group(1) == "gpu":
+        draft.update(landmarks="gpu", mouth=None, eyes=None)
+    else:
+        try:
+            mouth, eyes = await asyncio.to_thread(estimate, svc, Path(draft["picture"]), None)
+        except GramophoneError as error:
+            await message.reply_text(t("nc_picture_bad", language, reason=str(error)))
+            return PICTURE
+        draft.update(landmarks="cartoon", mouth=mouth, eyes=eyes)
+    await edit_text(message, t("face_gpu" if match.group(1) == "gpu" else "face_cartoon", language))
+    await ask_voice(message, draft, language)
+    return VOICE
+
+
+def estimate(svc: Services, picture: Path, mouth: tuple[float, float] | None) -> tuple[tuple[float, float], Any]:
+    """Mouth and eyes for the job, as plain tuples: the eyes placed above ``mouth`` by face
+    proportions (``engine.makers.picture.estimate_landmarks``); without a mouth, the usual
+    cartoon one: centred, about two thirds down a portrait.
+
+    Raises
+    ------
+    InputError
+        Positions the engine cannot use (outside the picture, say)."""
+    from engine.makers.picture import estimate_landmarks
+
+    info = check(svc, picture)
+    if mouth is None:
+        mouth = (info.width * 0.5, info.height * CARTOON_MOUTH_Y)
+    landmarks = estimate_landmarks(info, mouth=mouth)
+    left, right = landmarks.eyes
+    return (float(landmarks.mouth[0]), float(landmarks.mouth[1])), ((float(left[0]), float(left[1])), (float(right[0]), float(right[1])))
+
+
+# -- language and voice --------------------------------------------------------------------------
+
+
+async def ask_voice(message: Message, draft: dict[str, Any], language: str) -> None:
+    keyboard = [[InlineKeyboardButton(t(preset.label, language), callback_data=f"nc:voice:{key}")] for key, preset in VOICE_PRESETS.items()]
+    await message.reply_text(t("nc_ask_voice", language, name=draft["name"]), reply_markup=InlineKeyboardMarkup(keyboard))
+
+
+@admin_only
+async def voice_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    svc = services(context)
+    query = update.callback_query
+    assert query is not None
+    language = chat_language(svc, update)
+    match = parse_callback(query.data, VOICE_CALLBACK)
+    message = message_of(query)
+    if match is None or match.group(1) not in VOICE_PRESETS or message is None:
+        await invalid_button(query, language)
+        return None
+    await acknowledge(query)
+    draft = _draft(context)
+    draft["voice"] = match.group(1)
+    await message.edit_text(confirmation(svc, draft, language), reply_markup=InlineKeyboardMarkup([[
+        InlineKeyboardButton(t("nc_make", language), callback_data="nc:make"),
+        InlineKeyboardButton(t("nc_stop", language), callback_data="nc:stop"),
+    ]]))
+    return CONFIRM
+
+
+def confirmation(svc: Services, draft: dict[str, Any], language: str) -> str:
+    how = draft.get("landmarks")
+    if how == "face":
+        face = t("face_found", language)
+    elif how == "mouth":
+        face = t("face_mouth", language, x=round(draft["mouth"][0]), y=round(draft["mouth"][1]))
+    else:
+        face = t("face_cartoon" if how == "cartoon" else "face_gpu", language)
+    return t(
+        "nc_confirm", language, name=draft["name"], id=draft["id"], width=draft["width"], height=draft["height"],
+        face=face, voice=t(VOICE_PRESETS[draft["voice"]].label, language),
+        where=t("where_gpu" if svc.settings.gpu_configured else "where_cpu", language),
+    )
+
+
+# -- confirm -------------------------------------------------------------------------------------
+
+
+@admin_only
+async def confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    svc = services(context)
+    query = update.callback_query
+    assert query is not None
+    language = chat_language(svc, update)
+    match = parse_callback(query.data, CONFIRM_CALLBACK)
+    message = message_of(query)
+    draft = _draft(context)
+    if match is None or message is None or not draft.get("voice") or not draft.get("picture"):
+        await invalid_button(query, language)
+        return None
+    await acknowledge(query)
+    if match.group(1) == "stop":
+        _drop_draft(context)
+        await edit_text(message, t("nc_cancelled", language))
+        return ConversationHandler.END
+    preset = VOICE_PRESETS[draft["voice"]]
+    taken = taken_ids(svc)
+    identifier = draft["id"] if draft["id"] not in taken else unique_id(draft["name"], taken)
+    route = "gpu" if svc.settings.gpu_configured else "cpu"
+    job = svc.store.add_make_job(
+        user_id=query.from_user.id,
+        chat_id=message.chat_id,
+        name=draft["name"],
+        character_id=identifier,
+        language=preset.language,
+        voice=preset.voice,
+        options={
+            "preset": draft["voice"], "pitch_semitones": preset.pitch_semitones, "landmarks": draft.get("landmarks"),
+            "mouth": draft.get("mouth"), "eyes": draft.get("eyes"),
+        },
+        picture_path=draft["picture"],
+        route=route,
+        status_message_id=message.message_id,
+    )
+    if job is None:
+        return ConversationHandler.END  # the same press twice: the first made the job
+    draft["queued"] = True
+    _drop_draft(context)
+    log.info("admin %s asked for %s: %r from %s", query.from_user.id, job.label, job.name, Path(job.picture_path or "").name)
+    await svc.workshop.show(job, force=True)
+    svc.workshop.wake()
+    return ConversationHandler.END
+
+
+# -- leaving -------------------------------------------------------------------------------------
+
+
+async def cancelled(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    """/cancel inside the conversation ends it; ``/cancel 5`` still means job 5."""
+    if context.args:
+        await cancel_command(update, context)
+        return None
+    _drop_draft(context)
+    assert update.effective_message is not None
+    await update.effective_message.reply_text(t("nc_cancelled", chat_language(services(context), update)))
+    return ConversationHandler.END
+
+
+@admin_only
+async def use_buttons(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    assert update.effective_message is not None
+    await update.effective_message.reply_text(t("nc_use_buttons", chat_language(services(context), update)))
+
+
+def handlers() -> list[BaseHandler]:
+    new = filters.UpdateType.MESSAGE
+    anything_else = new & ~filters.COMMAND
+    conversation = quiet_conversation(
+        entry_points=[CommandHandler("newcharacter", start)],
+        states={
+            NAME: [MessageHandler(new & filters.TEXT & ~filters.COMMAND, named), MessageHandler(anything_else, start_over_name)],
+            PICTURE: [
+                MessageHandler(new & (filters.PHOTO | filters.Document.ALL), pictured),
+                MessageHandler(anything_else, not_a_picture),
+            ],
+            POSITION: [
+                CallbackQueryHandler(position_chosen, pattern=r"^nc:pos:"),
+                MessageHandler(new & (filters.PHOTO | filters.Document.ALL), pictured),
+                MessageHandler(new & filters.TEXT & ~filters.COMMAND, position_typed),
+                MessageHandler(anything_else, not_a_picture),
+            ],
+            VOICE: [CallbackQueryHandler(voice_chosen, pattern=r"^nc:voice:"), MessageHandler(anything_else, use_buttons)],
+            CONFIRM: [CallbackQueryHandler(confirmed, pattern=r"^nc:(make|stop)$"), MessageHandler(anything_else, use_buttons)],
+        },
+        fallbacks=[CommandHandler("cancel", cancelled)],
+        allow_reentry=True,
+        name="newcharacter",
+    )
+    return [conversation]
+
+
+@admin_only
+async def start_over_name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    assert update.effective_message is not None
+    await update.effective_message.reply_text(t("nc_bad_name", chat_language(services(context), update)))

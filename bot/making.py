@@ -1,0 +1,520 @@
+"""The workshop: moves every make job (a character an admin asked for) from ``queued`` to
+``ready`` (or ``failed`` / ``cancelled``), an asyncio task in the bot process beside the
+dispatcher. As there, the database is the source of truth and memory holds only timers, so a
+restart at any moment simply carries on.
+
+Each pass it
+
+1. collects: for jobs with a task in a make queue, takes a finished result (publishes the
+   character: :class:`bot.character_store.CharacterStore`), notices a task that started
+   (``running``) and copies its stage and progress from the heartbeat, and finds lost tasks (a
+   heartbeat that stopped changing, or a task neither waiting, running nor finished). A lost
+   or crashed task is tried again up to ``make_attempts`` times; an error the admin can fix
+   (no face, not a picture) or a cancel ends the job at once.
+2. enqueues: a queued job without a task gets one (the picture's bytes travel in the job). A
+   GPU job that no GPU worker has started within ``gpu_start_timeout_s`` (none running, or
+   none at all) moves to the CPU maker, which can always make a character from a picture with
+   a face or positions.
+3. shows: the admin's status message is edited as the job moves ("number 2 in line",
+   "animating on CPU 40%", "building library 90%", "ready"), at most every
+   ``status_edit_interval_s``.
+
+A finished character is published, then its greeting is queued as an ordinary ``preview``
+request (so the admin's preview video goes through the same rendering, retries and
+exactly-once delivery as every child's answer), then the job becomes ``ready``: each step
+idempotent, so a crash between two of them repeats the first harmlessly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tarfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+from engine.characters import Catalogue
+from telegram import Bot
+from telegram.error import BadRequest, TelegramError
+
+from .character_store import STAGING_PREFIX, CharacterStore, PublishError
+from .make_jobs import make_make_job
+from .settings import Settings
+from .store import MAKE_ACTIVE, MakeJob, Store
+from .tasks import MakeQueue, TaskFailed
+from .texts import t
+
+log = logging.getLogger(__name__)
+
+PICTURE_MAX_AGE_S = 24 * 3600.0
+"""A picture no job uses (an admin who never finished /newcharacter) is removed after this."""
+CANCELLED_KINDS = ("CancelledError", "Cancelled")
+
+
+@dataclass
+class _Beat:
+    value: Any
+    seen: float
+    started: float
+
+
+class Workshop:
+    """The make jobs' dispatcher (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        queues: dict[str, MakeQueue],
+        bot: Bot,
+        catalogue: Catalogue,
+        characters: CharacterStore,
+        on_request: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.queues = queues
+        self.bot = bot
+        self.catalogue = catalogue
+        self.characters = characters
+        self.on_request = on_request  # the render dispatcher's wake(), after a preview request
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._beats: dict[str, _Beat] = {}
+        self._missing: dict[str, float] = {}
+        self._waiting_since: dict[str, float] = {}  # task id -> when it was seen waiting first
+        self._gpu_seen = -1e18  # when a GPU worker was last seen working
+        self._shown: dict[int, str] = {}  # job id -> text its status message shows
+        self._last_edit: dict[int, float] = {}
+        self._owed: set[int] = set()  # final jobs whose last edit has not gone out yet
+        self._seconds: dict[int, float] = {}  # job id -> how long its maker took (for "ready")
+        settings.pictures_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        active = self.store.make_jobs(*MAKE_ACTIVE)
+        if active:
+            log.info("resuming %d unfinished make jobs: %s", len(active), [job.id for job in active])
+        await asyncio.to_thread(self._clean_up, active)
+        self._task = asyncio.create_task(self._run(), name="gramophone-workshop")
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=timeout)
+            if not self._task.done():
+                self._task.cancel()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _clean_up(self, active: list[MakeJob]) -> None:
+        """Leftovers of a crash: staging folders of jobs that are over, pictures nobody uses."""
+        self.characters.clean_up(keep={f"{STAGING_PREFIX}{job.character_id}-{job.id}" for job in active})
+        used = {Path(job.picture_path).name for job in active if job.picture_path}
+        now = time.time()
+        for path in self.settings.pictures_dir.iterdir():
+            try:
+                if path.name not in used and now - path.stat().st_mtime > PICTURE_MAX_AGE_S:
+                    path.unlink()
+            except OSError as error:
+                log.warning("cannot remove the old picture %s: %s", path, error)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 -- the workshop must outlive any one bad row
+                log.exception("workshop pass failed; carrying on")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def run_once(self) -> None:
+        await self._collect()
+        if self._stopping:
+            return
+        await self._enqueue()
+        await self._show_all()
+
+    # -- 1. collect -----------------------------------------------------------------------------
+
+    async def _collect(self) -> None:
+        pending: dict[str, set[str]] = {}
+        now = time.monotonic()
+        for job in self.store.make_jobs(*MAKE_ACTIVE):
+            task_id = job.task_id
+            if not task_id:
+                continue  # waits for step 2
+            queue = self.queues[job.route]
+            try:
+                outcome = await asyncio.to_thread(queue.outcome, task_id)
+            except TaskFailed as error:
+                await self._attempt_failed(job, f"the maker crashed: {error}")
+                continue
+            if outcome is not None:
+                await self._finished(job, outcome)
+                continue
+            beat = await asyncio.to_thread(queue.heartbeat, task_id)
+            if beat is not None:
+                await self._beating(job, beat, now)
+                continue
+            if job.route not in pending:
+                pending[job.route] = await asyncio.to_thread(queue.pending_ids)
+            if task_id in pending[job.route]:
+                self._missing.pop(task_id, None)
+                if job.status == "running":  # interrupted and put back by its worker
+                    self.store.transition_make_job(job.id, "running", "queued")
+                    self._beats.pop(task_id, None)
+                waiting = self._waiting_since.setdefault(task_id, now)
+                if job.route == "gpu" and now - max(waiting, self._gpu_seen) > self.settings.gpu_start_timeout_s and _cpu_can_make(job):
+                    await self._to_cpu(job)
+                continue
+            first_missed = self._missing.setdefault(task_id, now)
+            if now - first_missed > self.settings.heartbeat_timeout_s:
+                await self._attempt_failed(job, "the task was lost (not queued, not running, no result)")
+        await self._sweep_cancelled()
+
+    async def _beating(self, job: MakeJob, beat: dict[str, Any], now: float) -> None:
+        task_id = job.task_id
+        assert task_id is not None
+        self._missing.pop(task_id, None)
+        self._waiting_since.pop(task_id, None)
+        if job.route == "gpu":
+            self._gpu_seen = now
+        stage = beat.get("stage")
+        progress = beat.get("progress")
+        if job.status == "queued":
+            if self.store.transition_make_job(job.id, "queued", "running", started=time.time(), stage=stage, progress=progress):
+                log.info("%s running on %s:%s", job.label, beat.get("host"), beat.get("pid"))
+        elif (stage, progress) != (job.stage, job.progress) and (stage is not None or progress is not None):
+            self.store.annotate_make_job(job.id, "running", stage=stage, progress=progress)
+        seen = self._beats.get(task_id)
+        if seen is None:
+            self._beats[task_id] = _Beat(beat.get("beat"), now, now)
+        elif seen.value != beat.get("beat"):
+            seen.value, seen.seen = beat.get("beat"), now
+        elif now - seen.seen > self.settings.heartbeat_timeout_s:
+            await self._attempt_failed(job, f"worker {beat.get('host')}:{beat.get('pid')} went silent")
+            return
+        if now - self._beats[task_id].started > self.settings.make_timeout_s + self.settings.heartbeat_timeout_s:
+            await self._attempt_failed(job, "making it took too long")
+
+    def _forget_timers(self, task_id: str | None) -> None:
+        if task_id:
+            self._beats.pop(task_id, None)
+            self._missing.pop(task_id, None)
+            self._waiting_since.pop(task_id, None)
+
+    async def _finished(self, job: MakeJob, outcome: dict[str, Any]) -> None:
+        queue = self.queues[job.route]
+        self._forget_timers(job.task_id)
+        if not outcome.get("ok"):
+            kind = str(outcome.get("error_kind"))
+            error = str(outcome.get("error") or kind)
+            if kind in CANCELLED_KINDS:
+                await self._end(job, "cancelled", error="cancelled")
+            elif job.route == "gpu" and _cpu_can_make(job):
+                await self._to_cpu(job, f"the GPU could not make it ({error}): made on the CPU")
+            else:
+                await self._end(job, "failed", error=error)
+            await asyncio.to_thread(queue.forget, job.task_id)
+            return
+        if self.store.make_job(job.id).status not in MAKE_ACTIVE:  # cancelled meanwhile
+            await asyncio.to_thread(queue.forget, job.task_id)
+            return
+        path_used = str(outcome.get("path_used") or "")
+        tar = self.settings.results_dir / f"character-{job.id}.tar"
+        try:
+            if "parts" in outcome:
+                await asyncio.to_thread(queue.fetch, job.task_id, int(outcome["parts"]), tar)
+            else:
+                tar.write_bytes(outcome["tar"])
+            character = await asyncio.to_thread(
+                self.characters.publish, job.character_id, job.id, tar,
+                {"path": path_used, "worker": outcome.get("worker"), "name": job.name},
+            )
+        except TaskFailed as error:
+            await self._attempt_failed(job, f"the result is incomplete: {error}")
+            return
+        except (PublishError, OSError, KeyError, tarfile.TarError) as error:
+            log.error("%s: cannot publish: %s", job.label, error)
+            await self._end(job, "failed", error=f"cannot publish the character: {error}")
+            await asyncio.to_thread(queue.forget, job.task_id)
+            return
+        finally:
+            _remove_quietly(str(tar))
+        seconds = float(outcome.get("seconds") or 0.0)
+        if self.store.make_job(job.id).status not in MAKE_ACTIVE:  # cancelled while publishing: undo
+            await asyncio.to_thread(self.characters.delete, job.character_id)
+        else:
+            self.catalogue.reload()
+            self._queue_preview(job, character.greeting_for(job.language))
+            if await self._end(job, "ready", path_used=path_used, stage="ready", progress=1.0, seconds=seconds):
+                log.info("%s ready: made by %s on %s in %.0f s", job.label, path_used, outcome.get("worker"), seconds)
+        await asyncio.to_thread(queue.forget, job.task_id)
+
+    def _queue_preview(self, job: MakeJob, greeting: str) -> None:
+        """The new character says hello to the admin, as a reply to the status message (a
+        request row like any other; unique per status message, so never twice)."""
+        if job.status_message_id is None:
+            return
+        requests = self.store.add_requests(
+            [
+                dict(
+                    chat_id=job.chat_id, user_id=job.user_id, kind="preview", input=greeting,
+                    character=job.character_id, language=job.language, incoming_message_id=job.status_message_id,
+                )
+            ]
+        )
+        if requests:
+            log.info("%s: preview queued as %s", job.label, requests[0].label)
+            if self.on_request is not None:
+                self.on_request()
+
+    async def _attempt_failed(self, job: MakeJob, reason: str) -> None:
+        """A task that crashed or got lost: try again, or give up after the last attempt."""
+        self._forget_timers(job.task_id)
+        if job.task_id:
+            await asyncio.to_thread(self.queues[job.route].abandon, job.task_id)
+        if job.attempts < self.settings.make_attempts:
+            if self.store.transition_make_job(job.id, job.status, "queued", task_id=None, error=reason, stage=None, progress=None):
+                log.warning("%s attempt %d failed (%s): trying again", job.label, job.attempts, reason)
+            return
+        await self._end(job, "failed", error=f"{reason} (after {job.attempts} attempts)")
+
+    async def _end(self, job: MakeJob, status: str, seconds: float | None = None, **values: Any) -> bool:
+        """Move an active job to a final status, drop its picture, and owe the admin an edit."""
+        if not self.store.transition_make_job(job.id, MAKE_ACTIVE, status, finished=time.time(), picture_path=None, **values):
+            return False
+        if status == "failed":
+            log.warning("%s failed: %s", job.label, values.get("error"))
+        elif status == "cancelled":
+            log.info("%s cancelled", job.label)
+        _remove_quietly(job.picture_path)
+        self._owed.add(job.id)
+        if seconds is not None:
+            self._seconds[job.id] = seconds
+        return True
+
+    async def _sweep_cancelled(self) -> None:
+        """A cancelled job's task may still finish (it was running): drop what it leaves."""
+        for job in self.store.make_jobs("cancelled", limit=20, newest_first=True):
+            if not job.task_id:
+                continue
+            queue = self.queues[job.route]
+            try:
+                outcome = await asyncio.to_thread(queue.outcome, job.task_id)
+            except TaskFailed:
+                outcome = {}
+            beat = None if outcome is not None else await asyncio.to_thread(queue.heartbeat, job.task_id)
+            if outcome is None and beat is None and time.time() - job.updated < self.settings.heartbeat_timeout_s:
+                continue  # a task just taken may not have beaten yet: give it time to see the cancel
+            if outcome is not None or beat is None:
+                await asyncio.to_thread(queue.forget, job.task_id)
+                self.store.annotate_make_job(job.id, "cancelled", task_id=None)
+                self._forget_timers(job.task_id)
+
+    async def _to_cpu(self, job: MakeJob, reason: str | None = None) -> None:
+        """Make a GPU job on the CPU instead: no GPU worker started it in time, or FLP could
+        not animate the picture (only when the puppet can: a face was found or positions
+        given). Not an extra attempt: the CPU path is a different maker, not a retry."""
+        if job.task_id and reason is None:
+            await asyncio.to_thread(self.queues["gpu"].abandon, job.task_id)
+        self._forget_timers(job.task_id)
+        if not _cpu_can_make(job):
+            await self._end(job, "failed", error=reason or "no GPU worker is running, and the CPU needs a mouth position")
+            return
+        if reason is None:
+            reason = f"no GPU worker took it in {_duration(self.settings.gpu_start_timeout_s)}: made on the CPU"
+        if self.store.transition_make_job(
+            job.id, MAKE_ACTIVE, "queued", route="cpu", task_id=None, attempts=max(0, job.attempts - 1), error=reason,
+            stage=None, progress=None,
+        ):
+            log.warning("%s: moved to the CPU maker: %s", job.label, reason)
+
+    # -- 2. enqueue -----------------------------------------------------------------------------
+
+    async def _enqueue(self) -> None:
+        for job in self.store.make_jobs("queued"):
+            if job.task_id:
+                continue
+            if job.attempts >= self.settings.make_attempts:
+                await self._end(job, "failed", error=job.error or "too many attempts")
+                continue
+            try:
+                payload = await self._job(job)
+            except FileNotFoundError:
+                await self._end(job, "failed", error="the picture is gone")
+                continue
+            task_id = f"make-{job.id}-{job.attempts + 1}-{uuid.uuid4().hex[:8]}"
+            if not self.store.annotate_make_job(job.id, "queued", task_id=task_id, attempts=job.attempts + 1):
+                continue
+            await asyncio.to_thread(self.queues[job.route].enqueue, payload, task_id)
+            log.info("%s queued as task %s (attempt %d)", job.label, task_id, job.attempts + 1)
+
+    async def _job(self, job: MakeJob) -> dict[str, Any]:
+        if not job.picture_path:
+            raise FileNotFoundError("no picture")
+        async with aiofiles.open(job.picture_path, "rb") as handle:
+            picture = await handle.read()
+        options = job.option_values
+        return make_make_job(
+            job_id=job.id,
+            character_id=job.character_id,
+            name=job.name,
+            language=job.language,
+            voice=job.voice_settings,
+            picture=picture,
+            picture_suffix=Path(job.picture_path).suffix or ".jpg",
+            description=options.get("description", ""),
+            pitch_semitones=float(options.get("pitch_semitones", 0.0)),
+            mouth=options.get("mouth"),
+            eyes=options.get("eyes"),
+            route=job.route,
+            size=self.settings.make_size,
+        )
+
+    # -- cancel (from /cancel) ------------------------------------------------------------------
+
+    async def cancel(self, job_id: int, user_id: int) -> MakeJob | None:
+        """Cancel an unfinished job: it never starts, or its maker is told to stop. Returns the
+        cancelled job, None when it was not (or no longer) unfinished."""
+        job = self.store.find_make_job(job_id)
+        if job is None or job.status not in MAKE_ACTIVE:
+            return None
+        if not await self._end(job, "cancelled", error=f"cancelled by {user_id}"):
+            return None
+        if job.task_id:
+            await asyncio.to_thread(self.queues[job.route].cancel, job.task_id)
+        self.wake()
+        return self.store.make_job(job_id)
+
+    # -- 3. show --------------------------------------------------------------------------------
+
+    async def _show_all(self) -> None:
+        jobs = self.store.make_jobs(*MAKE_ACTIVE)
+        for job_id in list(self._owed):
+            job = self.store.find_make_job(job_id)
+            if job is None:
+                self._owed.discard(job_id)
+            else:
+                jobs.append(job)
+        for job in jobs:
+            await self.show(job)
+
+    async def show(self, job: MakeJob, force: bool = False) -> None:
+        """Edit the job's status message to say where it is (if that changed)."""
+        if job.status_message_id is None:
+            self._owed.discard(job.id)
+            return
+        text = self.status_text(job)
+        final = job.status not in MAKE_ACTIVE
+        now = time.monotonic()
+        if self._shown.get(job.id) == text:
+            self._owed.discard(job.id)
+            return
+        if not (force or final) and now - self._last_edit.get(job.id, -1e9) < self.settings.status_edit_interval_s:
+            return
+        self._last_edit[job.id] = now
+        try:
+            await self.bot.edit_message_text(text, chat_id=job.chat_id, message_id=job.status_message_id)
+        except BadRequest as error:
+            if "not modified" not in error.message.lower():
+                log.warning("%s: cannot edit the status message: %s", job.label, error.message)
+        except TelegramError as error:
+            log.info("%s: status edit failed for now: %s", job.label, error)
+            return
+        self._shown[job.id] = text
+        if final:
+            self._owed.discard(job.id)
+            self._shown.pop(job.id, None)
+            self._last_edit.pop(job.id, None)
+            self._seconds.pop(job.id, None)
+
+    def status_text(self, job: MakeJob) -> str:
+        """The status message: which character, and where its job is, in the admin's language."""
+        language = self._language(job)
+        return t("job_status", language, name=job.name, id=job.character_id, job=job.id, state=self.state_text(job, language))
+
+    def state_text(self, job: MakeJob, language: str, listing: bool = False) -> str:
+        """One line for a job's state (``listing``: the shorter line /jobs shows)."""
+        if job.status == "queued":
+            place = self.store.make_jobs_ahead(job) + 1
+            key = "job_queued_gpu" if job.route == "gpu" else "job_queued"
+            text = t(key, language, position=place)
+            if job.attempts >= 1 and job.error:
+                text += " " + t("job_retrying", language, error=job.error)
+            return text
+        if job.status == "running":
+            stage = stage_text(job.stage, job.route, language)
+            percent = f" {round(100 * job.progress)}%" if job.progress is not None else ""
+            return f"{stage}{percent}"
+        if job.status == "ready":
+            seconds = self._seconds.get(job.id)
+            if seconds is None and job.started and job.finished:
+                seconds = job.finished - job.started
+            where = t("path_flp" if job.path_used == "flp" else "path_puppet", language)
+            text = t("jobs_ready" if listing else "job_ready", language, where=where, duration=_duration(seconds or 0.0), name=job.name)
+            if job.error:  # what happened on the way (a retry, the move to the CPU)
+                text += "\n" + t("job_note", language, note=job.error)
+            return text
+        if job.status == "cancelled":
+            return t("job_cancelled", language)
+        return t("job_failed", language, error=job.error or "?")
+
+    def _language(self, job: MakeJob) -> str:
+        chat = self.store.chat(job.chat_id)
+        return (chat.language if chat and chat.language else None) or "en"
+
+
+STAGES = {
+    "animating on GPU": "stage_animating_gpu",
+    "animating on CPU": "stage_animating_cpu",
+    "building library": "stage_building",
+    "ready": "stage_building",  # the maker is done; the bot is publishing
+}
+"""The engine's stages (``engine.makers.make.STAGE_*``) and the texts that say them."""
+
+
+def stage_text(stage: str | None, route: str, language: str) -> str:
+    """The engine's stage as the admin reads it, in the admin's language."""
+    if not stage:
+        return t("stage_starting", language)
+    key = STAGES.get(stage)
+    return t(key, language) if key else stage
+
+
+def _cpu_can_make(job: MakeJob) -> bool:
+    """Whether the puppet can make this job: it needs a face, or the mouth and eyes."""
+    options = job.option_values
+    return options.get("landmarks") == "face" or (options.get("mouth") is not None and options.get("eyes") is not None)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    return f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+def _remove_quietly(path: str | None) -> None:
+    if path:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            log.warning("cannot remove %s: %s", path, error)

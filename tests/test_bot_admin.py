@@ -1,0 +1,474 @@
+"""End-to-end tests of the admin side: the real application against a fake Telegram, real workers.
+
+One fake Bot API server and one data directory serve the module, with a render worker (one
+process) and the CPU maker (``bot.worker --make``) as real processes; each test starts its own
+bot on that data directory and uses its own chat ids. Admins are users 900-906. Pictures are
+drawn here: a cartoon face (a face detector may or may not find it, as with real drawn
+characters: the conversations take either turn) and a plain gradient (no face anywhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import contextlib
+import logging
+import os
+import signal
+import sqlite3
+import struct
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from bot.texts import t
+from tests.bot_harness import ROOT, Stack, Worker, run, running_bot, shared_assets, texts, until, videos
+from tests.fake_telegram import FakeBotApi
+
+ADMINS = [900, 901, 902, 903, 904, 905, 906]
+HAS_MAKER = (ROOT / "engine" / "makers" / "make.py").is_file()
+needs_maker = pytest.mark.skipif(not HAS_MAKER, reason="engine/makers/make.py (the engine side) is not there yet")
+
+
+@pytest.fixture(autouse=True)
+def _timedelta_durations(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PTB_TIMEDELTA", "1")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("admin")
+    characters, stories = shared_assets()
+    with FakeBotApi() as api:
+        defaults = dict(admins=ADMINS, heartbeat_timeout_s=4, make_size=128, status_edit_interval_s=0.3)
+        stack = Stack(api, root / "data", characters, stories, defaults=defaults)
+        for admin in ADMINS:
+            api.add_user(admin, "Admin")
+        workers = [Worker(stack.settings(), workers=1).start(), Worker(stack.settings(), workers=1, route="cpu").start()]
+        stack.worker = workers[1]
+        try:
+            yield stack
+        finally:
+            for worker in workers:
+                worker.stop()
+
+
+def cartoon(size: int = 160) -> bytes:
+    """A drawn face (head, eyes, mouth) as PNG bytes: a picture a character can be made from."""
+    image = np.full((size, size, 3), (200, 230, 250), np.uint8)
+    centre = size // 2
+    cv2.circle(image, (centre, centre), int(size * 0.38), (90, 150, 230), -1)
+    for dx in (-1, 1):
+        cv2.circle(image, (centre + dx * size // 7, int(size * 0.42)), size // 18, (30, 30, 30), -1)
+    cv2.ellipse(image, (centre, int(size * 0.66)), (size // 7, size // 28), 0, 0, 360, (40, 40, 140), -1)
+    ok, data = cv2.imencode(".png", image)
+    assert ok
+    return data.tobytes()
+
+
+def faceless(size: int = 160) -> bytes:
+    """A picture with nothing like a face in it (a plain gradient) as PNG bytes."""
+    ramp = np.linspace(60, 220, size, dtype=np.uint8)
+    image = np.dstack([np.tile(ramp, (size, 1)), np.tile(ramp[:, None], (1, size)), np.full((size, size), 128, np.uint8)])
+    ok, data = cv2.imencode(".png", image)
+    assert ok
+    return data.tobytes()
+
+
+def bomb_png(side: int = 100_000) -> bytes:
+    """A tiny PNG whose header claims ``side`` x ``side`` pixels (a decompression bomb)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+
+def jobs(stack: Stack) -> list[dict[str, Any]]:
+    with contextlib.closing(stack.state()) as connection:
+        try:
+            return [dict(row) for row in connection.execute("SELECT * FROM make_jobs ORDER BY id")]
+        except sqlite3.OperationalError:
+            return []
+
+
+async def reply(api: FakeBotApi, chat: int, since: int, timeout: float = 30) -> Any:
+    """The bot's next message in ``chat`` after ``since``."""
+    await api.wait_for(api.sends_to(chat, "sendMessage"), since=since, timeout=timeout)
+    return [m for m in api.sent_messages(chat) if m.method == "sendMessage"][-1]
+
+
+async def say(api: FakeBotApi, chat: int, text: str) -> Any:
+    mark = api.mark()
+    api.send_text(chat, text)
+    return await reply(api, chat, mark)
+
+
+async def ask_for_character(api: FakeBotApi, chat: int, name: str, picture: bytes, mouth: str | None = "80,106",
+                            voice: str = "en-high") -> Any:
+    """/newcharacter up to the confirmation (``mouth`` None: tap "usual cartoon proportions");
+    returns the confirmation message."""
+    assert (await say(api, chat, "/newcharacter")).text == t("nc_ask_name", "en")
+    assert "Now send me a picture" in (await say(api, chat, name)).text
+    mark = api.mark()
+    api.send_photo(chat, picture)
+    answer = await reply(api, chat, mark)
+    if answer.text.startswith("I couldn't find a face"):  # drawn: a detector may not find it
+        assert ("Usual cartoon proportions", "nc:pos:cartoon") in answer.buttons
+        if mouth is None:
+            mark = api.mark()
+            api.press_button(chat, answer.message_id, "nc:pos:cartoon")
+            answer = await reply(api, chat, mark)
+        else:
+            answer = await say(api, chat, mouth)
+    assert answer.text == t("nc_ask_voice", "en", name=name), answer.text
+    mark = api.mark()
+    api.press_button(chat, answer.message_id, f"nc:voice:{voice}")
+    await api.wait_for("editMessageText", since=mark, timeout=30)
+    confirm = api.message(chat, answer.message_id)
+    assert confirm["text"].startswith("Ready to make:") and name in confirm["text"]
+    return answer
+
+
+def heartbeat(stack: Stack, task_id: str, route: str = "cpu") -> dict[str, Any] | None:
+    """A make task's heartbeat as its maker wrote it (its pid is how a test kills that maker)."""
+    from bot.tasks import MakeQueue
+
+    queue = MakeQueue(stack.settings(), route)
+    try:
+        return queue.heartbeat(task_id)
+    finally:
+        queue.close()
+
+
+def job_done(stack: Stack, job_id: int) -> bool:
+    return any(job["id"] == job_id and job["status"] in ("ready", "failed", "cancelled") for job in jobs(stack))
+
+
+# -- who may -------------------------------------------------------------------------------------
+
+
+def test_non_admins_are_refused_even_with_forged_buttons(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    api, chat = stack.api, 301
+    commands = ["/newcharacter", "/jobs", "/cancel 1", "/delcharacter tester", "/renamecharacter tester"]
+    forged = ["nc:make", "nc:voice:en-high", "nc:pos:gpu", "del:tester:yes", "del:owl", "ren:tester", "nc:../../x"]
+
+    async def main() -> None:
+        async with running_bot(stack.settings()):
+            for command in commands:
+                api.send_text(chat, command)
+            await api.wait_for(api.sends_to(chat, "sendMessage"), count=len(commands), timeout=30)
+            mark = api.mark()
+            for data in forged:
+                api.press_button(chat, 999_999, data, strict=False)
+            await api.wait_for("answerCallbackQuery", count=len(forged), since=mark, timeout=30)
+            api.send_text(chat, "Are you still there?")  # the refusals did not start any conversation
+            await api.wait_for(api.sends_to(chat, "sendVideoNote"), timeout=60)
+
+    with caplog.at_level(logging.WARNING, logger="bot.handlers.admin"):
+        run(main())
+    assert texts(api, chat) == [t("admin_only", "en")] * len(commands)
+    answers = [c for c in api.calls if c.method == "answerCallbackQuery"][-len(forged):]
+    assert all(c.params.get("text") == t("admin_only", "en") and c.params.get("show_alert") for c in answers)
+    logged = [r.getMessage() for r in caplog.records if "non-admin user 301" in r.getMessage()]
+    assert len(logged) == len(commands) + len(forged)
+    assert jobs(stack) == [] and (stack.characters / "tester" / "character.toml").is_file()
+
+
+# -- pictures ------------------------------------------------------------------------------------
+
+
+def test_bad_pictures_are_refused_before_anything_is_queued(stack: Stack) -> None:
+    api, chat = stack.api, 900
+
+    async def main() -> None:
+        async with running_bot(stack.settings()):
+            await say(api, chat, "/newcharacter")
+            await say(api, chat, "Nobody")
+            mark = api.mark()
+            api.send_document(chat, b"this is not a picture at all" * 20, "bunny.png", "image/png")
+            said = await reply(api, chat, mark)
+            assert said.text.startswith("I can't use that picture: this is not a picture"), said.text
+            mark = api.mark()
+            api.send_document(chat, faceless(), "huge.png", "image/png", declared_size=11_000_000)
+            assert (await reply(api, chat, mark)).text == t("nc_picture_too_big", "en", mb=10)
+            mark = api.mark()
+            api.send_document(chat, bomb_png(), "bomb.png", "image/png")
+            said = await reply(api, chat, mark)
+            assert "100000x100000 pixels, too large" in said.text, said.text
+            mark = api.mark()
+            api.send_photo(chat, b"\xff\xd8\xff\xe0 not really a jpeg")
+            assert (await reply(api, chat, mark)).text.startswith("I can't use that picture")
+            assert (await say(api, chat, "hello?")).text == t("nc_not_a_picture", "en")
+            mark = api.mark()
+            api.send_photo(chat, faceless())  # whatever face detector this OpenCV has, no face
+            said = await reply(api, chat, mark)
+            assert said.text.startswith("I couldn't find a face in that picture (160x160)")
+            assert said.buttons == [("Usual cartoon proportions", "nc:pos:cartoon")]  # no GPU configured
+            assert (await say(api, chat, "500,500")).text.startswith("Send the mouth position as two numbers")
+            assert (await say(api, chat, "/cancel")).text == t("nc_cancelled", "en")
+            assert (await say(api, chat, "/jobs")).text == t("jobs_none", "en")
+
+    run(main())
+    assert jobs(stack) == []
+    assert list(stack.settings().pictures_dir.iterdir()) == []  # nothing kept from a cancelled conversation
+    assert not any(c.method == "sendVideoNote" and c.params["chat_id"] == chat for c in api.calls)
+
+
+# -- making one ----------------------------------------------------------------------------------
+
+
+@needs_maker
+def test_new_character_on_the_cpu_path_from_name_to_preview(stack: Stack) -> None:
+    api, admin, child = stack.api, 901, 311
+    status: list[int] = []
+
+    async def main() -> None:
+        async with running_bot(stack.settings()):
+            confirm = await ask_for_character(api, admin, "Bunny Rabbit", cartoon())
+            assert "Made on: the CPU (puppet)" in api.message(admin, confirm.message_id)["text"]
+            mark = api.mark()
+            api.press_button(admin, confirm.message_id, "nc:make")
+            status.append(confirm.message_id)
+            await until(lambda: bool(jobs(stack)) and job_done(stack, jobs(stack)[-1]["id"]), timeout=80, what="the job")
+            await api.wait_for(api.sends_to(admin, "sendVideoNote"), since=mark, timeout=60)
+            api.send_text(child, "/characters")
+            await api.wait_for(api.sends_to(child, "sendMessage"), timeout=30)
+
+    run(main(), timeout=200)
+    (job,) = [j for j in jobs(stack) if j["chat_id"] == admin]
+    assert (job["status"], job["path_used"], job["character_id"], job["route"]) == ("ready", "puppet", "bunny-rabbit", "cpu"), job
+    assert job["picture_path"] is None and job["attempts"] == 1
+    edits = [c.params["text"] for c in api.calls if c.method == "editMessageText" and c.params.get("message_id") == status[0]]
+    assert edits[0].startswith("Ready to make:")  # the voice keyboard became the confirmation
+    assert edits[1].startswith(f"New character Bunny Rabbit (bunny-rabbit), job {job['id']}:\nwaiting, number 1 in line")
+    assert "ready! Made on the CPU (puppet) in " in edits[-1], edits
+    assert any("%" in edit for edit in edits[2:-1]), edits  # progress was shown on the way
+    (preview,) = videos(api, admin)
+    assert preview.method == "sendVideoNote" and preview.params["reply_parameters"]["message_id"] == status[0]
+    menu = api.sent_messages(child)[-1]
+    assert "char:bunny-rabbit" in [data for _, data in menu.buttons]
+    folder = stack.data_dir / "characters" / "bunny-rabbit"
+    assert (folder / "library.gchar").is_file() and (folder / "made-by.json").is_file()
+    assert not [p for p in (stack.data_dir / "characters").iterdir() if p.name.startswith(".")]
+
+
+@needs_maker
+def test_jobs_and_cancel_stop_a_running_maker(stack: Stack) -> None:
+    api, admin = stack.api, 902
+    said: dict[str, str] = {}
+
+    async def main() -> None:
+        async with running_bot(stack.settings(make_size=512)):  # slow enough to be cancelled mid-way
+            confirm = await ask_for_character(api, admin, "Slowpoke", cartoon(), voice="ru-low")
+            api.press_button(admin, confirm.message_id, "nc:make")
+            await until(lambda: any(j["name"] == "Slowpoke" and j["status"] == "running" and j["stage"] for j in jobs(stack)),
+                        what="the maker to start")
+            job = next(j for j in jobs(stack) if j["name"] == "Slowpoke")
+            said["jobs"] = (await say(api, admin, "/jobs")).text
+            said["usage"] = (await say(api, admin, "/cancel")).text
+            said["unknown"] = (await say(api, admin, "/cancel 999")).text
+            said["cancel"] = (await say(api, admin, f"/cancel {job['id']}")).text
+            said["again"] = (await say(api, admin, f"/cancel {job['id']}")).text
+            await until(lambda: api.message(admin, confirm.message_id)["text"].endswith("cancelled."), what="the status edit")
+            beat = heartbeat(stack, job["task_id"])
+            await until(lambda: next(j for j in jobs(stack) if j["id"] == job["id"])["task_id"] is None, timeout=30,
+                        what="the maker to stop and its task to be dropped")
+            said["after"] = (await say(api, admin, "/jobs")).text
+
+    run(main(), timeout=120)
+    job = next(j for j in jobs(stack) if j["name"] == "Slowpoke")
+    assert job["status"] == "cancelled" and job["language"] == "ru" and job["picture_path"] is None
+    assert said["jobs"].startswith("Character jobs:") and f"{job['id']}. Slowpoke (slowpoke): animating on CPU" in said["jobs"]
+    assert said["usage"].startswith("Which job? Send /cancel JOB")
+    assert said["unknown"] == t("cancel_unknown", "en", job=999)
+    assert said["cancel"] == t("cancel_done", "en", job=job["id"], name="Slowpoke")
+    assert said["again"] == t("cancel_not_active", "en", job=job["id"], status="cancelled")
+    assert f"{job['id']}. Slowpoke (slowpoke): cancelled." in said["after"]
+    assert not (stack.data_dir / "characters" / "slowpoke").exists()
+    assert "cancelled" in stack.worker.output()  # the maker itself stopped, not just the bot
+
+
+def _publish(stack: Stack, identifier: str, name: str) -> None:
+    """A made character put in place directly (the tiny test face under another name)."""
+    from bot.character_store import CharacterStore
+    from bot.make_jobs import tar_folder
+    from tests.test_bot_admin_units import _character_folder
+
+    folder = _character_folder(stack.data_dir / f"src-{identifier}", identifier, name)
+    CharacterStore(stack.data_dir / "characters").publish(identifier, 0, tar_folder(folder), {"path": "puppet"})
+
+
+def test_rename_and_delete_with_confirmation(stack: Stack) -> None:
+    api, admin, child = stack.api, 903, 321
+    _publish(stack, "kitty", "Kitty")
+    said: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with running_bot(stack.settings()):
+            menu = await say(api, admin, "/renamecharacter")
+            said["rename_menu"] = menu.buttons
+            mark = api.mark()
+            api.press_button(admin, menu.message_id, "ren:kitty")
+            await api.wait_for("editMessageText", since=mark, timeout=30)
+            said["ask"] = api.message(admin, menu.message_id)["text"]
+            said["renamed"] = (await say(api, admin, "Kitty Cat")).text
+            api.send_text(child, "/characters")
+            await api.wait_for(api.sends_to(child, "sendMessage"), timeout=30)
+            said["child_menu"] = api.sent_messages(child)[-1].buttons
+            menu = await say(api, admin, "/delcharacter")
+            said["delete_menu"] = menu.buttons
+            mark = api.mark()
+            api.press_button(admin, menu.message_id, "del:kitty")
+            await api.wait_for("editMessageText", since=mark, timeout=30)
+            said["confirm"] = api.message(admin, menu.message_id)
+            mark = api.mark()
+            api.press_button(admin, menu.message_id, "del:kitty:no")
+            await api.wait_for("editMessageText", since=mark, timeout=30)
+            said["kept"] = api.message(admin, menu.message_id)["text"]
+            confirm = await say(api, admin, "/delcharacter kitty")
+            mark = api.mark()
+            api.press_button(admin, confirm.message_id, "del:kitty:yes")
+            await api.wait_for("editMessageText", since=mark, timeout=30)
+            said["deleted"] = api.message(admin, confirm.message_id)["text"]
+            mark = api.mark()
+            api.press_button(admin, confirm.message_id, "del:tester:yes", strict=False)  # built-in: not ours
+            await api.wait_for("answerCallbackQuery", since=mark, timeout=30)
+            api.send_text(child, "/characters")
+            await api.wait_for(api.sends_to(child, "sendMessage"), count=2, timeout=30)
+            said["child_after"] = api.sent_messages(child)[-1].buttons
+
+    run(main())
+    assert ("Kitty (kitty)", "ren:kitty") in said["rename_menu"]
+    assert not any(data in ("ren:tester", "ren:owl") for _, data in said["rename_menu"])  # built-in ones are not listed
+    assert said["ask"] == t("rename_ask", "en", name="Kitty")
+    assert said["renamed"] == t("rename_done", "en", old="Kitty", new="Kitty Cat")
+    assert ("Kitty Cat", "char:kitty") in said["child_menu"]
+    assert ("Kitty Cat (kitty)", "del:kitty") in said["delete_menu"]
+    assert said["confirm"]["text"] == t("del_confirm", "en", name="Kitty Cat", id="kitty")
+    assert said["kept"] == t("del_kept", "en", name="Kitty Cat")
+    assert said["deleted"] == t("del_done", "en", name="Kitty Cat")
+    assert "char:kitty" not in [data for _, data in said["child_after"]] and ("Tester", "char:tester") in [
+        (label.removeprefix("✓ ").split(" - ")[0], data) for label, data in said["child_after"]]
+    assert not (stack.data_dir / "characters" / "kitty").exists() and (stack.characters / "tester").is_dir()
+    last = [c for c in api.calls if c.method == "answerCallbackQuery"][-1]
+    assert last.params.get("text") == t("button_invalid", "en")
+
+
+@needs_maker
+def test_a_gpu_job_no_gpu_worker_takes_is_made_on_the_cpu(stack: Stack) -> None:
+    api, admin = stack.api, 906
+    settings = stack.settings(flp_mode="http", flp_url="http://127.0.0.1:9/", gpu_start_timeout_s=1.0)
+
+    async def main() -> None:
+        async with running_bot(settings):
+            confirm = await ask_for_character(api, admin, "Lonely", cartoon(), mouth=None)
+            assert "Made on: the GPU (FasterLivePortrait)" in api.message(admin, confirm.message_id)["text"]
+            api.press_button(admin, confirm.message_id, "nc:make")
+            await until(lambda: any(j["name"] == "Lonely" and j["status"] in ("ready", "failed") for j in jobs(stack)), timeout=80,
+                        what="the job")
+
+    run(main(), timeout=150)
+    job = next(j for j in jobs(stack) if j["name"] == "Lonely")
+    assert (job["status"], job["route"], job["path_used"], job["attempts"]) == ("ready", "cpu", "puppet", 1), job
+    assert job["error"] == "no GPU worker took it in 1 s: made on the CPU"
+
+
+# -- nothing lost --------------------------------------------------------------------------------
+
+
+@needs_maker
+def test_a_restart_mid_job_and_a_killed_maker_still_end_in_ready(stack: Stack) -> None:
+    """The bot stops while the maker works; the maker is then killed too. The next bot sees
+    the silent heartbeat, makes the character again, and the admin gets one preview."""
+    api, admin = stack.api, 904
+    killed: list[int] = []
+    status: list[int] = []
+
+    async def main() -> None:
+        async with running_bot(stack.settings()):
+            confirm = await ask_for_character(api, admin, "Phoenix", cartoon())
+            status.append(confirm.message_id)
+            api.press_button(admin, confirm.message_id, "nc:make")
+            await until(lambda: any(j["name"] == "Phoenix" and j["status"] == "running" for j in jobs(stack)), what="the maker to start")
+        job = next(j for j in jobs(stack) if j["name"] == "Phoenix")
+        beat = heartbeat(stack, job["task_id"])
+        assert beat is not None
+        os.kill(beat["pid"], signal.SIGKILL)  # the consumer replaces its process; the task is gone
+        killed.append(beat["pid"])
+        async with running_bot(stack.settings()):
+            await until(lambda: job_done(stack, job["id"]), timeout=90, what="the job to end")
+            await api.wait_for(api.sends_to(admin, "sendVideoNote"), timeout=60)
+            await asyncio.sleep(1.0)  # a second preview would show up now
+
+    run(main(), timeout=200)
+    job = next(j for j in jobs(stack) if j["name"] == "Phoenix")
+    assert (job["status"], job["attempts"]) == ("ready", 2), job
+    assert "went silent" in job["error"] or "lost" in job["error"]
+    assert len(videos(api, admin)) == 1
+    assert "ready! Made on the CPU (puppet)" in api.message(admin, status[0])["text"]
+    assert "(on the way: worker" in api.message(admin, status[0])["text"]
+
+
+# -- the GPU queue -------------------------------------------------------------------------------
+
+STANDIN = ROOT / "tests" / "flp_standin"
+
+
+@needs_maker
+@pytest.mark.skipif(not (STANDIN / "run.py").is_file(), reason="the FLP stand-in (tests/flp_standin/run.py) is not there yet")
+def test_gpu_jobs_go_to_the_gpu_worker_only(stack: Stack, tmp_path: Path) -> None:
+    """With FLP configured, the job goes to the ``gpu`` queue; a ``--gpu`` worker (FLP's CLI,
+    played by the stand-in) makes it, and the CPU maker, idle beside it, never takes it."""
+    from engine import synthetic
+
+    api, admin = stack.api, 905
+    checkout = tmp_path / "flp"
+    (checkout / "configs").mkdir(parents=True)
+    (checkout / "run.py").symlink_to(STANDIN / "run.py")
+    (checkout / "configs" / "trt_infer.yaml").write_text("# the stand-in reads no config\n")
+    speech, idle = synthetic.write_character_videos(tmp_path / "reference", seed=3, duration_s=6.0, size=256, idle_s=2.5)
+    gpu = dict(flp_mode="cli", flp_checkout=checkout, flp_python=sys.executable, flp_cfg="configs/trt_infer.yaml",
+               flp_reference_speech=speech, flp_reference_idle=idle)
+    worker = Worker(stack.settings(**gpu), workers=1, route="gpu").start()
+    picture = cv2.imencode(".png", synthetic.draw_face(synthetic.FaceParams(), 256))[1].tobytes()
+    status: list[int] = []
+
+    async def main() -> None:
+        async with running_bot(stack.settings(**gpu)):
+            assert (await say(api, admin, "/newcharacter")).text == t("nc_ask_name", "en")
+            await say(api, admin, "Robo")
+            mark = api.mark()
+            api.send_photo(admin, picture)
+            answer = await reply(api, admin, mark)
+            if answer.text.startswith("I couldn't find a face"):
+                assert ("Let the GPU find the face", "nc:pos:gpu") in answer.buttons
+                mark = api.mark()
+                api.press_button(admin, answer.message_id, "nc:pos:gpu")
+                answer = await reply(api, admin, mark)
+            mark = api.mark()
+            api.press_button(admin, answer.message_id, "nc:voice:en-low")
+            await api.wait_for("editMessageText", since=mark, timeout=30)
+            assert "Made on: the GPU (FasterLivePortrait)" in api.message(admin, answer.message_id)["text"]
+            status.append(answer.message_id)
+            api.press_button(admin, answer.message_id, "nc:make")
+            await until(lambda: any(j["name"] == "Robo" and j["status"] in ("ready", "failed") for j in jobs(stack)), timeout=120,
+                        what="the GPU job")
+            await api.wait_for(api.sends_to(admin, "sendVideoNote"), timeout=60)
+
+    try:
+        run(main(), timeout=200)
+    finally:
+        worker.stop()
+    job = next(j for j in jobs(stack) if j["name"] == "Robo")
+    assert (job["status"], job["route"], job["path_used"], job["attempts"]) == ("ready", "gpu", "flp", 1), (job, worker.output()[-2000:])
+    assert "ready! Made on the GPU (FasterLivePortrait)" in api.message(admin, status[0])["text"]
+    made_by = json.loads((stack.data_dir / "characters" / "robo" / "made-by.json").read_text())
+    assert made_by["path"] == "flp" and made_by["job"] == job["id"]
+    assert "gramophone-gpu" in worker.output() and "make job" in worker.output()
+    assert f"make job {job['id']}" not in stack.worker.output()  # the CPU maker never saw it
