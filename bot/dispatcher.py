@@ -29,7 +29,6 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,8 @@ from .store import ACTIVE, IN_QUEUE, Request, Store
 from .tasks import RenderQueue, TaskFailed
 from .texts import t
 
+from .polling import Beat, PollingLoop
+
 log = logging.getLogger(__name__)
 
 RESEND_DELAY_S = 30.0
@@ -64,14 +65,9 @@ class InputGone(Exception):
     """The request's input cannot be had any more (file expired, story deleted)."""
 
 
-@dataclass
-class _Beat:
-    value: Any
-    seen: float
-    started: float
+class Dispatcher(PollingLoop):
+    name = "dispatcher"
 
-
-class Dispatcher:
     def __init__(
         self,
         settings: Settings,
@@ -87,10 +83,8 @@ class Dispatcher:
         self.bot = bot
         self.catalogue = catalogue
         self.storybook = storybook
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._beats: dict[str, _Beat] = {}
+        super().__init__(settings.poll_interval_s)
+        self._beats: dict[str, Beat] = {}
         self._missing: dict[str, float] = {}
         self._sending: dict[int, asyncio.Task[None]] = {}  # chat id -> its one send in progress
         self._resend_after: dict[int, float] = {}  # request id -> monotonic time
@@ -109,40 +103,17 @@ class Dispatcher:
         resumed = {status: counts[status] for status in ACTIVE if counts.get(status)}
         if resumed:
             log.info("resuming unfinished requests: %s", resumed)
-        self._task = asyncio.create_task(self._run(), name="gramophone-dispatcher")
+        self._start_loop()
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop passing work on; let sends in progress finish (an upload cut in the middle would
         leave us not knowing whether it arrived)."""
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            await asyncio.wait({self._task}, timeout=timeout)
-            if not self._task.done():
-                self._task.cancel()
+        await self._stop_loop(timeout)
         sends = [task for task in self._sending.values() if not task.done()]
         if sends:
             await asyncio.wait(sends, timeout=timeout)
         for task in list(self._actions):
             task.cancel()
-
-    def wake(self) -> None:
-        """Something changed (a new request): run a pass now instead of at the next tick."""
-        self._wake.set()
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 -- the dispatcher must outlive any one bad row
-                log.exception("dispatcher pass failed; carrying on")
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval_s)
-            except TimeoutError:
-                pass
-            self._wake.clear()
 
     async def run_once(self) -> None:
         await self._collect()
@@ -178,7 +149,7 @@ class Dispatcher:
                     log.info("%s rendering on %s", request.label, f"{beat.get('host')}:{beat.get('pid')}")
                 seen = self._beats.get(task_id)
                 if seen is None:
-                    self._beats[task_id] = _Beat(beat.get("beat"), now, now)
+                    self._beats[task_id] = Beat(beat.get("beat"), now, now)
                 elif seen.value != beat.get("beat"):
                     seen.value, seen.seen = beat.get("beat"), now
                 elif now - seen.seen > self.settings.heartbeat_timeout_s:

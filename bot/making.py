@@ -33,7 +33,6 @@ import os
 import tarfile
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,8 @@ from .store import MAKE_ACTIVE, MakeJob, Store
 from .tasks import MakeQueue, TaskFailed
 from .texts import t
 
+from .polling import Beat, PollingLoop
+
 log = logging.getLogger(__name__)
 
 PICTURE_MAX_AGE_S = 24 * 3600.0
@@ -56,14 +57,9 @@ PICTURE_MAX_AGE_S = 24 * 3600.0
 CANCELLED_KINDS = ("CancelledError", "Cancelled")
 
 
-@dataclass
-class _Beat:
-    value: Any
-    seen: float
-    started: float
+class Workshop(PollingLoop):
+    name = "workshop"
 
-
-class Workshop:
     """The make jobs' dispatcher (see the module docstring)."""
 
     def __init__(
@@ -83,10 +79,8 @@ class Workshop:
         self.catalogue = catalogue
         self.characters = characters
         self.on_request = on_request  # the render dispatcher's wake(), after a preview request
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._beats: dict[str, _Beat] = {}
+        super().__init__(settings.poll_interval_s)
+        self._beats: dict[str, Beat] = {}
         self._missing: dict[str, float] = {}
         self._waiting_since: dict[str, float] = {}  # task id -> when it was seen waiting first
         self._gpu_seen = -1e18  # when a GPU worker was last seen working
@@ -103,18 +97,10 @@ class Workshop:
         if active:
             log.info("resuming %d unfinished make jobs: %s", len(active), [job.id for job in active])
         await asyncio.to_thread(self._clean_up, active)
-        self._task = asyncio.create_task(self._run(), name="gramophone-workshop")
+        self._start_loop()
 
     async def stop(self, timeout: float = 30.0) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            await asyncio.wait({self._task}, timeout=timeout)
-            if not self._task.done():
-                self._task.cancel()
-
-    def wake(self) -> None:
-        self._wake.set()
+        await self._stop_loop(timeout)
 
     def _clean_up(self, active: list[MakeJob]) -> None:
         """Leftovers of a crash: staging folders of jobs that are over, pictures nobody uses."""
@@ -127,20 +113,6 @@ class Workshop:
                     path.unlink()
             except OSError as error:
                 log.warning("cannot remove the old picture %s: %s", path, error)
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 -- the workshop must outlive any one bad row
-                log.exception("workshop pass failed; carrying on")
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval_s)
-            except TimeoutError:
-                pass
-            self._wake.clear()
 
     async def run_once(self) -> None:
         await self._collect()
@@ -203,7 +175,7 @@ class Workshop:
             self.store.annotate_make_job(job.id, "running", stage=stage, progress=progress)
         seen = self._beats.get(task_id)
         if seen is None:
-            self._beats[task_id] = _Beat(beat.get("beat"), now, now)
+            self._beats[task_id] = Beat(beat.get("beat"), now, now)
         elif seen.value != beat.get("beat"):
             seen.value, seen.seen = beat.get("beat"), now
         elif now - seen.seen > self.settings.heartbeat_timeout_s:
