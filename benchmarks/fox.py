@@ -27,7 +27,6 @@ if "--all-cores" not in sys.argv:
     # Pin before numpy and OpenCV start their thread pools: threads started earlier keep their cores.
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
-from engine import synthetic  # noqa: E402
 from engine.characters import Catalogue, ensure_library  # noqa: E402
 from engine.library import open_library  # noqa: E402
 from engine.media import read_audio  # noqa: E402

@@ -276,7 +276,6 @@ def test_jobs_and_cancel_stop_a_running_maker(stack: Stack) -> None:
             said["cancel"] = (await say(api, admin, f"/cancel {job['id']}")).text
             said["again"] = (await say(api, admin, f"/cancel {job['id']}")).text
             await until(lambda: api.message(admin, confirm.message_id)["text"].endswith("cancelled."), what="the status edit")
-            beat = heartbeat(stack, job["task_id"])
             await until(lambda: next(j for j in jobs(stack) if j["id"] == job["id"])["task_id"] is None, timeout=30,
                         what="the maker to stop and its task to be dropped")
             said["after"] = (await say(api, admin, "/jobs")).text

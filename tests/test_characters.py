@@ -18,7 +18,6 @@ from engine.library import open_library
 from engine.media import iter_frames, probe, read_audio
 from engine.quality import measure
 from engine.say import say
-from engine.speech import SpeechError
 
 REPO_CHARACTERS = Path(__file__).resolve().parents[1] / "characters"
 

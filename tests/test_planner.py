@@ -7,7 +7,7 @@ from engine import features as feat
 from engine.library import open_library
 from engine.media import read_audio
 from engine.planner import MIN_SLOT_FRAMES, PlannerSettings, make_slots, plan
-from engine.render import RenderConfig, make_timeline, plan_audio
+from engine.render import RenderConfig, plan_audio
 from engine.morph import MorphSettings
 
 from .conftest import SAMPLE_RATE
