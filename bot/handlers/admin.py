@@ -167,6 +167,17 @@ def _made_character(svc: Services, identifier: str) -> Any:
     return character if character is not None and svc.characters.owns(character) else None
 
 
+async def _offer_made_characters(svc: Services, message: Any, language: str, prefix: str, prompt: str) -> bool:
+    """A keyboard of the characters admins made (built-in ones cannot be changed); False if none."""
+    made = _made_characters(svc)
+    if not made:
+        await message.reply_text(t("del_none", language))
+        return False
+    keyboard = [[InlineKeyboardButton(f"{c.name} ({c.id})", callback_data=f"{prefix}:{c.id}")] for c in made]
+    await message.reply_text(t(prompt, language), reply_markup=InlineKeyboardMarkup(keyboard))
+    return True
+
+
 @admin_only
 async def delete_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/delcharacter [ID]: a keyboard of the made characters, or the confirmation for one."""
@@ -180,12 +191,7 @@ async def delete_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
             await message.reply_text(t("del_confirm", language, name=character.name, id=character.id),
                                      reply_markup=_confirm_keyboard(character.id, language))
             return
-    made = _made_characters(svc)
-    if not made:
-        await message.reply_text(t("del_none", language))
-        return
-    keyboard = [[InlineKeyboardButton(f"{c.name} ({c.id})", callback_data=f"del:{c.id}")] for c in made]
-    await message.reply_text(t("del_prompt", language), reply_markup=InlineKeyboardMarkup(keyboard))
+    await _offer_made_characters(svc, message, language, "del", "del_prompt")
 
 
 def _confirm_keyboard(identifier: str, language: str) -> InlineKeyboardMarkup:
@@ -238,13 +244,8 @@ async def rename_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
             context.user_data["rename"] = character.id  # type: ignore[index]
             await message.reply_text(t("rename_ask", language, name=character.name))
             return RENAME_NAME
-    made = _made_characters(svc)
-    if not made:
-        await message.reply_text(t("del_none", language))
-        return ConversationHandler.END
-    keyboard = [[InlineKeyboardButton(f"{c.name} ({c.id})", callback_data=f"ren:{c.id}")] for c in made]
-    await message.reply_text(t("rename_prompt", language), reply_markup=InlineKeyboardMarkup(keyboard))
-    return RENAME_PICK
+    offered = await _offer_made_characters(svc, message, language, "ren", "rename_prompt")
+    return RENAME_PICK if offered else ConversationHandler.END
 
 
 @admin_only
