@@ -47,7 +47,7 @@ from .store import ACTIVE, IN_QUEUE, Request, Store
 from .tasks import RenderQueue, TaskFailed
 from .texts import t
 
-from .polling import Beat, PollingLoop
+from .polling import PollingLoop
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,6 @@ class Dispatcher(PollingLoop):
         self.catalogue = catalogue
         self.storybook = storybook
         super().__init__(settings.poll_interval_s)
-        self._beats: dict[str, Beat] = {}
         self._missing: dict[str, float] = {}
         self._sending: dict[int, asyncio.Task[None]] = {}  # chat id -> its one send in progress
         self._resend_after: dict[int, float] = {}  # request id -> monotonic time
@@ -147,15 +146,12 @@ class Dispatcher(PollingLoop):
                 if request.status == "queued":
                     self.store.transition(request.id, "queued", "rendering")
                     log.info("%s rendering on %s", request.label, f"{beat.get('host')}:{beat.get('pid')}")
-                seen = self._beats.get(task_id)
-                if seen is None:
-                    self._beats[task_id] = Beat(beat.get("beat"), now, now)
-                elif seen.value != beat.get("beat"):
-                    seen.value, seen.seen = beat.get("beat"), now
-                elif now - seen.seen > self.settings.heartbeat_timeout_s:
+                verdict = self._check_beat(
+                    task_id, beat, now, self.settings.heartbeat_timeout_s, self.settings.render_timeout_s + self.settings.heartbeat_timeout_s
+                )
+                if verdict == "silent":
                     await self._attempt_failed(request, f"worker {beat.get('host')}:{beat.get('pid')} went silent mid-render")
-                    continue
-                if now - self._beats[task_id].started > self.settings.render_timeout_s + self.settings.heartbeat_timeout_s:
+                elif verdict == "too long":
                     await self._attempt_failed(request, "render took too long")
                 continue
             if pending is None:

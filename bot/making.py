@@ -48,7 +48,7 @@ from .store import MAKE_ACTIVE, MakeJob, Store
 from .tasks import MakeQueue, TaskFailed
 from .texts import t
 
-from .polling import Beat, PollingLoop
+from .polling import PollingLoop
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,6 @@ class Workshop(PollingLoop):
         self.characters = characters
         self.on_request = on_request  # the render dispatcher's wake(), after a preview request
         super().__init__(settings.poll_interval_s)
-        self._beats: dict[str, Beat] = {}
         self._missing: dict[str, float] = {}
         self._waiting_since: dict[str, float] = {}  # task id -> when it was seen waiting first
         self._gpu_seen = -1e18  # when a GPU worker was last seen working
@@ -173,15 +172,12 @@ class Workshop(PollingLoop):
                 log.info("%s running on %s:%s", job.label, beat.get("host"), beat.get("pid"))
         elif (stage, progress) != (job.stage, job.progress) and (stage is not None or progress is not None):
             self.store.annotate_make_job(job.id, "running", stage=stage, progress=progress)
-        seen = self._beats.get(task_id)
-        if seen is None:
-            self._beats[task_id] = Beat(beat.get("beat"), now, now)
-        elif seen.value != beat.get("beat"):
-            seen.value, seen.seen = beat.get("beat"), now
-        elif now - seen.seen > self.settings.heartbeat_timeout_s:
+        verdict = self._check_beat(
+            task_id, beat, now, self.settings.heartbeat_timeout_s, self.settings.make_timeout_s + self.settings.heartbeat_timeout_s
+        )
+        if verdict == "silent":
             await self._attempt_failed(job, f"worker {beat.get('host')}:{beat.get('pid')} went silent")
-            return
-        if now - self._beats[task_id].started > self.settings.make_timeout_s + self.settings.heartbeat_timeout_s:
+        elif verdict == "too long":
             await self._attempt_failed(job, "making it took too long")
 
     def _forget_timers(self, task_id: str | None) -> None:
