@@ -422,14 +422,18 @@ class Store:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         expected = (expected,) if isinstance(expected, str) else tuple(expected)
-        unknown = set(values) - _REQUEST_FIELDS
+        return self._compare_and_set("requests", _REQUEST_FIELDS, request_id, expected, status, values)
+
+    def _compare_and_set(self, table: str, fields: set[str], row_id: int, expected: tuple[str, ...], status: str, values: dict[str, Any]) -> bool:
+        """``UPDATE table SET status, updated, values WHERE id AND status IN expected``: True if it moved."""
+        unknown = set(values) - fields
         if unknown or {"id", "status", "created"} & set(values):
             raise ValueError(f"cannot set {sorted(unknown or values)}")
         assignments = "".join(f", {key} = ?" for key in values)
         marks = ", ".join("?" for _ in expected)
         cursor = self.db.execute(
-            f"UPDATE requests SET status = ?, updated = ?{assignments} WHERE id = ? AND status IN ({marks})",
-            [status, time.time(), *values.values(), request_id, *expected],
+            f"UPDATE {table} SET status = ?, updated = ?{assignments} WHERE id = ? AND status IN ({marks})",
+            [status, time.time(), *values.values(), row_id, *expected],
         )
         return cursor.rowcount == 1
 
@@ -512,19 +516,10 @@ class Store:
         if status not in MAKE_STATUSES:
             raise ValueError(f"unknown make job status {status!r}")
         expected = (expected,) if isinstance(expected, str) else tuple(expected)
-        unknown = set(values) - _MAKE_FIELDS
-        if unknown or {"id", "status", "created"} & set(values):
-            raise ValueError(f"cannot set {sorted(unknown or values)}")
         for key in ("voice", "options"):
             if key in values and not isinstance(values[key], str):
                 values[key] = json.dumps(values[key], ensure_ascii=False)
-        assignments = "".join(f", {key} = ?" for key in values)
-        marks = ", ".join("?" for _ in expected)
-        cursor = self.db.execute(
-            f"UPDATE make_jobs SET status = ?, updated = ?{assignments} WHERE id = ? AND status IN ({marks})",
-            [status, time.time(), *values.values(), job_id, *expected],
-        )
-        return cursor.rowcount == 1
+        return self._compare_and_set("make_jobs", _MAKE_FIELDS, job_id, expected, status, values)
 
     def annotate_make_job(self, job_id: int, status: str, **values: Any) -> bool:
         """Set fields without changing the status, only if the status is still ``status``."""
