@@ -26,6 +26,26 @@ def test_encode_decode_round_trip(tmp_path):
     assert len(decoded) / sr == pytest.approx(2.0, abs=0.05)
 
 
+def test_plain_wav_is_read_directly_with_the_samples_ffmpeg_gives(tmp_path, monkeypatch):
+    sr = 16_000
+    audio = (0.3 * np.sin(2 * np.pi * 220 * np.arange(sr) / sr)).astype(np.float32)
+    plain = media.write_wav(tmp_path / "plain.wav", audio, sr)
+    stereo_44k = tmp_path / "stereo.wav"
+    import soundfile
+
+    soundfile.write(str(stereo_44k), np.stack([audio, audio], axis=1), 44_100)
+    spawned = []
+    real_probe = media.probe
+    monkeypatch.setattr(media, "probe", lambda path: spawned.append(path) or real_probe(path))
+    direct = media.read_audio(plain)
+    assert spawned == []  # no ffmpeg process for a mono wav at the analysis rate
+    assert media.read_audio(stereo_44k).size > 0 and spawned == [stereo_44k]  # the rest go through ffmpeg
+    monkeypatch.setattr(media, "_read_plain_wav", lambda path, rate: None)
+    through_ffmpeg = media.read_audio(plain)
+    assert direct.dtype == through_ffmpeg.dtype == np.float32
+    np.testing.assert_array_equal(direct, through_ffmpeg)
+
+
 def test_failed_encode_leaves_nothing(tmp_path):
     out = tmp_path / "v.mp4"
     with pytest.raises(RuntimeError):
