@@ -10,9 +10,9 @@ Cost decides how this is done, because at joins morph frames are a large share o
 * warping happens in YUV 4:2:0, the encoder's own format: a full-size luma plane and two
   quarter-size chroma planes are half the pixels of BGR, and the result goes to the encoder
   without another conversion;
-* the flow is enlarged once per morph; each frame's sampling maps are then one affine step
-  written into buffers the render keeps (:class:`MorphWorkspace`), because allocating them anew
-  costs more than computing them.
+* each frame's sampling maps are enlarged straight from the small flow in one resize (see
+  :class:`_MapMaker`), into buffers the render keeps (:class:`MorphWorkspace`), because
+  allocating them anew costs more than computing them.
 """
 
 from __future__ import annotations
@@ -65,6 +65,45 @@ def _planes(yuv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return yuv[:height], u, v
 
 
+class _MapMaker:
+    """Full-size sampling maps ``grid - step * flow`` made from the small flow in one resize.
+
+    The flow is known on a small grid and enlarged bilinearly anyway, and the identity grid is
+    linear, so enlarging the small map ``grid_small - step * flow_small`` gives the same map in one
+    pass, without full-size flows or a full-size grid in memory. Only where the resize holds its
+    edge values (a border of about half a cell) does the grid part come out wrong, by a known
+    amount per column and row, which is added back.
+    """
+
+    def __init__(self, small: int, full: int) -> None:
+        self.full = full
+        cell = full / small
+        centres = (np.arange(small) + 0.5) * cell - 0.5  # full-size position of each small pixel
+        position = np.arange(full, dtype=np.float64)
+        source = (position + 0.5) / cell - 0.5  # where cv2.resize samples the small map
+        held = np.interp(np.clip(source, 0, small - 1), np.arange(small), centres)
+        error = (position - held).astype(np.float32)
+        self.low = int(np.count_nonzero(source < 0))
+        self.high = int(np.count_nonzero(source > small - 1))
+        self.fix_low = error[: self.low]
+        self.fix_high = error[full - self.high :]
+        grid_x, grid_y = np.meshgrid(centres.astype(np.float32), centres.astype(np.float32))
+        self.grid = np.dstack([grid_x, grid_y])
+        self.map = np.empty((full, full, 2), np.float32)
+
+    def __call__(self, flow: np.ndarray, step: float) -> np.ndarray:
+        """The map sampling ``step`` of the way back along ``flow`` (small, in full-size pixels)."""
+        full, out = self.full, self.map
+        cv2.resize(self.grid - np.float32(step) * flow, (full, full), dst=out, interpolation=cv2.INTER_LINEAR)
+        if self.low:
+            out[:, : self.low, 0] += self.fix_low
+            out[: self.low, :, 1] += self.fix_low[:, None]
+        if self.high:
+            out[:, full - self.high :, 0] += self.fix_high
+            out[full - self.high :, :, 1] += self.fix_high[:, None]
+        return out
+
+
 class MorphWorkspace:
     """Buffers a morph reuses frame after frame.
 
@@ -73,16 +112,13 @@ class MorphWorkspace:
     and every morph of that render writes into it. Not for use by two morphs at once.
     """
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, flow_size: int = MorphSettings.flow_size) -> None:
+        if width != height:
+            raise ValueError("morphs are square, like the library's frames")
         self.size = (width, height)
-        grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-        self.grid = np.dstack([grid_x, grid_y])
-        chroma_x, chroma_y = np.meshgrid(np.arange(width // 2, dtype=np.float32), np.arange(height // 2, dtype=np.float32))
-        self.chroma_grid = np.dstack([chroma_x, chroma_y])
-        self.flows = [np.empty((height, width, 2), np.float32) for _ in range(2)]
-        self.chroma_flows = [np.empty((height // 2, width // 2, 2), np.float32) for _ in range(2)]
-        self.luma_map = np.empty((height, width, 2), np.float32)
-        self.chroma_map = np.empty((height // 2, width // 2, 2), np.float32)
+        self.flow_size = flow_size
+        self.luma_map = _MapMaker(flow_size, width)
+        self.chroma_map = _MapMaker(flow_size, width // 2)
         self.warped = [
             (np.empty((height, width), np.uint8), np.empty((height // 2, width // 2), np.uint8), np.empty((height // 2, width // 2), np.uint8))
             for _ in range(2)
@@ -93,7 +129,7 @@ class Morph:
     """The transition from frame ``a`` to frame ``b``, frame by frame.
 
     ``a`` and ``b`` are BGR ``(h, w, 3)`` or, cheaper (the render keeps its frames so), I420
-    ``(h * 3 / 2, w)``; the size must be even.
+    ``(h * 3 / 2, w)``; square, with an even side.
     """
 
     def __init__(
@@ -102,33 +138,28 @@ class Morph:
         self.yuv_a = a if a.ndim == 2 else to_i420(a)
         self.yuv_b = b if b.ndim == 2 else to_i420(b)
         width, height = self.yuv_a.shape[1], self.yuv_a.shape[0] * 2 // 3
-        if workspace is None or workspace.size != (width, height):
-            workspace = MorphWorkspace(width, height)
-        self.workspace = workspace
         small = settings.flow_size
+        if workspace is None or workspace.size != (width, height) or workspace.flow_size != small:
+            workspace = MorphWorkspace(width, height, small)
+        self.workspace = workspace
         grey_a = cv2.resize(self.yuv_a[:height], (small, small), interpolation=cv2.INTER_AREA)
         grey_b = cv2.resize(self.yuv_b[:height], (small, small), interpolation=cv2.INTER_AREA)
         scale = np.float32(width / small)
-        flows = (_flow(grey_a, grey_b) * scale, _flow(grey_b, grey_a) * scale)  # in full-size pixels
+        self.flows = (_flow(grey_a, grey_b) * scale, _flow(grey_b, grey_a) * scale)  # small grid, full-size pixels
         # Farneback returns faint noise even between equal frames: still if hardly any vector is not.
-        self.still = max(np.count_nonzero(np.abs(flow) > settings.still_px) for flow in flows) <= 0.01 * flows[0].size
-        if not self.still:
-            for flow, full, chroma in zip(flows, workspace.flows, workspace.chroma_flows):
-                # Enlarged straight into the workspace; chroma planes move half as many of their pixels.
-                cv2.resize(flow, (width, height), dst=full, interpolation=cv2.INTER_LINEAR)
-                cv2.resize(flow * np.float32(0.5), (width // 2, height // 2), dst=chroma, interpolation=cv2.INTER_LINEAR)
+        self.still = max(np.count_nonzero(np.abs(flow) > settings.still_px) for flow in self.flows) <= 0.01 * self.flows[0].size
         self._planes_a, self._planes_b = _planes(self.yuv_a), _planes(self.yuv_b)
 
     def _warp(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], which: int, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sample ``planes`` at ``grid - step * flow[which]`` (backward warping), into the workspace."""
         space = self.workspace
-        cv2.scaleAdd(space.flows[which], -step, space.grid, dst=space.luma_map)
-        cv2.scaleAdd(space.chroma_flows[which], -step, space.chroma_grid, dst=space.chroma_map)
+        flow = self.flows[which]
         luma, u, v = planes
         out_luma, out_u, out_v = space.warped[which]
-        cv2.remap(luma, space.luma_map, None, cv2.INTER_LINEAR, dst=out_luma, borderMode=cv2.BORDER_REPLICATE)
-        cv2.remap(u, space.chroma_map, None, cv2.INTER_LINEAR, dst=out_u, borderMode=cv2.BORDER_REPLICATE)
-        cv2.remap(v, space.chroma_map, None, cv2.INTER_LINEAR, dst=out_v, borderMode=cv2.BORDER_REPLICATE)
+        cv2.remap(luma, space.luma_map(flow, step), None, cv2.INTER_LINEAR, dst=out_luma, borderMode=cv2.BORDER_REPLICATE)
+        chroma_map = space.chroma_map(flow, 0.5 * step)  # chroma planes move half as many of their pixels
+        cv2.remap(u, chroma_map, None, cv2.INTER_LINEAR, dst=out_u, borderMode=cv2.BORDER_REPLICATE)
+        cv2.remap(v, chroma_map, None, cv2.INTER_LINEAR, dst=out_v, borderMode=cv2.BORDER_REPLICATE)
         return out_luma, out_u, out_v
 
     def frame_i420(self, t: float) -> np.ndarray:

@@ -60,3 +60,15 @@ def test_morph_length_grows_with_distance_within_bounds():
     assert lengths[0] == settings.min_frames == 5
     assert lengths[-1] == settings.max_frames == 12
     assert lengths == sorted(lengths)
+
+
+@pytest.mark.parametrize("full", [512, 500, 256, 90])
+def test_sampling_maps_equal_grid_minus_enlarged_flow_at_any_size(full):
+    """Maps made from the small flow in one resize equal the textbook grid - step * enlarged flow."""
+    from engine.morph import _MapMaker
+
+    flow = np.random.default_rng(1).normal(0, 3, (64, 64, 2)).astype(np.float32)
+    grid_x, grid_y = np.meshgrid(np.arange(full, dtype=np.float32), np.arange(full, dtype=np.float32))
+    enlarged = cv2.resize(flow, (full, full), interpolation=cv2.INTER_LINEAR)
+    expected = np.dstack([grid_x, grid_y]) - 0.7 * enlarged
+    assert np.abs(_MapMaker(64, full)(flow, 0.7) - expected).max() < 1e-3
