@@ -3,6 +3,8 @@
 A join between segment A and segment B becomes a short morph: Farneback flow A->B and B->A
 between A's last frame and B's first, then for each in-between time t, A warped forward by t,
 B warped backward by 1 - t, blended by t. The face slides into its new pose instead of jumping.
+A morph's length counts its two recorded end frames (t = 0 and t = 1, shown as they are), so a
+5-frame morph synthesises 3 (see :class:`MorphSettings`).
 
 Cost decides how this is done, because at joins morph frames are a large share of the output:
 
@@ -27,9 +29,11 @@ import numpy as np
 class MorphSettings:
     """Morph length and optical-flow parameters.
 
-    The morph takes ``min_frames`` when the two frames' thumbnails differ by ``near`` grey levels
-    (mean absolute difference) or less, ``max_frames`` from ``far`` on, linearly in between:
-    bigger jumps get more time.
+    A morph of ``n`` frames runs ``t = 0, 1/(n-1), ..., 1`` (the seed's "for t in 0..1"): its
+    first frame is A's last frame as recorded, its last frame B's first, and the ``n - 2`` frames
+    between are synthesised. The morph takes ``min_frames`` when the two frames' thumbnails differ
+    by ``near`` grey levels (mean absolute difference) or less, ``max_frames`` from ``far`` on,
+    linearly in between: bigger jumps get more time.
     """
 
     min_frames: int = 5
@@ -39,11 +43,19 @@ class MorphSettings:
     flow_size: int = 64
     still_px: float = 0.25  # if no flow vector reaches this (full-size pixels), a cross-fade is exact
 
+    def __post_init__(self) -> None:
+        if not 3 <= self.min_frames <= self.max_frames:
+            raise ValueError("a morph needs 3 <= min_frames <= max_frames (two end frames and one between)")
+
     def length(self, distance: float) -> int:
-        """Morph length for a thumbnail distance (mean absolute grey-level difference)."""
+        """Morph length, end frames included, for a thumbnail distance (mean absolute grey-level difference)."""
         span = max(self.far - self.near, 1e-6)
         fraction = min(max((distance - self.near) / span, 0.0), 1.0)
         return int(round(self.min_frames + fraction * (self.max_frames - self.min_frames)))
+
+    def inbetweens(self, distance: float) -> int:
+        """How many frames a morph synthesises between its two recorded end frames."""
+        return self.length(distance) - 2
 
 
 def _flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:

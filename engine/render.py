@@ -152,7 +152,7 @@ def make_timeline(library: Library, pieces: list[Piece], morph: MorphSettings, p
         first = pieces[0]
         distance = float(np.abs(thumbs[previous_frame].astype(np.int16) - thumbs[frame_source[0]].astype(np.int16)).mean())
         room = (first.length - 1) // 2 if len(pieces) > 1 and is_join[1] else first.length - 1
-        take = min(morph.length(distance), room)
+        take = min(morph.inbetweens(distance), room)
         consumed_at_start[0] = take
         if take:
             transitions.append(Transition(0, take, -1, take))
@@ -162,18 +162,18 @@ def make_timeline(library: Library, pieces: list[Piece], morph: MorphSettings, p
         before, after = pieces[i - 1], pieces[i]
         last_a, first_b = frame_source[before.out_end - 1], frame_source[after.out_start]
         distance = float(np.abs(thumbs[last_a].astype(np.int16) - thumbs[first_b].astype(np.int16)).mean())
-        length = morph.length(distance)
+        between = morph.inbetweens(distance)  # synthesised frames; the recorded end frames stay
         room_before = before.length - 1 - consumed_at_start[i - 1]
         next_is_join = i + 1 < len(pieces) and is_join[i + 1]
         room_after = (after.length - 1) // 2 if next_is_join else after.length - 1
         if after.idle and not before.idle:
             # Into a pause: morph inside the silence (after the voice activity hangover, so from a
             # mouth already closing), never over the pause's first, silent frames.
-            take_before, take_after = 0, min(length, room_after)
+            take_before, take_after = 0, min(between, room_after)
         else:
-            take_before = min(length // 2, room_before)
-            take_after = min(length - take_before, room_after)
-            take_before = min(length - take_after, room_before)
+            take_before = min(between // 2, room_before)
+            take_after = min(between - take_before, room_after)
+            take_before = min(between - take_after, room_before)
         consumed_at_start[i] = take_after
         if take_before + take_after == 0:
             continue

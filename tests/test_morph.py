@@ -62,6 +62,13 @@ def test_morph_length_grows_with_distance_within_bounds():
     assert lengths == sorted(lengths)
 
 
+def test_morph_length_counts_its_two_recorded_end_frames():
+    settings = MorphSettings()
+    assert [settings.inbetweens(d) for d in (0, 100)] == [3, 10]  # t = 1/4, 2/4, 3/4 for a 5-frame morph
+    with pytest.raises(ValueError, match="min_frames"):
+        MorphSettings(min_frames=2)
+
+
 @pytest.mark.parametrize("full", [512, 500, 256, 90])
 def test_sampling_maps_equal_grid_minus_enlarged_flow_at_any_size(full):
     """Maps made from the small flow in one resize equal the textbook grid - step * enlarged flow."""
