@@ -271,6 +271,11 @@ class EncodeSettings:
     crf: int = 23
     audio_bitrate: str = "96k"
     threads: int = 0  # 0: x264 decides
+    # Diamond motion search: faces move little between frames. Measured on a rendered minute (one
+    # core, medians of 5): 4.5 % less encoder time, SSIM within 0.05 dB, 0.5 % more bytes.
+    # ("subme=1" saves 27 % for 13 % more bytes, but leaves the morphs a share of the render
+    # beyond the engine's budget of 1.3x the bare decode + encode floor.)
+    x264_params: str = "me=dia"
     aac_coder: str = "fast"  # ffmpeg's cheaper search; its authors find it better than twoloop at 96k+
 
 
@@ -355,6 +360,8 @@ class VideoEncoder:
         }
         if self.settings.threads:
             video_args["threads"] = self.settings.threads
+        if self.settings.x264_params:
+            video_args["x264-params"] = self.settings.x264_params
         cmd = (
             ffmpeg.output(*streams, str(self._tmp), **video_args, **audio_args)
             .global_args("-loglevel", "error")
