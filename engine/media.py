@@ -132,9 +132,16 @@ def read_audio(path: str | os.PathLike, sample_rate: int = ANALYSIS_SAMPLE_RATE)
         Not readable, or no audio track.
     """
     path = Path(path)
-    plain = _read_plain_wav(path, sample_rate)
-    if plain is not None:
-        return plain
+    audio = _read_plain_wav(path, sample_rate)
+    if audio is None:
+        audio = _decode_audio(path, sample_rate)
+    if not np.all(np.isfinite(audio)):
+        raise MediaError(f"{path}: audio decodes to invalid samples")
+    return audio
+
+
+def _decode_audio(path: Path, sample_rate: int) -> np.ndarray:
+    """Any file's first audio track through ffmpeg, as mono float32 at ``sample_rate``."""
     if not probe(path).has_audio:
         raise MediaError(f"{path}: has no audio track")
     cmd = (
@@ -155,10 +162,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int = ANALYSIS_SAMPLE_RATE)
         if "does not contain any stream" in message or "matches no streams" in message:
             raise MediaError(f"{path}: has no audio track")
         raise MediaError(f"{path}: cannot decode audio ({message})")
-    audio = np.frombuffer(data, dtype="<f4")
-    if not np.all(np.isfinite(audio)):
-        raise MediaError(f"{path}: audio decodes to invalid samples")
-    return audio
+    return np.frombuffer(data, dtype="<f4")
 
 
 _PLAIN_SUBTYPES = {"PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"}

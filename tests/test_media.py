@@ -46,6 +46,18 @@ def test_plain_wav_is_read_directly_with_the_samples_ffmpeg_gives(tmp_path, monk
     np.testing.assert_array_equal(direct, through_ffmpeg)
 
 
+def test_wav_of_invalid_samples_is_refused_by_either_reader(tmp_path, monkeypatch):
+    import soundfile
+
+    broken = tmp_path / "nan.wav"
+    soundfile.write(str(broken), np.array([0.1, np.nan, 0.2] * 1000, np.float32), 16_000, subtype="FLOAT")
+    with pytest.raises(MediaError, match="invalid samples"):
+        media.read_audio(broken)
+    monkeypatch.setattr(media, "_read_plain_wav", lambda path, rate: None)
+    with pytest.raises(MediaError, match="invalid samples"):
+        media.read_audio(broken)
+
+
 def test_failed_encode_leaves_nothing(tmp_path):
     out = tmp_path / "v.mp4"
     with pytest.raises(RuntimeError):
