@@ -40,6 +40,7 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 
 from .delivery import MaybeDelivered, NotNow, Undeliverable, Video, send_video
+from .files import remove_quietly, write_atomic
 from .jobs import make_job
 from .settings import Settings
 from .storybook import Storybook
@@ -182,7 +183,7 @@ class Dispatcher(PollingLoop):
             await asyncio.to_thread(self.queue.forget, request.task_id)
             return
         path = self.settings.results_dir / f"{request.id}.mp4"
-        await _write_atomic(path, outcome["mp4"])
+        await write_atomic(path, outcome["mp4"])
         moved = self.store.transition(
             request.id, IN_QUEUE, "rendered",
             result_path=str(path), duration_s=float(outcome["duration_s"]), video_note=int(bool(outcome["video_note"])),
@@ -219,7 +220,7 @@ class Dispatcher(PollingLoop):
                 if self.store.transition(part.id, part.status, "failed", error=f"part {request.part + 1} failed"):
                     if part.task_id and part.status in IN_QUEUE:
                         self.queue.abandon(part.task_id)
-                    _remove_quietly(part.result_path)
+                    remove_quietly(part.result_path)
 
     async def _apologise(self, request: Request, user_error: bool = False) -> None:
         language = request.language or "en"
@@ -231,7 +232,7 @@ class Dispatcher(PollingLoop):
             await self.bot.send_message(request.chat_id, text)
         except TelegramError as error:
             log.warning("%s: could not apologise: %s", request.label, error)
-        _remove_quietly(request.input_path)
+        remove_quietly(request.input_path)
 
     def _character_name(self, identifier: str | None) -> str:
         character = self.catalogue.characters.get(identifier or "")
@@ -401,7 +402,7 @@ class Dispatcher(PollingLoop):
             log.error("%s: the video is %d MB, over Telegram's upload limit", request.label, len(data) // 2**20)
             await self._apologise(request)
             self._fail_rest_of_story(request)
-            _remove_quietly(path)
+            remove_quietly(path)
             return
         video = Video(data, request.duration_s or 0.0, request.size or 0, bool(request.video_note))
         try:
@@ -429,8 +430,8 @@ class Dispatcher(PollingLoop):
             log.info("%s sent as message %s", request.label, message.message_id)
         self._resend_after.pop(request.id, None)
         self._send_rounds.pop(request.id, None)
-        _remove_quietly(path)
-        _remove_quietly(request.input_path)
+        remove_quietly(path)
+        remove_quietly(request.input_path)
         self.wake()
 
     # -- 4. keep company ------------------------------------------------------------------------
@@ -457,22 +458,3 @@ class Dispatcher(PollingLoop):
         except TelegramError as error:
             log.debug("chat action for %s failed: %s", chat_id, error)
 
-
-async def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file and rename: a reader (or a restart) never sees half a video."""
-    tmp = path.with_name(f".{path.name}.part")
-    async with aiofiles.open(tmp, "wb") as handle:
-        await handle.write(data)
-        await handle.flush()
-        await asyncio.to_thread(os.fsync, handle.fileno())
-    await aiofiles.os.replace(tmp, path)
-
-
-def _remove_quietly(path: str | None) -> None:
-    if path:
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            log.warning("cannot remove %s: %s", path, error)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import tarfile
 import time
 import uuid
@@ -42,6 +41,7 @@ from telegram import Bot
 from telegram.error import BadRequest, TelegramError
 
 from .character_store import STAGING_PREFIX, CharacterStore, PublishError
+from .files import remove_quietly
 from .make_jobs import make_make_job
 from .settings import Settings
 from .store import MAKE_ACTIVE, MakeJob, Store
@@ -223,7 +223,7 @@ class Workshop(PollingLoop):
             await asyncio.to_thread(queue.forget, job.task_id)
             return
         finally:
-            _remove_quietly(str(tar))
+            remove_quietly(str(tar))
         seconds = float(outcome.get("seconds") or 0.0)
         if self.store.make_job(job.id).status not in MAKE_ACTIVE:  # cancelled while publishing: undo
             await asyncio.to_thread(self.characters.delete, job.character_id)
@@ -271,7 +271,7 @@ class Workshop(PollingLoop):
             log.warning("%s failed: %s", job.label, values.get("error"))
         elif status == "cancelled":
             log.info("%s cancelled", job.label)
-        _remove_quietly(job.picture_path)
+        remove_quietly(job.picture_path)
         self._owed.add(job.id)
         if seconds is not None:
             self._seconds[job.id] = seconds
@@ -477,12 +477,3 @@ def _duration(seconds: float) -> str:
         return f"{seconds} s"
     return f"{seconds // 60} min {seconds % 60:02d} s"
 
-
-def _remove_quietly(path: str | None) -> None:
-    if path:
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            log.warning("cannot remove %s: %s", path, error)

@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiofiles
 from engine.errors import GramophoneError
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, NetworkError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes, ConversationHandler, MessageHandler, filters
 
 from ..character_store import clean_name, unique_id
+from ..files import remove_quietly, write_atomic
 from ..make_jobs import PICTURE_SUFFIXES
 from ..services import Services, services
 from ..texts import t
@@ -76,14 +75,7 @@ def _drop_draft(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Forget the conversation, and its picture unless a job took it over."""
     draft = context.user_data.pop(DRAFT, None)  # type: ignore[union-attr]
     if draft and draft.get("picture") and not draft.get("queued"):
-        _remove_quietly(draft["picture"])
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+        remove_quietly(draft["picture"])
 
 
 # -- name ----------------------------------------------------------------------------------------
@@ -171,10 +163,7 @@ async def pictured(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | 
         return None
     svc.settings.pictures_dir.mkdir(parents=True, exist_ok=True)
     path = svc.settings.pictures_dir / f"{message.chat_id}-{message.message_id}{suffix}"
-    tmp = path.with_name(f".{path.name}.part")
-    async with aiofiles.open(tmp, "wb") as handle:
-        await handle.write(data)
-    os.replace(tmp, path)
+    await write_atomic(path, data)
     try:
         info = await asyncio.to_thread(check, svc, path)
     except GramophoneError as error:
@@ -184,7 +173,7 @@ async def pictured(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | 
         return None
     draft = _draft(context)
     if draft.get("picture") and draft["picture"] != str(path):
-        _remove_quietly(draft["picture"])
+        remove_quietly(draft["picture"])
     draft.update(picture=str(path), width=int(info.width), height=int(info.height), face=info.face is not None,
                  mouth=None, eyes=None, landmarks="face" if info.face is not None else None)
     if info.face is not None:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiofiles
 from engine.errors import GramophoneError
 from engine.speech import split_sentences
 from telegram import Message, Update
@@ -24,6 +22,7 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, NetworkError
 from telegram.ext import BaseHandler, ContextTypes, MessageHandler, filters
 
+from ..files import write_atomic
 from ..intake import answering_character, chat_of, refusal, submit, tell_position
 from ..services import Services, services
 from ..texts import language_of_text, t
@@ -84,13 +83,6 @@ def check_audio(path: Path, max_s: float) -> str | None:
     if info.duration > max_s:
         return "audio_too_long"
     return None
-
-
-async def _save(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    async with aiofiles.open(tmp, "wb") as handle:
-        await handle.write(data)
-    os.replace(tmp, path)
 
 
 async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -169,7 +161,7 @@ async def _download(svc: Services, message: Message, media: Media, language: str
         return None
     svc.settings.inbox_dir.mkdir(parents=True, exist_ok=True)
     path = svc.settings.inbox_dir / f"{message.chat_id}-{message.message_id}{media.suffix}"
-    await _save(path, data)
+    await write_atomic(path, data)
     return path
 
 
