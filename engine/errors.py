@@ -22,3 +22,11 @@ class LibraryError(GramophoneError):
 
 class InputError(GramophoneError):
     """Arguments that cannot work: an empty audio, a too-long video note, a bad crop, ..."""
+
+
+class StorageError(OSError):
+    """The machine failed, not the input: a full disk, an I/O error while ffmpeg read or wrote.
+
+    Deliberately not a :class:`GramophoneError`: nothing the user sent is wrong, so callers that
+    retry (the bot's workers) must retry it, and never tell anyone their file is unreadable.
+    """

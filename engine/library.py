@@ -44,6 +44,7 @@ import numpy as np
 import sqlite_utils
 
 from .errors import InputError, LibraryError
+from .files import default_file_mode
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class LibraryWriter:
         except OSError as error:
             raise InputError(f"cannot write {self.path}: {error.strerror}") from None
         self._tmp = Path(tmp)
-        os.chmod(self._tmp, 0o644)  # mkstemp makes 0600; others (workers, web servers) read results
+        os.chmod(self._tmp, default_file_mode())  # mkstemp makes 0600 whatever the umask
         conn = sqlite3.connect(self._tmp)
         # The temporary file is thrown away on any failure, so no journal is needed while building.
         conn.execute("PRAGMA journal_mode=OFF")

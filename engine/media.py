@@ -8,13 +8,15 @@ Command lines are built with ffmpeg-python, which keeps filter graphs readable.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
+import queue
 import re
 import shutil
+import signal
 import subprocess
-import queue
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -26,7 +28,8 @@ import ffmpeg  # ffmpeg-python: command-line builder only
 import numpy as np
 import soundfile
 
-from .errors import InputError, MediaError
+from .errors import InputError, MediaError, StorageError
+from .files import default_file_mode
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +78,97 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no details from ffmpeg"
 
 
+PROBE_TIMEOUT_S = 30.0
+"""Longest a probe may take: reading a header is milliseconds, a hang is an attack or a bug."""
+
+_STORAGE_FAILURES = {
+    "No space left on device": errno.ENOSPC,
+    "Input/output error": errno.EIO,
+    "Disk quota exceeded": errno.EDQUOT,
+    "Read-only file system": errno.EROFS,
+}
+
+
+def ffmpeg_failure(path: str | os.PathLike, what: str, message: str) -> OSError | MediaError:
+    """The exception for a failed ffmpeg run: :class:`StorageError` when the machine failed
+    (the disk is full: worth retrying, and nothing the user can fix), else :class:`MediaError`."""
+    for text, code in _STORAGE_FAILURES.items():
+        if text in message:
+            return StorageError(code, f"{path}: {what}: {message}")
+    return MediaError(f"{path}: {what} ({message})")
+
+
+@dataclass(frozen=True)
+class BoundedRun:
+    """What a bounded ffmpeg run left: exit code, its stderr's last line, the bytes it printed."""
+
+    returncode: int
+    message: str
+    stdout_bytes: int
+    stdout: bytes | None
+
+
+def run_bounded(
+    cmd: list[str], *, timeout_s: float, keep_stdout: bool = False, stdout_limit: int | None = None
+) -> BoundedRun:
+    """Run ``cmd`` with a wall-clock limit, in a process group of its own, killed whole on timeout.
+
+    Standard output is read in chunks and only counted unless ``keep_stdout``; past
+    ``stdout_limit`` bytes the run is stopped (the caller asked for no more).
+
+    Raises
+    ------
+    MediaError
+        The run outlived ``timeout_s`` (a live stream, a decoder stuck on a crafted file).
+    """
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, start_new_session=True
+        )
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            _kill_group(proc)
+
+        timer = threading.Timer(timeout_s, kill)
+        timer.daemon = True
+        timer.start()
+        chunks: list[bytes] = []
+        count = 0
+        assert proc.stdout is not None
+        try:
+            while chunk := proc.stdout.read(1 << 16):
+                count += len(chunk)
+                if keep_stdout:
+                    chunks.append(chunk)
+                if stdout_limit is not None and count >= stdout_limit:
+                    _kill_group(proc)
+                    break
+        finally:
+            proc.stdout.close()
+            returncode = proc.wait()
+            timer.cancel()
+        errors.seek(0)
+        message = _last_line(errors.read().decode(errors="replace"))
+    if timed_out.is_set():
+        raise MediaError(f"ffmpeg took longer than {timeout_s:.0f} s and was stopped")
+    return BoundedRun(returncode, message, count, b"".join(chunks) if keep_stdout else None)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process and everything it started (ffmpeg may have helpers)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def probe(path: str | os.PathLike) -> MediaInfo:
     """Read a file's streams from ``ffmpeg -i`` (the wheel ships no ffprobe).
+
+    For files we made or an operator chose: the duration is what the container claims, which
+    metadata can forge. A user's file goes through :func:`inspect_untrusted_audio` instead.
 
     Raises
     ------
@@ -86,12 +178,17 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
-    result = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-    )
+    try:
+        result = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PROBE_TIMEOUT_S,
+            start_new_session=True,
+        )
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"{path}: ffmpeg took longer than {PROBE_TIMEOUT_S:.0f} s to read it") from None
     text = result.stderr
     if "Stream #" not in text:
         raise MediaError(f"{path}: not a media file ffmpeg can read ({_last_line(text)})")
@@ -161,7 +258,7 @@ def _decode_audio(path: Path, sample_rate: int) -> np.ndarray:
     if returncode != 0:
         if "does not contain any stream" in message or "matches no streams" in message:
             raise MediaError(f"{path}: has no audio track")
-        raise MediaError(f"{path}: cannot decode audio ({message})")
+        raise ffmpeg_failure(path, "cannot decode audio", message)
     return np.frombuffer(data, dtype="<f4")
 
 
@@ -192,6 +289,121 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> P
     path = Path(path)
     soundfile.write(str(path), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16")
     return path
+
+
+# ---- untrusted audio: what a user sends ------------------------------------------------------
+
+USER_AUDIO_CONTAINERS = {
+    "ogg": "ogg",  # voice notes (Opus), Vorbis
+    "mp3": "mp3",
+    "mp4": "mov",  # m4a, mp4, mov, 3gp: one demuxer
+    "mkv": "matroska",  # and webm
+    "wav": "wav",
+    "flac": "flac",
+    "aac": "aac",  # raw ADTS
+    "amr": "amr",
+}
+"""The containers a user's audio may be in (our name, also the inbox suffix -> ffmpeg's demuxer).
+
+No playlist (hls), concat script, image sequence or anything else that can name another file:
+a "song" that is an HLS playlist naming another chat's voice note must find nothing to open."""
+
+UNTRUSTED_PROTOCOLS = "file,pipe"
+DECODE_MARGIN_S = 2.0
+"""Decoding a user's audio stops this far past the limit: enough to tell "too long" for sure."""
+UNTRUSTED_TIMEOUT_S = 60.0
+"""Longest one ffmpeg run on a user's file may take (decoding 5 minutes of Opus takes ~1 s)."""
+_MEASURE_RATE = 8000
+"""Samples per second when decoding only to measure: cheap, and exact to 1/8000 s."""
+
+
+def sniff_container(head: bytes) -> str | None:
+    """The container of a file from its first bytes (a key of :data:`USER_AUDIO_CONTAINERS`),
+    or None. The sender's file name and MIME type are never asked: both are the sender's words."""
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"#!AMR"):
+        return "amr"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "wav"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "mkv"
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    if head.startswith(b"ID3"):
+        return "mp3"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        # MPEG audio frame sync; layer bits 00 are ADTS (AAC), anything else MPEG layer 1-3
+        return "aac" if head[1] & 0x06 == 0 else "mp3"
+    return None
+
+
+def untrusted_input_args(path: str | os.PathLike, container: str, *, max_seconds: float | None = None) -> list[str]:
+    """ffmpeg's input options for a user's file: the one demuxer its bytes showed, local files
+    only, and at most ``max_seconds`` read from it.
+
+    Raises
+    ------
+    MediaError
+        ``container`` is not one of :data:`USER_AUDIO_CONTAINERS`.
+    """
+    demuxer = USER_AUDIO_CONTAINERS.get(container)
+    if demuxer is None:
+        raise MediaError(f"{path}: {container!r} is not an audio container accepted from users")
+    args = ["-protocol_whitelist", UNTRUSTED_PROTOCOLS, "-format_whitelist", demuxer, "-f", demuxer]
+    if max_seconds is not None:
+        args += ["-t", f"{max_seconds:.3f}"]
+    return [*args, "-i", str(path)]
+
+
+@dataclass(frozen=True)
+class UntrustedAudio:
+    """A user's audio file as measured by decoding it (never from what its metadata says)."""
+
+    container: str
+    duration_s: float
+    """Decoded length; when ``too_long``, only a lower bound (decoding stopped at the limit)."""
+    too_long: bool
+
+
+def inspect_untrusted_audio(
+    path: str | os.PathLike, *, max_seconds: float, timeout_s: float = UNTRUSTED_TIMEOUT_S
+) -> UntrustedAudio:
+    """Check a user's audio file: its container from its bytes, its length by decoding it.
+
+    Decoding stops at ``max_seconds`` plus :data:`DECODE_MARGIN_S` and the samples are counted,
+    not kept, so an hour of FLAC silence costs a second and no memory.
+
+    Raises
+    ------
+    MediaError
+        Not an accepted container, no audio track, undecodable, or ffmpeg took too long.
+    StorageError
+        The machine failed while reading it.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except FileNotFoundError:
+        raise MediaError(f"{path}: no such file") from None
+    container = sniff_container(head)
+    if container is None:
+        raise MediaError(f"{path}: not an audio file I accept (ogg, mp3, m4a/mp4, webm/mkv, wav, flac, aac, amr)")
+    cmd = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+        *untrusted_input_args(path, container, max_seconds=max_seconds + DECODE_MARGIN_S),
+        "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(_MEASURE_RATE), "-f", "s16le", "pipe:",
+    ]
+    run = run_bounded(cmd, timeout_s=timeout_s)
+    if run.returncode != 0:
+        if "matches no streams" in run.message or "does not contain any stream" in run.message:
+            raise MediaError(f"{path}: has no audio track")
+        raise ffmpeg_failure(path, "cannot decode audio", run.message)
+    duration = run.stdout_bytes / 2 / _MEASURE_RATE
+    return UntrustedAudio(container, duration, duration > max_seconds)
 
 
 @dataclass(frozen=True)
@@ -264,7 +476,7 @@ def iter_frames(
             returncode = proc.wait()
         if returncode not in (0, -9):
             errors.seek(0)
-            raise MediaError(f"{path}: cannot decode video ({_last_line(errors.read().decode(errors='replace'))})")
+            raise ffmpeg_failure(path, "cannot decode video", _last_line(errors.read().decode(errors="replace")))
 
 
 @dataclass(frozen=True)
@@ -339,7 +551,7 @@ class VideoEncoder:
         except OSError as error:
             raise InputError(f"cannot write {self.path}: {error.strerror}") from None
         self._tmp = Path(tmp)
-        os.chmod(self._tmp, 0o644)  # mkstemp makes 0600; others (workers, web servers) read results
+        os.chmod(self._tmp, default_file_mode())  # mkstemp makes 0600 whatever the umask
         video = ffmpeg.input(
             "pipe:", format="rawvideo", pix_fmt="yuv420p", s=f"{self.size}x{self.size}", framerate=self.fps
         )
@@ -437,7 +649,7 @@ class VideoEncoder:
                 except BrokenPipeError:
                     pass
                 if self._proc.wait() != 0:
-                    raise MediaError(f"ffmpeg failed to encode {self.path}: {self._stderr()}")
+                    raise ffmpeg_failure(self.path, "ffmpeg failed to encode", self._stderr())
                 if self.frames_written == 0:
                     raise MediaError(f"no frames to encode into {self.path}")
                 os.replace(self._tmp, self.path)
