@@ -26,7 +26,9 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Simple
 
 from .character_store import CharacterStore
 from .dispatcher import Dispatcher
+from .guard import ChatGuard
 from .handlers import register
+from .inbox import Inbox
 from .making import Workshop
 from .services import KEY, Services
 from .settings import Settings
@@ -34,7 +36,8 @@ from .storybook import Storybook
 from .store import Store
 from .tasks import MAKE_QUEUE_NAMES, MakeQueue, RenderQueue
 from .texts import LANGUAGES, t
-from .worker import EmbeddedWorker, configure_logging
+from .logs import configure_logging
+from .worker import EmbeddedWorker
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ class UpdateProcessor(SimpleUpdateProcessor):
             await coroutine
 
 
-def build_application(settings: Settings) -> Application:
+def build_application(settings: Settings, guard: ChatGuard) -> Application:
     """The PTB Application: token, Bot API server, rate limiter, timeouts, handlers."""
     builder = (
         ApplicationBuilder()
@@ -79,12 +82,15 @@ def build_application(settings: Settings) -> Application:
         .base_url(settings.base_url)
         .base_file_url(settings.base_file_url)
         .local_mode(settings.bot_api_local)
-        .rate_limiter(AIORateLimiter(max_retries=2))
+        # Throttles to Telegram's overall and per-group rates, but retries nothing: a 429 makes
+        # AIORateLimiter pause every chat while it retries. RetryAfter is handled in one place,
+        # per send (bot.delivery), so one flooded chat never holds up the others.
+        .rate_limiter(AIORateLimiter(max_retries=0))
         .media_write_timeout(MEDIA_WRITE_TIMEOUT_S)
         .concurrent_updates(UpdateProcessor(UPDATE_CONCURRENCY, settings.admins))
     )
     application = builder.build()
-    register(application)
+    register(application, guard)
     return application
 
 
@@ -111,11 +117,14 @@ class GramophoneBot:
         if not catalogue.characters:
             log.error("no characters found in %s", [str(path) for path in settings.character_roots])
         storybook = Storybook(settings.stories_dir)
-        application = build_application(settings)
+        guard = ChatGuard(settings)
+        application = build_application(settings, guard)
         await _initialize(application)
-        dispatcher = Dispatcher(settings, store, queue, application.bot, catalogue, storybook)
+        inbox = Inbox(settings, store, application.bot)
+        dispatcher = Dispatcher(settings, store, queue, application.bot, catalogue, storybook, inbox)
+        inbox.on_received = dispatcher.wake
         workshop = Workshop(settings, store, make_queues, application.bot, catalogue, characters, on_request=dispatcher.wake)
-        self.services = Services(settings, store, queue, catalogue, storybook, dispatcher, workshop, characters)
+        self.services = Services(settings, store, queue, catalogue, storybook, dispatcher, workshop, characters, inbox, guard)
         self.make_queues = make_queues
         application.bot_data[KEY] = self.services
         self.application = application
@@ -179,6 +188,7 @@ class GramophoneBot:
             await application.stop()
         await services.workshop.stop()
         await services.dispatcher.stop()
+        await services.inbox.close()
         await application.shutdown()
         services.queue.close()
         for queue in self.make_queues.values():
@@ -244,7 +254,8 @@ async def serve(settings: Settings, webhook_url: str | None = None, workers: lis
 
 def run(settings: Settings, webhook_url: str | None = None) -> int:
     """``gramophone bot``: everything in one command (plus Redis workers, if configured)."""
-    configure_logging(settings.log_level)
+    os.umask(0o077)  # voices, texts and videos of children: files 0600, folders 0700
+    configure_logging(settings.log_level, secrets=settings.secrets())
     settings.token()  # fail now, before starting anything, if it is missing
     log.info("gramophone bot: %s", settings.describe())
     workers: list[EmbeddedWorker] = []

@@ -41,6 +41,8 @@ MADE_BY_FILE = "made-by.json"
 STAGING_PREFIX = ".tmp-"
 TRASH_PREFIX = ".deleted-"
 MAX_UNPACKED_BYTES = 2 * 1024**3
+MAX_MEMBERS = 1000
+"""A made character is a handful of files; a tar of a million empty ones is an attack on the disk."""
 """A result bigger than this unpacked is refused (a broken or hostile worker)."""
 
 _CYRILLIC = dict(
@@ -184,7 +186,9 @@ class CharacterStore:
         opened = tarfile.open(name=source, mode="r:") if isinstance(source, Path) else tarfile.open(fileobj=io.BytesIO(source), mode="r:")
         with opened as tar:
             members = []
-            for member in tar.getmembers():
+            for member in tar:  # one at a time: getmembers() would read a million headers first
+                if len(members) >= MAX_MEMBERS:
+                    raise PublishError(f"the result holds more than {MAX_MEMBERS} files")
                 if not (member.isfile() or member.isdir()):
                     raise PublishError(f"the result holds {member.name!r}, which is not a plain file")
                 total += member.size

@@ -19,10 +19,14 @@ def cmd_bot(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .worker import configure_logging, run_worker
+    import os
+
+    from .logs import configure_logging
+    from .worker import run_worker
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    os.umask(0o077)  # voices, texts and videos of children: this user's alone
+    configure_logging(settings.log_level, secrets=settings.secrets())
     route = "gpu" if args.gpu else "cpu" if args.make else None
     return run_worker(settings, args.workers, prebuild=not args.no_prebuild, route=route)
 

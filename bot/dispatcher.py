@@ -41,6 +41,7 @@ from telegram.error import BadRequest, TelegramError
 
 from .delivery import MaybeDelivered, NotNow, Undeliverable, Video, send_video
 from .files import remove_quietly, write_atomic
+from .inbox import Inbox
 from .jobs import make_job
 from .settings import Settings
 from .storybook import Storybook
@@ -66,6 +67,10 @@ class InputGone(Exception):
     """The request's input cannot be had any more (file expired, story deleted)."""
 
 
+class Refetch(Exception):
+    """A voice note's checked copy is gone (a cleaned disk): the inbox must fetch it again."""
+
+
 class Dispatcher(PollingLoop):
     name = "dispatcher"
 
@@ -77,8 +82,10 @@ class Dispatcher(PollingLoop):
         bot: Bot,
         catalogue: Catalogue,
         storybook: Storybook,
+        inbox: Inbox,
     ) -> None:
         self.settings = settings
+        self.inbox = inbox
         self.store = store
         self.queue = queue
         self.bot = bot
@@ -93,6 +100,7 @@ class Dispatcher(PollingLoop):
         self._last_served: dict[int, int] = {}
         self._last_action: dict[int, float] = {}
         self._actions: set[asyncio.Task[None]] = set()
+        self._swept_at = -float("inf")
         settings.results_dir.mkdir(parents=True, exist_ok=True)
         settings.inbox_dir.mkdir(parents=True, exist_ok=True)
 
@@ -116,56 +124,74 @@ class Dispatcher(PollingLoop):
             task.cancel()
 
     async def run_once(self) -> None:
+        self.inbox.adopt_orphans()
         await self._collect()
         if self._stopping:
             return
         await self._enqueue()
         self._deliver()
         self._keep_company()
+        if time.monotonic() - self._swept_at >= self.settings.retention_sweep_s:
+            self._swept_at = time.monotonic()
+            self.forget_old()  # on the loop: the store is this thread's
+
+    async def _each(self, request: Request, step: Any, *args: Any) -> Any:
+        """One request's step, isolated: an error (a full disk, a bug tripped by one row) is
+        logged and that request waits for the next pass; every other chat carries on."""
+        try:
+            return await step(request, *args)
+        except OSError as error:
+            log.warning("%s: %s failed (%s): trying again next pass", request.label, step.__name__.strip("_"), error)
+        except Exception:  # noqa: BLE001 -- one bad row must not stop the others
+            log.exception("%s: %s failed: trying again next pass", request.label, step.__name__.strip("_"))
+        return None
 
     # -- 1. collect -----------------------------------------------------------------------------
 
     async def _collect(self) -> None:
-        pending: set[str] | None = None
+        pending: list[set[str]] = []  # the queue's waiting ids, read once per pass when needed
         now = time.monotonic()
         for request in self.store.with_status(*IN_QUEUE):
-            task_id = request.task_id
-            if not task_id:
-                await self._attempt_failed(request, "no task id")
-                continue
-            try:
-                outcome = await asyncio.to_thread(self.queue.outcome, task_id)
-            except TaskFailed as error:
-                await self._attempt_failed(request, f"render crashed: {error}")
-                continue
-            if outcome is not None:
-                await self._finished(request, outcome)
-                continue
-            beat = await asyncio.to_thread(self.queue.heartbeat, task_id)
-            if beat is not None:
-                self._missing.pop(task_id, None)
-                if request.status == "queued":
-                    self.store.transition(request.id, "queued", "rendering")
-                    log.info("%s rendering on %s", request.label, f"{beat.get('host')}:{beat.get('pid')}")
-                verdict = self._check_beat(
-                    task_id, beat, now, self.settings.heartbeat_timeout_s, self.settings.render_timeout_s + self.settings.heartbeat_timeout_s
-                )
-                if verdict == "silent":
-                    await self._attempt_failed(request, f"worker {beat.get('host')}:{beat.get('pid')} went silent mid-render")
-                elif verdict == "too long":
-                    await self._attempt_failed(request, "render took too long")
-                continue
-            if pending is None:
-                pending = await asyncio.to_thread(self.queue.pending_ids)
-            if task_id in pending:
-                self._missing.pop(task_id, None)
-                if request.status == "rendering":  # interrupted and put back by its worker
-                    self.store.transition(request.id, "rendering", "queued")
-                    self._beats.pop(task_id, None)
-                continue
-            first_missed = self._missing.setdefault(task_id, now)
-            if now - first_missed > self.settings.heartbeat_timeout_s:
-                await self._attempt_failed(request, "task lost (not queued, not running, no result)")
+            await self._each(request, self._collect_one, now, pending)
+
+    async def _collect_one(self, request: Request, now: float, pending: list[set[str]]) -> None:
+        task_id = request.task_id
+        if not task_id:
+            await self._attempt_failed(request, "no task id")
+            return
+        try:
+            outcome = await asyncio.to_thread(self.queue.outcome, task_id)
+        except TaskFailed as error:
+            await self._attempt_failed(request, f"render crashed: {error}")
+            return
+        if outcome is not None:
+            await self._finished(request, outcome)
+            return
+        beat = await asyncio.to_thread(self.queue.heartbeat, task_id)
+        if beat is not None:
+            self._missing.pop(task_id, None)
+            if request.status == "queued":
+                self.store.transition(request.id, "queued", "rendering")
+                log.info("%s rendering on %s", request.label, f"{beat.get('host')}:{beat.get('pid')}")
+            verdict = self._check_beat(
+                task_id, beat, now, self.settings.heartbeat_timeout_s, self.settings.render_timeout_s + self.settings.heartbeat_timeout_s
+            )
+            if verdict == "silent":
+                await self._attempt_failed(request, f"worker {beat.get('host')}:{beat.get('pid')} went silent mid-render")
+            elif verdict == "too long":
+                await self._attempt_failed(request, "render took too long")
+            return
+        if not pending:
+            pending.append(await asyncio.to_thread(self.queue.pending_ids))
+        if task_id in pending[0]:
+            self._missing.pop(task_id, None)
+            if request.status == "rendering":  # interrupted and put back by its worker
+                self.store.transition(request.id, "rendering", "queued")
+                self._beats.pop(task_id, None)
+            return
+        first_missed = self._missing.setdefault(task_id, now)
+        if now - first_missed > self.settings.heartbeat_timeout_s:
+            await self._attempt_failed(request, "task lost (not queued, not running, no result)")
 
     def _forget_timers(self, task_id: str | None) -> None:
         if task_id:
@@ -183,6 +209,8 @@ class Dispatcher(PollingLoop):
             await asyncio.to_thread(self.queue.forget, request.task_id)
             return
         path = self.settings.results_dir / f"{request.id}.mp4"
+        # A full disk raises here: the result stays in the queue's store (not forgotten) and
+        # the next pass stores it again, while other chats' answers go on.
         await write_atomic(path, outcome["mp4"])
         moved = self.store.transition(
             request.id, IN_QUEUE, "rendered",
@@ -262,7 +290,7 @@ class Dispatcher(PollingLoop):
             request = by_chat[chat_id].pop(0)
             if not by_chat[chat_id]:
                 del by_chat[chat_id]
-            if await self._submit(request):
+            if await self._each(request, self._submit):
                 budget -= 1
                 in_flight[chat_id] += 1
                 self._last_served[chat_id] = next(self._served)
@@ -290,6 +318,10 @@ class Dispatcher(PollingLoop):
                 log.warning("%s failed: %s", request.label, error)
                 await self._apologise(request, user_error=True)
                 self._fail_rest_of_story(request)
+            return False
+        except Refetch as why:
+            if self.store.transition(request.id, "received", "fetching", input_path=None, error=str(why)):
+                log.warning("%s: %s: fetching it again", request.label, why)
             return False
         except TelegramError as error:  # download failed for now: try again next pass
             log.warning("%s: cannot fetch its input yet: %s", request.label, error)
@@ -321,8 +353,8 @@ class Dispatcher(PollingLoop):
             video_note_max_s=self.settings.video_note_max_s,
         )
         if request.kind == "voice":
-            audio, suffix = await self._voice_input(request)
-            return make_job(**common, audio=audio, audio_suffix=suffix, pitch=character.pitch_semitones)
+            audio = await self._voice_input(request)
+            return make_job(**common, audio=audio, max_audio_s=self.settings.voice_max_s, pitch=character.pitch_semitones)
         if request.kind == "text":
             text = request.input or ""
         elif request.kind == "story":
@@ -337,20 +369,12 @@ class Dispatcher(PollingLoop):
             text = character.greeting_for(language)
         return make_job(**common, text=text, max_chars=max(self.settings.text_max_chars, len(text)))
 
-    async def _voice_input(self, request: Request) -> tuple[bytes, str]:
-        """The voice note's bytes: saved by the handler, or downloaded again if that copy is gone."""
-        if request.input_path and os.path.exists(request.input_path):
-            async with aiofiles.open(request.input_path, "rb") as handle:
-                return await handle.read(), Path(request.input_path).suffix or ".ogg"
-        if not request.input:
-            raise InputGone("no file id")
-        try:
-            file = await self.bot.get_file(request.input)
-            data = bytes(await file.download_as_bytearray())
-        except BadRequest as error:
-            raise InputGone(f"cannot download the voice note: {error.message}") from error
-        suffix = Path(file.file_path or "").suffix or ".ogg"
-        return data, suffix
+    async def _voice_input(self, request: Request) -> bytes:
+        """The voice note's bytes, as the inbox stored and checked them."""
+        if not request.input_path or not os.path.exists(request.input_path):
+            raise Refetch("its checked file is gone")
+        async with aiofiles.open(request.input_path, "rb") as handle:
+            return await handle.read()
 
     # -- 3. deliver -----------------------------------------------------------------------------
 
@@ -367,7 +391,7 @@ class Dispatcher(PollingLoop):
                 continue
             if self._resend_after.get(request.id, 0.0) > now or not self._next_in_line(request, active):
                 continue
-            task = asyncio.create_task(self._send(request), name=f"send-{request.id}")
+            task = asyncio.create_task(self._each(request, self._send), name=f"send-{request.id}")
             self._sending[chat_id] = task
 
     @staticmethod
@@ -458,3 +482,25 @@ class Dispatcher(PollingLoop):
         except TelegramError as error:
             log.debug("chat action for %s failed: %s", chat_id, error)
 
+    # -- 5. forget -------------------------------------------------------------------------------
+
+    def forget_old(self, now: float | None = None) -> int:
+        """Children's data is kept ``retention_days`` at most: finished requests are deleted with
+        their files (only counts stay), and files in the inbox and results that no unfinished
+        request names are removed once that old. Returns how many requests were forgotten."""
+        cutoff = (time.time() if now is None else now) - self.settings.retention_days * 86400
+        purged = self.store.purge_finished(before=cutoff)
+        for request in purged:
+            remove_quietly(request.input_path)
+            remove_quietly(request.result_path)
+        in_use = {path for request in self.store.active() for path in (request.input_path, request.result_path) if path}
+        for folder in (self.settings.inbox_dir, self.settings.results_dir):
+            for path in folder.iterdir():
+                try:
+                    if str(path) not in in_use and path.stat().st_mtime < cutoff:
+                        path.unlink()
+                except OSError as error:
+                    log.warning("cannot remove the old file %s: %s", path, error)
+        if purged:
+            log.info("forgot %d requests finished more than %.0f days ago", len(purged), self.settings.retention_days)
+        return len(purged)

@@ -63,28 +63,42 @@ async def answering_character(svc: Services, chat: Chat, message: Message) -> Ch
     return character
 
 
-def refusal(svc: Services, chat: Chat, character: Character) -> str | None:
-    """Why this chat may not ask for more right now (a text to send), or None."""
-    if svc.store.active_groups(chat.chat_id) >= svc.settings.max_pending_per_chat:
-        return t("too_many_pending", chat.language, name=character.name)
-    if svc.store.active_groups() >= svc.settings.max_queue:
-        return t("busy", chat.language)
-    return None
+REFUSAL_TEXTS = {"chat_full": "too_many_pending", "busy": "busy"}
 
 
-def submit(svc: Services, rows: list[dict[str, Any]]) -> list[Request]:
-    """Record the rows as ``received`` requests and wake the dispatcher.
+async def admit(
+    svc: Services,
+    message: Message,
+    chat: Chat,
+    character: Character,
+    rows: list[dict[str, Any]],
+    *,
+    status: str = "received",
+    quiet: bool = False,
+) -> list[Request]:
+    """Record the rows if this chat and the whole queue have room (checked and reserved in one
+    step), and wake the dispatcher.
 
-    Returns the new requests, or an empty list when the same update was already recorded
-    (Telegram redelivers updates a killed bot did not confirm).
+    Returns the new requests; an empty list when there was no room (the chat is told why, at
+    most once per ``refusal_interval_s``, unless ``quiet``) or when the same update was already
+    recorded (Telegram redelivers updates a killed bot did not confirm).
     """
-    requests = svc.store.add_requests(rows)
-    if requests:
-        log.info("%s received", requests[0].label if len(requests) == 1 else f"{requests[0].label} +{len(requests) - 1} parts")
-        svc.dispatcher.wake()
-    else:
-        first = rows[0]
+    settings = svc.settings
+    admission = svc.store.admit(
+        rows, max_per_chat=settings.max_pending_per_chat, max_total=settings.max_queue, status=status
+    )
+    first = rows[0]
+    if admission.refused == "duplicate":
         log.info("duplicate update ignored: chat %s message %s (%s)", first["chat_id"], first["incoming_message_id"], first["kind"])
+        return []
+    if admission.refused is not None:
+        log.info("chat %s: %s refused (%s)", chat.chat_id, first["kind"], admission.refused)
+        if not quiet and svc.guard.may_refuse(chat.chat_id):
+            await message.reply_text(t(REFUSAL_TEXTS[admission.refused], chat.language, name=character.name))
+        return []
+    requests = admission.requests
+    log.info("%s %s", requests[0].label if len(requests) == 1 else f"{requests[0].label} +{len(requests) - 1} parts", status)
+    svc.dispatcher.wake()
     return requests
 
 

@@ -9,7 +9,9 @@ versions still understand each other through pickle.
 
 Errors a user or an admin can fix (unreadable audio, a character that vanished) come back as
 ``{"ok": False, ...}`` and are not retried: rendering them again would fail again. Anything else
-raises, and the dispatcher retries the request on another attempt.
+raises, and the dispatcher retries the request on another attempt: that includes
+:class:`engine.errors.StorageError` (a full disk while ffmpeg wrote), which is an ``OSError``,
+never "your audio is unreadable".
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def make_job(
     language: str,
     kind: str,
     audio: bytes | None = None,
-    audio_suffix: str = ".ogg",
+    max_audio_s: float = 300.0,
     text: str | None = None,
     pitch: float = 0.0,
     video_note: bool = True,
@@ -61,7 +63,7 @@ def make_job(
         "language": language,
         "kind": kind,
         "audio": audio,
-        "audio_suffix": audio_suffix if audio_suffix.startswith(".") else f".{audio_suffix}",
+        "max_audio_s": float(max_audio_s),
         "text": text,
         "pitch": float(pitch),
         "video_note": bool(video_note),
@@ -131,13 +133,20 @@ def _note_size(library_size: int, duration: float, job: dict[str, Any]) -> int |
 def _render_voice(job: dict[str, Any], character: Character, library: Library, scratch: Path, out: Path) -> tuple[float, int]:
     """The child's own voice, pitch-shifted into the character's, lip-synced."""
     from engine.effects import shift_pitch
-    from engine.media import probe
+    from engine.errors import MediaError
+    from engine.media import DECODE_MARGIN_S, probe, sniff_container
     from engine.render import render
 
-    source = scratch / f"input{job['audio_suffix']}"
+    # The bot checked this file, and the worker checks again: the container from the bytes, one
+    # demuxer, local files only, decoding cut at the limit (a worker may serve another bot version).
+    container = sniff_container(job["audio"][:64])
+    if container is None:
+        raise MediaError("the voice note is not in an audio container we accept")
+    source = scratch / f"input.{container}"
     source.write_bytes(job["audio"])
-    voiced = shift_pitch(source, scratch / "voice.wav", job["pitch"])
-    duration = probe(voiced).duration or 0.0
+    max_s = float(job.get("max_audio_s", 300.0)) + DECODE_MARGIN_S
+    voiced = shift_pitch(source, scratch / "voice.wav", job["pitch"], container=container, max_seconds=max_s)
+    duration = probe(voiced).duration or 0.0  # our own WAV: its header is true
     size = _note_size(library.size, duration, job)
     result = render(library, voiced, out, size=size)
     return result.duration_s, result.size

@@ -57,6 +57,10 @@ PICTURE_MAX_AGE_S = 24 * 3600.0
 CANCELLED_KINDS = ("CancelledError", "Cancelled")
 
 
+PUBLISH_RETRY_S = 30.0
+"""A result that could not be published (disk full) waits this long, in the queue, for another try."""
+
+
 class Workshop(PollingLoop):
     name = "workshop"
 
@@ -87,6 +91,7 @@ class Workshop(PollingLoop):
         self._last_edit: dict[int, float] = {}
         self._owed: set[int] = set()  # final jobs whose last edit has not gone out yet
         self._seconds: dict[int, float] = {}  # job id -> how long its maker took (for "ready")
+        self._publish_after: dict[int, float] = {}  # job id -> when to try publishing its result again
         settings.pictures_dir.mkdir(parents=True, exist_ok=True)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -136,7 +141,8 @@ class Workshop(PollingLoop):
                 await self._attempt_failed(job, f"the maker crashed: {error}")
                 continue
             if outcome is not None:
-                await self._finished(job, outcome)
+                if self._publish_after.get(job.id, 0.0) <= now:
+                    await self._finished(job, outcome)
                 continue
             beat = await asyncio.to_thread(queue.heartbeat, task_id)
             if beat is not None:
@@ -189,6 +195,7 @@ class Workshop(PollingLoop):
     async def _finished(self, job: MakeJob, outcome: dict[str, Any]) -> None:
         queue = self.queues[job.route]
         self._forget_timers(job.task_id)
+        self._publish_after.pop(job.id, None)
         if not outcome.get("ok"):
             kind = str(outcome.get("error_kind"))
             error = str(outcome.get("error") or kind)
@@ -217,7 +224,11 @@ class Workshop(PollingLoop):
         except TaskFailed as error:
             await self._attempt_failed(job, f"the result is incomplete: {error}")
             return
-        except (PublishError, OSError, KeyError, tarfile.TarError) as error:
+        except OSError as error:  # a full disk, not a bad result: the result stays in the queue
+            log.warning("%s: cannot publish now (%s): trying again in %.0f s", job.label, error, PUBLISH_RETRY_S)
+            self._publish_after[job.id] = time.monotonic() + PUBLISH_RETRY_S
+            return
+        except (PublishError, KeyError, tarfile.TarError) as error:
             log.error("%s: cannot publish: %s", job.label, error)
             await self._end(job, "failed", error=f"cannot publish the character: {error}")
             await asyncio.to_thread(queue.forget, job.task_id)

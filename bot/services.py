@@ -19,6 +19,8 @@ from .tasks import RenderQueue
 if TYPE_CHECKING:
     from .character_store import CharacterStore
     from .dispatcher import Dispatcher
+    from .guard import ChatGuard
+    from .inbox import Inbox
     from .making import Workshop
 
 KEY = "gramophone"
@@ -34,6 +36,8 @@ class Services:
     dispatcher: Dispatcher
     workshop: Workshop
     characters: CharacterStore
+    inbox: Inbox
+    guard: ChatGuard
 
 
 def services(context: Any) -> Services:

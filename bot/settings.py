@@ -110,6 +110,26 @@ class Settings(BaseSettings):
     text_max_chars: int = Field(default=2000, ge=1)
     download_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="The cloud Bot API's getFile limit.")
     story_part_chars: int = Field(default=600, ge=80, description="Characters of a story per video.")
+    probe_workers: int = Field(
+        default=2, ge=1, description="Threads that check users' files: a file that hangs ffmpeg costs one, not the bot."
+    )
+    probe_timeout_s: float = Field(default=30.0, gt=0, description="Longest one check of a user's file may take.")
+
+    # -- floods and who may talk ------------------------------------------------------------
+    chat_rate_messages: int = Field(
+        default=12, ge=1, description="Messages and button presses one chat may send per chat_rate_window_s."
+    )
+    chat_rate_window_s: float = Field(default=60.0, gt=0, description="The window of chat_rate_messages.")
+    refusal_interval_s: float = Field(
+        default=30.0, ge=0, description="At most one refusal ('too many', 'slow down', 'busy') per chat this often."
+    )
+    allow_groups: bool = Field(default=False, description="Answer in groups too (default: private chats only).")
+
+    # -- children's data --------------------------------------------------------------------
+    retention_days: float = Field(
+        default=7.0, gt=0, description="Finished requests' texts, voices and videos are deleted after this; counts stay."
+    )
+    retention_sweep_s: float = Field(default=3600.0, gt=0, description="How often old data is looked for.")
 
     # -- rendering and retries --------------------------------------------------------------
     render_attempts: int = Field(default=3, ge=1, description="Tries per request before apologising.")
@@ -286,6 +306,14 @@ class Settings(BaseSettings):
         if self.telegram_bot_token is None or not self.telegram_bot_token.get_secret_value().strip():
             raise SystemExit("gramophone: set TELEGRAM_BOT_TOKEN (from @BotFather) to run the bot")
         return self.telegram_bot_token.get_secret_value().strip()
+
+    def secrets(self) -> list[str]:
+        """What must never appear in a log line: the token, the webhook secret, the Redis password."""
+        found = [value.get_secret_value().strip() for value in (self.telegram_bot_token, self.webhook_secret) if value]
+        if self.redis_url and "@" in self.redis_url:
+            credentials = self.redis_url.partition("://")[2].rsplit("@", 1)[0]
+            found.append(credentials.rpartition(":")[2])
+        return [secret for secret in found if secret]
 
     def describe(self) -> str:
         """One log line of what matters, never the token or the webhook secret."""

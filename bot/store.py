@@ -29,15 +29,17 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlite_utils
 
 log = logging.getLogger(__name__)
 
 KINDS = ("voice", "text", "story", "greeting", "preview")
-STATUSES = ("received", "queued", "rendering", "rendered", "sent", "failed")
-ACTIVE = ("received", "queued", "rendering", "rendered")
+STATUSES = ("fetching", "received", "queued", "rendering", "rendered", "sent", "failed")
+"""``fetching``: a voice note recorded (with its file id) before its file is downloaded and
+checked, so a bot killed mid-download still owes the answer and fetches it after the restart."""
+ACTIVE = ("fetching", "received", "queued", "rendering", "rendered")
 """Statuses of a request that still owes the chat an answer."""
 IN_QUEUE = ("queued", "rendering")
 """Statuses of a request that has a task in the queue."""
@@ -133,7 +135,21 @@ def _v3_make_jobs(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX make_jobs_status ON make_jobs (status)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_delivery, _v3_make_jobs]
+def _v4_retention(db: sqlite_utils.Database) -> None:
+    """Finished requests are deleted after the retention period (children's words and voices are
+    not ours to keep); what stays is how many there were, per day, kind and outcome."""
+    db.execute(
+        """CREATE TABLE request_counts (
+            day TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (day, kind, status)
+        )"""
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_delivery, _v3_make_jobs, _v4_retention]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -242,6 +258,14 @@ class MakeJob:
 _MAKE_FIELDS = {f.name for f in fields(MakeJob)}
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What :meth:`Store.admit` did: the new requests, or why there are none."""
+
+    requests: list[Request]
+    refused: Literal["duplicate", "chat_full", "busy"] | None = None
+
+
 def _request(row: dict[str, Any]) -> Request:
     return Request(**{key: value for key, value in row.items() if key in _REQUEST_FIELDS})
 
@@ -325,10 +349,28 @@ class Store:
     # -- requests -------------------------------------------------------------------------------
 
     def add_requests(self, rows: Iterable[dict[str, Any]]) -> list[Request]:
-        """Insert requests (all parts of a story at once) as ``received``.
+        """Insert requests (all parts of a story at once) as ``received``, with no limits.
 
         Returns the new requests; an empty list when they already exist (a redelivered update).
         """
+        return self.admit(rows).requests
+
+    def admit(
+        self,
+        rows: Iterable[dict[str, Any]],
+        *,
+        max_per_chat: int | None = None,
+        max_total: int | None = None,
+        status: str = "received",
+    ) -> Admission:
+        """Insert requests (all parts of a story at once) if the chat and the whole queue have
+        room, counted and inserted in one transaction.
+
+        Checking the room first and inserting later would let ten voice notes sent at once all
+        pass a limit of three; one ``BEGIN IMMEDIATE`` makes the check and the reservation one step.
+        """
+        if status not in ("fetching", "received"):
+            raise ValueError(f"new requests start as fetching or received, not {status!r}")
         now = time.time()
         rows = [dict(row) for row in rows]
         for row in rows:
@@ -336,18 +378,27 @@ class Store:
                 raise ValueError(f"unknown request kind {row.get('kind')!r}")
             row.setdefault("part", 0)
             row.setdefault("parts", 1)
-            row.update(status="received", attempts=0, created=now, updated=now)
+            row.update(status=status, attempts=0, created=now, updated=now)
+        if not rows:
+            return Admission([])
+        first = rows[0]
         ids: list[int] = []
         try:
             with self._transaction():
+                if self.find(first["chat_id"], first["incoming_message_id"], first["kind"], first["part"]) is not None:
+                    return Admission([], "duplicate")
+                if max_per_chat is not None and self.active_groups(first["chat_id"]) >= max_per_chat:
+                    return Admission([], "chat_full")
+                if max_total is not None and self.active_groups() >= max_total:
+                    return Admission([], "busy")
                 for row in rows:
                     columns = ", ".join(row)
                     marks = ", ".join("?" for _ in row)
                     cursor = self.db.execute(f"INSERT INTO requests ({columns}) VALUES ({marks})", list(row.values()))
                     ids.append(int(cursor.lastrowid))
-        except sqlite3.IntegrityError:
-            return []
-        return [self.get(identifier) for identifier in ids]
+        except sqlite3.IntegrityError:  # a later part exists already: the same update, redelivered
+            return Admission([], "duplicate")
+        return Admission([self.get(identifier) for identifier in ids])
 
     def get(self, request_id: int) -> Request:
         rows = list(self.db.query("SELECT * FROM requests WHERE id = ?", [request_id]))
@@ -440,6 +491,40 @@ class Store:
     def annotate(self, request_id: int, status: str, **values: Any) -> bool:
         """Set fields without changing the status, only if the status is still ``status``."""
         return self.transition(request_id, status, status, **values)
+
+    def purge_finished(self, before: float) -> list[Request]:
+        """Delete requests that ended (sent or failed) before ``before``, keeping only how many
+        there were in ``request_counts``; returns them, so their files can be removed too.
+
+        A story is purged only whole: all its parts ended before ``before``."""
+        marks = ", ".join("?" for _ in FINAL)
+        with self._transaction():
+            rows = [
+                _request(row)
+                for row in self.db.query(
+                    f"""SELECT * FROM requests AS r WHERE status IN ({marks}) AND updated < ?
+                    AND NOT EXISTS (SELECT 1 FROM requests AS o WHERE o.chat_id = r.chat_id
+                        AND o.incoming_message_id = r.incoming_message_id AND o.kind = r.kind
+                        AND (o.status NOT IN ({marks}) OR o.updated >= ?))""",
+                    [*FINAL, before, *FINAL, before],
+                )
+            ]
+            for request in rows:
+                day = time.strftime("%Y-%m-%d", time.gmtime(request.created))
+                self.db.execute(
+                    "INSERT INTO request_counts (day, kind, status, n) VALUES (?, ?, ?, 1) "
+                    "ON CONFLICT (day, kind, status) DO UPDATE SET n = n + 1",
+                    [day, request.kind, request.status],
+                )
+                self.db.execute("DELETE FROM requests WHERE id = ?", [request.id])
+        return rows
+
+    def kept_counts(self) -> dict[tuple[str, str], int]:
+        """Purged requests per (kind, status), all days together."""
+        return {
+            (row["kind"], row["status"]): row["n"]
+            for row in self.db.query("SELECT kind, status, SUM(n) AS n FROM request_counts GROUP BY kind, status")
+        }
 
     def counts(self) -> dict[str, int]:
         """Requests per status, for logs and tests."""

@@ -51,6 +51,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "So many children are talking to me right now! Please try again in a few minutes.",
         "ru": "Сейчас со мной говорит очень много ребят! Попробуй ещё раз через пару минут.",
     },
+    "slow_down": {
+        "en": "That's a lot of messages! Let me catch my breath, then send me one more in a minute.",
+        "ru": "Как много сообщений! Дай мне перевести дух и пришли ещё одно через минутку.",
+    },
+    "private_only": {
+        "en": "I only talk in private chats. Write to me directly!",
+        "ru": "Я разговариваю только в личных сообщениях. Напиши мне напрямую!",
+    },
     "too_many_pending": {
         "en": "{name} is still working on your last messages. Wait for the answers, then send more!",
         "ru": "{name} ещё отвечает на твои прошлые сообщения. Дождись ответа и пиши ещё!",

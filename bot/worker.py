@@ -31,6 +31,7 @@ import threading
 import time
 from pathlib import Path
 
+from .logs import configure_logging
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -236,16 +237,6 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
-        force=True,  # the gramophone command has configured logging for the engine already
-    )
-    # httpx logs every request URL at INFO, and Bot API URLs contain the token.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m bot.worker``: what the embedded child runs (same as ``gramophone worker``)."""
     parser = argparse.ArgumentParser(prog="python -m bot.worker")
@@ -257,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     kind.add_argument("--gpu", action="store_true", help="the GPU maker of new characters (FLP)")
     args = parser.parse_args(argv)
     settings = Settings()
-    configure_logging(settings.log_level)
+    os.umask(0o077)  # voices, texts and videos of children: this user's alone
+    configure_logging(settings.log_level, secrets=settings.secrets())
     route = "gpu" if args.gpu else "cpu" if args.make else None
     try:
         return run_worker(settings, args.workers, args.parent_pid, prebuild=not args.no_prebuild, route=route)

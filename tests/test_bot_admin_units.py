@@ -73,7 +73,7 @@ def test_store_upgrades_a_version_2_file_keeping_its_data(tmp_path: Path) -> Non
     )
     connection.close()
     store = Store(path)
-    assert store.version == store_module.SCHEMA_VERSION == 3
+    assert store.version == store_module.SCHEMA_VERSION == 4
     assert store.chat(5).character == "owl"
     (request,) = store.active()
     assert (request.input, request.input_path) == ("FILE", "/x.ogg")

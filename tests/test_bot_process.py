@@ -142,3 +142,47 @@ def test_an_interrupted_worker_puts_its_render_back_on_the_queue(tmp_path: Path)
         if second is not None:
             second.stop()
         queue.close()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the embedded worker")
+def test_kill_9_during_a_download_answers_after_the_restart_and_debug_logs_hide_the_token(tmp_path: Path) -> None:
+    """The request row (with the file id) is written before the download, so a bot killed while
+    it downloads still owes the answer, and the next one fetches the file and answers. Both run
+    at DEBUG, the most talkative level: the token must not appear in a single line."""
+    from tests.fake_telegram import DOWNLOAD
+
+    characters, stories = shared_assets()
+    log = tmp_path / "bot.log"
+    with FakeBotApi() as api:
+        stack = Stack(api, tmp_path / "data", characters, stories, defaults=dict(log_level="DEBUG"))
+        api.fail_next(DOWNLOAD, status=None, delay=60)  # the first download hangs
+        update = api.send_voice(7, make_ogg_opus(3.0, speech_like=True), duration=3)
+        asked = api.update(update)["message"]["message_id"]
+        first = _start(stack, log)
+        try:
+            _wait(lambda: _statuses(stack) == ["fetching"] and any(c.method == "getFile" for c in api.calls),
+                  60, "the bot to record the voice note and start downloading it")
+            time.sleep(0.5)
+            workers = _children(first.pid)
+            first.kill()
+            first.wait(10)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        _wait(lambda: not any(_alive(pid) for pid in workers), 60, "the orphaned worker to exit")
+        assert _statuses(stack) == ["fetching"]
+
+        second = _start(stack, log)
+        try:
+            _wait(lambda: _statuses(stack) == ["sent"], 90, "the voice note to be answered")
+            answers = [m for m in api.sent_messages(7) if m.method == "sendVideoNote"]
+            assert [m.params["reply_parameters"]["message_id"] for m in answers] == [asked]
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(30) == 0
+        finally:
+            if second.poll() is None:
+                second.kill()
+        output = log.read_text(errors="replace")
+    assert " DEBUG " in output, "the bot did not log at DEBUG"
+    assert api.token not in output and api.token.split(":")[1] not in output
+    assert "<redacted>" in output  # PTB logs the API URL with the token at DEBUG: now redacted

@@ -1,6 +1,7 @@
 """Telegram handlers, one module per feature, registered in one place so the order is visible.
 
-Order matters in python-telegram-bot: within a group the first matching handler wins. The admins'
+Order matters in python-telegram-bot: within a group the first matching handler wins. Group -1
+is the gate (:mod:`bot.guard`): private chats only, a rate limit per chat. Then the admins'
 conversations come first (while one is going, its typed replies and pictures belong to it), then
 commands and buttons, then the kinds of message the bot understands, then the admin buttons
 nobody else may press, then the catch-alls (an unknown command, an unsupported message, a button
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 from telegram.ext import Application
 
+from .. import guard as chat_guard
 from . import admin, characters, errors, help, language, newcharacter, start, stories, talk
 
 
-def register(application: Application) -> None:
+def register(application: Application, guard: chat_guard.ChatGuard) -> None:
+    application.add_handler(chat_guard.handler(guard), group=-1)  # before everything: floods, groups
     for module in (newcharacter, admin, start, help, stories, characters, language, talk):
         application.add_handlers(module.handlers())
     application.add_handlers(admin.guard_handlers())

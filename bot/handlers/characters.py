@@ -8,7 +8,7 @@ import re
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes
 
-from ..intake import chat_of, refusal, submit
+from ..intake import admit, chat_of
 from ..services import services
 from ..texts import t
 from .common import acknowledge, chat_language, edit_text, invalid_button, message_of, parse_callback
@@ -55,10 +55,8 @@ async def character_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     await acknowledge(query)
     svc.store.update_chat(chat.chat_id, character=character.id)
     await edit_text(message, t("character_chosen", chat.language, name=character.name))
-    if refusal(svc, chat, character) is not None:
-        return  # busy: the choice is remembered, the preview skipped
-    submit(
-        svc,
+    await admit(  # when busy, the choice is remembered and the preview skipped, silently
+        svc, message, chat, character,
         [
             dict(
                 chat_id=chat.chat_id,
@@ -70,6 +68,7 @@ async def character_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -
                 incoming_message_id=message.message_id,
             )
         ],
+        quiet=True,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import BaseHandler, CommandHandler, ContextTypes
 
-from ..intake import answering_character, chat_of, refusal, submit
+from ..intake import admit, answering_character, chat_of
 from ..services import services
 from ..texts import t
 
@@ -23,10 +23,8 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     first_name = update.effective_user.first_name if update.effective_user else ""
     welcome = t("welcome", chat.language, first_name=first_name, name=character.name)
     await message.reply_text(f"{welcome}\n\n{t('help', chat.language, name=character.name)}")
-    if refusal(svc, chat, character) is not None:
-        return  # busy: the help text is answer enough, no greeting video
-    submit(
-        svc,
+    await admit(  # when busy, the help text is answer enough: no greeting video, no refusal
+        svc, message, chat, character,
         [
             dict(
                 chat_id=chat.chat_id,
@@ -38,6 +36,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 incoming_message_id=message.message_id,
             )
         ],
+        quiet=True,
     )
 
 

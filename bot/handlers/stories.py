@@ -11,7 +11,7 @@ import re
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes
 
-from ..intake import answering_character, chat_of, refusal, submit
+from ..intake import admit, answering_character, chat_of
 from ..services import services
 from ..texts import DEFAULT_LANGUAGE, t
 from .common import acknowledge, chat_language, edit_text, invalid_button, message_of, parse_callback
@@ -47,9 +47,6 @@ async def story_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     character = await answering_character(svc, chat, message)
     if character is None:
         return
-    if (reason := refusal(svc, chat, character)) is not None:
-        await message.reply_text(reason)
-        return
     parts = story.parts(svc.settings.story_part_chars)
     rows = [
         dict(
@@ -65,8 +62,8 @@ async def story_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         )
         for index in range(len(parts))
     ]
-    if not submit(svc, rows):
-        return  # the same press delivered twice
+    if not await admit(svc, message, chat, character, rows):
+        return  # no room (the chat was told), or the same press delivered twice
     key = "story_chosen" if len(parts) > 1 else "story_chosen_one"
     await edit_text(message, t(key, chat.language, name=character.name, title=story.title, parts=len(parts)))
 

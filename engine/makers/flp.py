@@ -88,7 +88,28 @@ HTTP_FORM = {
     "driving_smooth_observation_variance": "1e-7",
 }
 _THUMB = 24
-_MAX_ZIP_MEMBER = 4 << 30
+MAX_REPLY_BYTES = 1 << 30
+"""The most of FLP's HTTP reply we read: minutes of 512 px video are tens of MB."""
+MAX_ZIP_MEMBER_BYTES = 1 << 30
+MAX_ZIP_RATIO = 20
+"""An mp4 does not compress: a member that inflates 20-fold is a zip bomb, not a video."""
+
+
+class _TooBig(Exception):
+    pass
+
+
+def copy_capped(source, out, limit: int) -> int:  # noqa: ANN001 -- any readable and writable file
+    """Copy at most ``limit`` bytes; raises :class:`_TooBig` instead of copying more."""
+    total = 0
+    while chunk := source.read(1 << 20):
+        total += len(chunk)
+        if total > limit:
+            raise _TooBig(f"more than {limit} bytes")
+        out.write(chunk)
+    return total
+
+
 _NO_FACE = "FasterLivePortrait found no face in the picture; send a picture with a clear, frontal face"
 
 
@@ -334,7 +355,7 @@ def _run_http(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
                 response = connection.getresponse()
                 outcome["status"] = response.status
                 with open(reply, "wb") as out:
-                    shutil.copyfileobj(response, out, 1 << 20)
+                    copy_capped(response, out, MAX_REPLY_BYTES)
         except BaseException as error:  # reported by the waiting thread
             outcome["error"] = error
 
@@ -357,8 +378,12 @@ def _run_http(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
                 pass
         connection.close()
         body.unlink(missing_ok=True)
+    if isinstance(outcome.get("error"), _TooBig):
+        reply.unlink(missing_ok=True)
+        raise MediaError(f"FasterLivePortrait at {config.url} answered with {MAX_REPLY_BYTES >> 20} MB or more: refused")
     if "error" in outcome:
         error = outcome["error"]
+        reply.unlink(missing_ok=True)
         raise MediaError(f"cannot reach FasterLivePortrait at {config.url}: {error}") from None
     status = outcome.get("status")
     if status != 200:
@@ -370,13 +395,15 @@ def _run_http(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
             if not members:
                 raise InputError(_NO_FACE)
             member = members[0]
-            if member.file_size > _MAX_ZIP_MEMBER:
+            if member.file_size > MAX_ZIP_MEMBER_BYTES or member.file_size > MAX_ZIP_RATIO * max(member.compress_size, 1 << 16):
                 raise MediaError("FasterLivePortrait's reply holds an implausibly large video")
             crop = work_dir / f"http{CROP_SUFFIX}"
             with archive.open(member) as source, open(crop, "wb") as out:
-                shutil.copyfileobj(source, out, 1 << 20)
+                copy_capped(source, out, min(MAX_ZIP_MEMBER_BYTES, member.file_size))
     except zipfile.BadZipFile:
         raise MediaError(f"FasterLivePortrait at {config.url} did not answer with a zip") from None
+    except _TooBig:
+        raise MediaError("FasterLivePortrait's reply holds a video larger than it says") from None
     finally:
         reply.unlink(missing_ok=True)
     return crop

@@ -129,46 +129,73 @@ def _jpeg_size(handle: BinaryIO) -> tuple[int, int]:
         handle.seek(length - 2, os.SEEK_CUR)
 
 
-def _header(path: Path) -> tuple[str, int, int]:
-    """(format, width, height) from the file's header, without decoding any pixels."""
+@dataclass(frozen=True)
+class _Header:
+    """What a picture's header promises, read without decoding a pixel."""
+
+    kind: str
+    width: int
+    height: int
+    bytes_per_pixel: int
+    """As OpenCV will hold it decoded: channels (alpha counts) times bytes per sample (16-bit: 2)."""
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels decoded (a palette becomes BGR)
+
+
+def _header(path: Path) -> _Header:
+    """The picture's format, size and decoded weight from its header, without decoding any pixels."""
     with open(path, "rb") as handle:
         head = handle.read(64)
         if head.startswith(b"\xff\xd8\xff"):
-            return ("jpeg", *_jpeg_size(handle))
+            return _Header("jpeg", *_jpeg_size(handle), 3)  # IMREAD_COLOR: always 8-bit BGR
         if head.startswith(b"\x89PNG\r\n\x1a\n"):
-            if len(head) < 24 or head[12:16] != b"IHDR":
+            if len(head) < 26 or head[12:16] != b"IHDR":
                 raise InputError(_DAMAGED)
             width, height = struct.unpack(">II", head[16:24])
-            return "png", width, height
+            depth, colour = head[24], head[25]
+            if colour not in _PNG_CHANNELS:
+                raise InputError(_DAMAGED)
+            return _Header("png", width, height, _PNG_CHANNELS[colour] * (2 if depth == 16 else 1))
         if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
             chunk = head[12:16]
             if chunk == b"VP8X":
                 width = 1 + int.from_bytes(head[24:27], "little")
                 height = 1 + int.from_bytes(head[27:30], "little")
+                channels = 4 if head[20] & 0x10 else 3
             elif chunk == b"VP8 ":
                 if head[23:26] != b"\x9d\x01\x2a":
                     raise InputError(_DAMAGED)
                 width, height = (v & 0x3FFF for v in struct.unpack("<HH", head[26:30]))
+                channels = 3
             elif chunk == b"VP8L":
                 if head[20] != 0x2F:
                     raise InputError(_DAMAGED)
                 bits = int.from_bytes(head[21:25], "little")
                 width, height = 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+                channels = 4 if bits >> 28 & 1 else 3
             else:
                 raise InputError(_NOT_A_PICTURE)
-            return "webp", width, height
-        if head[:2] == b"BM" and len(head) >= 26:
+            return _Header("webp", width, height, channels)
+        if head[:2] == b"BM" and len(head) >= 30:
             (dib,) = struct.unpack("<I", head[14:18])
             if dib == 12:
                 width, height = struct.unpack("<HH", head[18:22])
+                bits = struct.unpack("<H", head[24:26])[0]
             else:
                 width, height = struct.unpack("<ii", head[18:26])
-            return "bmp", abs(width), abs(height)
+                bits = struct.unpack("<H", head[28:30])[0]
+            return _Header("bmp", abs(width), abs(height), 4 if bits == 32 else 3)
     raise InputError(_NOT_A_PICTURE)
 
 
-def _checked_header(path: Path, max_bytes: int, max_pixels: int) -> tuple[str, int, int]:
-    """Everything that can be refused without decoding: existence, bytes, format, pixels."""
+def _checked_header(path: Path, max_bytes: int, max_pixels: int) -> _Header:
+    """Everything that can be refused without decoding: existence, bytes, format, pixels, and the
+    memory the decoded pixels will take.
+
+    The memory budget is what ``max_pixels`` costs as 8-bit colour (3 bytes a pixel): a 16-bit
+    picture with transparency weighs 8 bytes a pixel, so it may have fewer pixels. Without that,
+    a 476 KB PNG of 40 MP at 16 bits with alpha decodes to 320 MB and peaks at 1.7 GB."""
     try:
         size = path.stat().st_size
     except OSError:
@@ -177,30 +204,49 @@ def _checked_header(path: Path, max_bytes: int, max_pixels: int) -> tuple[str, i
         raise InputError("the picture is empty (0 bytes); send it again")
     if size > max_bytes:
         raise InputError(f"the picture is {size / 1e6:.1f} MB, too big; send one under {max_bytes / 1e6:.0f} MB")
-    kind, width, height = _header(path)
+    header = _header(path)
+    width, height = header.width, header.height
     if width <= 0 or height <= 0:
         raise InputError(_DAMAGED)
     if width * height > max_pixels:
         raise InputError(
             f"the picture is {width}x{height} pixels, too large; send one of at most {max_pixels / 1e6:.0f} megapixels"
         )
+    budget = max_pixels * 3
+    if width * height * header.bytes_per_pixel > budget:
+        allowed = budget / header.bytes_per_pixel
+        raise InputError(
+            f"the picture is {width}x{height} pixels at {header.bytes_per_pixel} bytes a pixel (deep colour or "
+            f"transparency), too heavy; send a JPEG, or one of at most {allowed / 1e6:.0f} megapixels"
+        )
     if min(width, height) < MIN_SIDE:
         raise InputError(f"the picture is only {width}x{height} pixels; send one at least {MIN_SIDE} pixels on each side")
-    return kind, width, height
+    return header
+
+
+_COMPOSITE_ROWS = 512
+"""Rows composited at a time: the temporaries of a large picture stay a few MB."""
 
 
 def _to_bgr(image: np.ndarray) -> np.ndarray:
     """8-bit BGR whatever OpenCV decoded: grey, 16-bit, or with alpha (composited over white)."""
     if image.dtype == np.uint16:
-        image = (image // 257).astype(np.uint8)
+        image = (image >> 8).astype(np.uint8)  # 16 -> 8 bit at once: the rest works on a quarter
     elif image.dtype != np.uint8:
         image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 2:  # grey + alpha
+        image = np.dstack([image[..., 0]] * 3 + [image[..., 1]])
     if image.shape[2] == 4:
-        alpha = image[..., 3:4].astype(np.float32) / 255.0
-        background = np.array(_BACKGROUND_BGR, np.float32)
-        return np.round(image[..., :3] * alpha + background * (1.0 - alpha)).astype(np.uint8)
+        out = np.empty(image.shape[:2] + (3,), np.uint8)
+        background = np.array(_BACKGROUND_BGR, np.uint16)
+        for top in range(0, image.shape[0], _COMPOSITE_ROWS):
+            rows = image[top : top + _COMPOSITE_ROWS]
+            alpha = rows[..., 3:4].astype(np.uint16)
+            mixed = rows[..., :3] * alpha + background * (255 - alpha)
+            out[top : top + _COMPOSITE_ROWS] = ((mixed + 127) // 255).astype(np.uint8)
+        return out
     return image[..., :3]
 
 
@@ -216,16 +262,17 @@ def read_picture(path: str | os.PathLike, max_bytes: int = MAX_BYTES, max_pixels
 
 
 def _load(path: Path, max_bytes: int, max_pixels: int) -> tuple[str, np.ndarray]:
-    kind, width, height = _checked_header(path, max_bytes, max_pixels)
+    header = _checked_header(path, max_bytes, max_pixels)
     data = np.fromfile(str(path), dtype=np.uint8)
     # JPEG: IMREAD_COLOR applies the EXIF orientation phones rely on. Others: keep alpha.
-    flags = cv2.IMREAD_COLOR if kind == "jpeg" else cv2.IMREAD_UNCHANGED
+    flags = cv2.IMREAD_COLOR if header.kind == "jpeg" else cv2.IMREAD_UNCHANGED
     image = cv2.imdecode(data, flags)
+    del data
     if image is None or image.size == 0:
         raise InputError(_DAMAGED)
-    if {image.shape[0], image.shape[1]} != {width, height}:
+    if {image.shape[0], image.shape[1]} != {header.width, header.height}:
         raise InputError(_DAMAGED)  # the pixels do not match what the header promised
-    return kind, _to_bgr(image)
+    return header.kind, _to_bgr(image)
 
 
 # ---- faces --------------------------------------------------------------------------------------

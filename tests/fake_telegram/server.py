@@ -585,6 +585,15 @@ class FakeBotApi:
             ]
         return self._inject_message(message)
 
+    def send_group_text(
+        self, chat_id: int, text: str, user_id: int, *, chat_type: str = "group", title: str = "A group"
+    ) -> int:
+        """Inject a text message from ``user_id`` in a group (``chat_id`` negative, as Telegram's are)."""
+        message = self._new_user_message(chat_id, user_id)
+        message["chat"] = {"id": chat_id, "type": chat_type, "title": title}
+        message["text"] = text
+        return self._inject_message(message)
+
     def send_voice(
         self,
         chat_id: int,
