@@ -43,6 +43,7 @@ from .delivery import MaybeDelivered, NotNow, Undeliverable, Video, send_video
 from .files import remove_quietly, write_atomic
 from .inbox import Inbox
 from .jobs import make_job
+from .retention import forget_old
 from .settings import Settings
 from .storybook import Storybook
 from .store import ACTIVE, IN_QUEUE, Request, Store
@@ -133,7 +134,7 @@ class Dispatcher(PollingLoop):
         self._keep_company()
         if time.monotonic() - self._swept_at >= self.settings.retention_sweep_s:
             self._swept_at = time.monotonic()
-            self.forget_old()  # on the loop: the store is this thread's
+            forget_old(self.settings, self.store)  # on the loop: the store is this thread's
 
     async def _each(self, request: Request, step: Any, *args: Any) -> Any:
         """One request's step, isolated: an error (a full disk, a bug tripped by one row) is
@@ -481,26 +482,3 @@ class Dispatcher(PollingLoop):
             await self.bot.send_chat_action(chat_id, action)
         except TelegramError as error:
             log.debug("chat action for %s failed: %s", chat_id, error)
-
-    # -- 5. forget -------------------------------------------------------------------------------
-
-    def forget_old(self, now: float | None = None) -> int:
-        """Children's data is kept ``retention_days`` at most: finished requests are deleted with
-        their files (only counts stay), and files in the inbox and results that no unfinished
-        request names are removed once that old. Returns how many requests were forgotten."""
-        cutoff = (time.time() if now is None else now) - self.settings.retention_days * 86400
-        purged = self.store.purge_finished(before=cutoff)
-        for request in purged:
-            remove_quietly(request.input_path)
-            remove_quietly(request.result_path)
-        in_use = {path for request in self.store.active() for path in (request.input_path, request.result_path) if path}
-        for folder in (self.settings.inbox_dir, self.settings.results_dir):
-            for path in folder.iterdir():
-                try:
-                    if str(path) not in in_use and path.stat().st_mtime < cutoff:
-                        path.unlink()
-                except OSError as error:
-                    log.warning("cannot remove the old file %s: %s", path, error)
-        if purged:
-            log.info("forgot %d requests finished more than %.0f days ago", len(purged), self.settings.retention_days)
-        return len(purged)

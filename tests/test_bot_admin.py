@@ -89,6 +89,13 @@ def bomb_png(side: int = 100_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
 
 
+def deep_png() -> bytes:
+    """A real 40-megapixel PNG at 16 bits a channel with alpha: small on disk, 320 MB decoded."""
+    ok, data = cv2.imencode(".png", np.zeros((5000, 8000, 4), np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    assert ok
+    return data.tobytes()
+
+
 def jobs(stack: Stack) -> list[dict[str, Any]]:
     with contextlib.closing(stack.state()) as connection:
         try:
@@ -201,6 +208,10 @@ def test_bad_pictures_are_refused_before_anything_is_queued(stack: Stack) -> Non
             api.send_document(chat, bomb_png(), "bomb.png", "image/png")
             said = await reply(api, chat, mark)
             assert "100000x100000 pixels, too large" in said.text, said.text
+            mark = api.mark()
+            api.send_document(chat, deep_png(), "deep.png", "image/png")  # 476 KB, 40 MP at 16 bits + alpha
+            said = await reply(api, chat, mark)
+            assert "8 bytes a pixel" in said.text and "too heavy" in said.text, said.text
             mark = api.mark()
             api.send_photo(chat, b"\xff\xd8\xff\xe0 not really a jpeg")
             assert (await reply(api, chat, mark)).text.startswith("I can't use that picture")
