@@ -482,3 +482,39 @@ def test_gpu_jobs_go_to_the_gpu_worker_only(stack: Stack, tmp_path: Path) -> Non
     assert made_by["path"] == "flp" and made_by["job"] == job["id"]
     assert "gramophone-gpu" in worker.output() and "make job" in worker.output()
     assert f"make job {job['id']}" not in stack.worker.output()  # the CPU maker never saw it
+
+
+@needs_maker
+def test_a_publish_that_hits_a_full_disk_is_published_on_a_later_pass(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The made character's result stays in the queue when publishing it fails for the
+    machine's sake (ENOSPC); the next try publishes it, and the admin gets the preview."""
+    import errno
+
+    from bot import making
+    from bot.character_store import CharacterStore
+
+    api, admin = stack.api, 902
+    real_publish = CharacterStore.publish
+    failures: list[str] = []
+
+    def publish_or_fail(self: CharacterStore, character_id: str, *args: Any, **kwargs: Any) -> Any:
+        if len(failures) < 2:
+            failures.append(character_id)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_publish(self, character_id, *args, **kwargs)
+
+    monkeypatch.setattr(CharacterStore, "publish", publish_or_fail)
+    monkeypatch.setattr(making, "PUBLISH_RETRY_S", 0.5)
+
+    async def main() -> None:
+        async with running_bot(stack.settings()):
+            confirm = await ask_for_character(api, admin, "Disk Full", cartoon())
+            mark = api.mark()
+            api.press_button(admin, confirm.message_id, "nc:make")
+            await until(lambda: any(j["chat_id"] == admin and job_done(stack, j["id"]) for j in jobs(stack)), timeout=80)
+            await api.wait_for(api.sends_to(admin, "sendVideoNote"), since=mark, timeout=60)
+
+    run(main(), timeout=200)
+    (job,) = [j for j in jobs(stack) if j["chat_id"] == admin]
+    assert failures == ["disk-full", "disk-full"]
+    assert (job["status"], job["attempts"]) == ("ready", 1), job

@@ -183,6 +183,9 @@ def test_kill_9_during_a_download_answers_after_the_restart_and_debug_logs_hide_
             if second.poll() is None:
                 second.kill()
         output = log.read_text(errors="replace")
+        data = stack.data_dir
+        modes = {path.name: path.stat().st_mode & 0o777 for path in (data, data / "inbox", data / "results", data / "state.db")}
+    assert modes == {"data": 0o700, "inbox": 0o700, "results": 0o700, "state.db": 0o600}, "children's data is the bot user's alone"
     assert " DEBUG " in output, "the bot did not log at DEBUG"
     assert api.token not in output and api.token.split(":")[1] not in output
     assert "<redacted>" in output  # PTB logs the API URL with the token at DEBUG: now redacted
