@@ -133,7 +133,7 @@ def main() -> int:
     performance = read_audio(made.folder / "speech.mp4")
     speech, idle = puppet_performance(picture, Landmarks(mouth, 0.78 * (eyes[1][0] - eyes[0][0]), eyes), performance,
                                       16_000, twin, size=size, seed=0, gap_bgr=synthetic.MOUTH_INTERIOR_BGR)
-    build_library(speech, twin / "library.gchar", idle, BuildSettings(size=size))
+    build_library(speech, twin / "library.gchar", idle, BuildSettings(size=size, crop="centre"))
     twin_recording_r = recording_r(speech, size)
     cpu_report = lip_sync(twin / "library.gchar", new_16k, work, "cpu")
     cpu_formant = lip_sync(twin / "library.gchar", formant, work, "cpu-formant")

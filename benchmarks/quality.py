@@ -52,7 +52,7 @@ def main() -> int:
             work / f"recording-{args.seed}", args.seed, args.library_seconds, size=args.size, idle_s=args.idle_seconds
         )
         print(f"generated the recording in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        build_library(speech_video, library_path, None if args.no_idle_video else idle_video, BuildSettings(size=args.size))
+        build_library(speech_video, library_path, None if args.no_idle_video else idle_video, BuildSettings(size=args.size, crop="centre"))
 
     sample_rate = 16_000
     audio = synthetic.synth_speech(args.test_seconds, seed=args.seed + 1000, sample_rate=sample_rate)

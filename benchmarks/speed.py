@@ -124,7 +124,7 @@ def main() -> int:
     read_audio(speech_video)  # warm the imports and caches the build uses
     library_path = work / "character.gchar"
     started = time.perf_counter()
-    info = build_library(speech_video, library_path, idle_video, BuildSettings(size=args.size))
+    info = build_library(speech_video, library_path, idle_video, BuildSettings(size=args.size, crop="centre"))
     build_s = time.perf_counter() - started
 
     audio = synthetic.synth_speech(args.render_seconds, seed=1001, sample_rate=sample_rate)

@@ -53,6 +53,8 @@ def configure_logging(level: str, *, secrets: Iterable[str] = ()) -> None:
     )
     # httpx logs every request URL at INFO; the filter would hide the token, the noise stays.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # With max_retries=0 it logs every 429 as an error with a traceback; bot.delivery handles them.
+    logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
     redact = RedactSecrets(secrets)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)

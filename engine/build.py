@@ -21,9 +21,12 @@ import cv2
 import numpy as np
 
 from . import features as feat
+from . import landmarks
 from .errors import InputError, MediaError
+from .framing import face_crop
 from .library import IDLE_SOURCE, SPEECH_SOURCE, THUMB_SIZE, LibraryInfo, LibraryWriter, open_library
 from .media import ANALYSIS_SAMPLE_RATE, Crop, iter_frames, probe, read_audio
+from .mouth import MouthMeter, fit_mouth_model
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +44,24 @@ class BuildSettings:
     """How a library is built. Stored in the library, shown by ``gramophone info``."""
 
     size: int = 512
-    crop: Crop | None = None
+    crop: Crop | str = "face"
+    """``"face"``: a square around the face found in the first seconds (:mod:`engine.framing`);
+    ``"centre"``: the centred square (drawn characters, made characters); or a :class:`Crop`."""
     jpeg_quality: int = 85
     embedding_dims: int = 24
     vad: feat.VadSettings = feat.VadSettings()
+    mouth_landmarks: bool = True
+    """Measure mouths with the landmark model when it is installed (else from pixels)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.crop, str) and self.crop not in ("face", "centre"):
+            raise InputError(f"crop {self.crop!r}: use 'face', 'centre' or x,y,w,h")
 
     def as_meta(self) -> dict:
         crop = self.crop
         return {
             "size": self.size,
-            "crop": f"{crop.x},{crop.y},{crop.side},{crop.side}" if crop else "centre",
+            "crop": f"{crop.x},{crop.y},{crop.side},{crop.side}" if isinstance(crop, Crop) else crop,
             "jpeg_quality": self.jpeg_quality,
             "embedding_dims": self.embedding_dims,
             **{f"vad_{key}": value for key, value in dataclasses.asdict(self.vad).items()},
@@ -58,10 +69,11 @@ class BuildSettings:
 
 
 def _encode_frames(
-    frames: Iterator[np.ndarray], quality: int, thumbs: list[np.ndarray], progress: Progress | None
+    frames: Iterator[np.ndarray], quality: int, thumbs: list[np.ndarray], meter: MouthMeter, progress: Progress | None
 ) -> Iterator[bytes]:
     params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     for frame in frames:
+        meter.add(frame)
         ok, jpeg = cv2.imencode(".jpg", frame, params)
         if not ok:
             raise MediaError("JPEG encoding failed")
@@ -72,10 +84,12 @@ def _encode_frames(
         yield jpeg.tobytes()
 
 
-def _store_video(writer: LibraryWriter, source: int, path: Path, settings: BuildSettings, thumbs: list[np.ndarray], progress: Progress | None) -> int:
+def _store_video(writer: LibraryWriter, source: int, path: Path, settings: BuildSettings, crop: Crop | None,
+                 thumbs: list[np.ndarray], meter: MouthMeter, progress: Progress | None) -> int:
     """Decode ``path`` into the library in chunks; returns how many frames it added."""
-    frames = iter_frames(path, settings.size, feat.FPS, settings.crop)
-    encoded = _encode_frames(frames, settings.jpeg_quality, thumbs, progress)
+    frames = iter_frames(path, settings.size, feat.FPS, crop)
+    meter.new_source()
+    encoded = _encode_frames(frames, settings.jpeg_quality, thumbs, meter, progress)
     added = 0
     while True:
         chunk = [jpeg for _, jpeg in zip(range(256), encoded)]
@@ -109,6 +123,28 @@ def _motion(thumbs: np.ndarray) -> np.ndarray:
     """Mean absolute change of each frame's thumbnail from the previous frame's."""
     diffs = np.abs(np.diff(thumbs.astype(np.int16), axis=0)).mean(axis=(1, 2))
     return np.concatenate([[0.0], diffs]).astype(np.float32)
+
+
+def _crops(speech_video: Path, idle_video: Path | None, crop: Crop | str) -> tuple[Crop | None, Crop | None]:
+    """The crop of each video (None: the centred square). ``"face"`` frames the speech video on
+    its face, and the idle video the same way when it has the same size (one camera, one take
+    apart), else on its own face."""
+    if isinstance(crop, Crop):
+        return crop, crop
+    if crop == "centre":
+        return None, None
+    speech_crop = face_crop(speech_video)
+    if idle_video is None:
+        return speech_crop, None
+    same = (probe(speech_video).width, probe(speech_video).height) == (probe(idle_video).width, probe(idle_video).height)
+    return speech_crop, speech_crop if same else face_crop(idle_video)
+
+
+def _describe_crop(asked: Crop | str, used: Crop | None) -> str:
+    if used is None:
+        return "centre"
+    where = f"{used.x},{used.y},{used.side},{used.side}"
+    return f"face {where}" if asked == "face" else where
 
 
 def build_library(
@@ -150,12 +186,14 @@ def build_library(
         idle_video = Path(idle_video)
         if not probe(idle_video).has_video:
             raise MediaError(f"{idle_video}: not a video (no video track)")
+    speech_crop, idle_crop = _crops(speech_video, idle_video, settings.crop)
     audio = read_audio(speech_video)
     rng = np.random.default_rng(0)
 
     thumbs: list[np.ndarray] = []
+    meter = MouthMeter(use_landmarks=settings.mouth_landmarks)
     with LibraryWriter(out_path) as writer:
-        speech_frames = _store_video(writer, SPEECH_SOURCE, speech_video, settings, thumbs, progress)
+        speech_frames = _store_video(writer, SPEECH_SOURCE, speech_video, settings, speech_crop, thumbs, meter, progress)
         if speech_frames < MIN_SPEECH_SECONDS * feat.FPS:
             raise InputError(
                 f"{speech_video}: only {speech_frames / feat.FPS:.2f} s of video; a speech video needs at least {MIN_SPEECH_SECONDS:.0f} s"
@@ -168,7 +206,7 @@ def build_library(
 
         idle_frames = 0
         if idle_video is not None:
-            idle_frames = _store_video(writer, IDLE_SOURCE, idle_video, settings, thumbs, progress)
+            idle_frames = _store_video(writer, IDLE_SOURCE, idle_video, settings, idle_crop, thumbs, meter, progress)
             if idle_frames < feat.SEGMENT_FRAMES:
                 raise InputError(f"{idle_video}: shorter than one segment ({feat.SEGMENT_FRAMES} frames)")
             idle_source = "idle-video"
@@ -204,6 +242,26 @@ def build_library(
                 log.info("%s has no pauses: idle segments are its %d quietest, stillest ones", speech_video, len(chosen))
 
         thumbs_array = np.stack(thumbs)
+        recorded_speech = np.zeros(len(thumbs_array), dtype=bool)
+        recorded_speech[:speech_frames] = speech[:speech_frames]
+        mouth = meter.finish(thumbs_array, recorded_speech)
+        train = np.zeros(len(thumbs_array), dtype=bool)
+        train[:speech_frames] = mouth.found[:speech_frames]
+        model = fit_mouth_model(features, mouth.values, train)
+        writer.set_array("mouth", mouth.values)
+        writer.set_array("mouth_found", mouth.found)
+        writer.set_array("mouth_code", mouth.code)
+        if mouth.anchors is not None:
+            writer.set_array("mouth_anchors", mouth.anchors)
+        mouth_meta: dict = {
+            "measure": mouth.method,
+            "landmarks": landmarks.model_name() if mouth.method == "landmarks" else "none",
+            "found": round(mouth.found_fraction, 4),
+        }
+        if model is not None:
+            for name, array in model.to_arrays().items():
+                writer.set_array(name, array)
+            mouth_meta["model"] = model.meta()
         writer.set_array("features", features.astype(np.float32))
         writer.set_array("levels", levels.astype(np.float32))
         writer.set_array("speech", speech.astype(bool))
@@ -215,7 +273,8 @@ def build_library(
             size=settings.size,
             fps=feat.FPS,
             idle_source=idle_source,
-            build=settings.as_meta(),
+            build={**settings.as_meta(), "crop": _describe_crop(settings.crop, speech_crop)},
+            mouth=mouth_meta,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             speech_video=speech_video.name,
             idle_video=idle_video.name if idle_video is not None else "",

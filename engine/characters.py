@@ -29,7 +29,8 @@ A character folder looks like this::
     [library]                        # how to build the library when it is missing
     source = "drawn"                 # "drawn": the code-drawn rig (style below) reading the passages
     style = "fox"
-    # source = "video": speech_video = "speech.mp4", idle_video = "idle.mp4" (in the folder)
+    # source = "video": speech_video = "speech.mp4", idle_video = "idle.mp4" (in the folder),
+    #   crop = "face" (default: framed on the face), "centre" (drawn or made videos) or "x,y,w,h"
 
 Folders are read one by one; a broken one (bad TOML, missing fields, missing videos) is reported
 with a message naming the folder and the others still load.
@@ -234,9 +235,12 @@ def ensure_library(character: Character, progress: Callable[[int], None] | None 
             build_drawn_character(character, progress=progress)
         else:
             from .build import BuildSettings, build_library
+            from .media import Crop
 
             speech = character.folder / character.source.get("speech_video", "speech.mp4")
             idle_name = character.source.get("idle_video")
             idle = character.folder / idle_name if idle_name else None
-            build_library(speech, character.library_path, idle, BuildSettings(size=int(character.source.get("size", 512))), progress=progress)
+            crop = str(character.source.get("crop", "face"))
+            settings = BuildSettings(size=int(character.source.get("size", 512)), crop=Crop.parse(crop) if "," in crop else crop)
+            build_library(speech, character.library_path, idle, settings, progress=progress)
     return character.library_path

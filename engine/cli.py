@@ -44,7 +44,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .build import BuildSettings, build_library
     from .media import Crop
 
-    settings = BuildSettings(size=args.size, crop=Crop.parse(args.crop) if args.crop else None, jpeg_quality=args.jpeg_quality)
+    crop: Crop | str = args.crop.lower().replace("center", "centre") if args.crop else "face"
+    if crop not in ("face", "centre"):
+        crop = Crop.parse(args.crop)
+    settings = BuildSettings(size=args.size, crop=crop, jpeg_quality=args.jpeg_quality)
     total = _estimated_frames(args.speech_video)
     if total is not None and args.idle:
         total += _estimated_frames(args.idle) or 0
@@ -180,7 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--idle", help="video of the character silent (blinks, mouth closed)")
     build.add_argument("-o", "--output", required=True, help="the character library file to write")
     build.add_argument("--size", type=int, default=512, help="frame side in pixels (default 512)")
-    build.add_argument("--crop", help="square crop x,y,w,h in source pixels (default: centred square)")
+    build.add_argument(
+        "--crop",
+        help="face (default: a square around the face of the first seconds), centre (the centred square, "
+        "for drawn characters), or x,y,w,h in source pixels",
+    )
     build.add_argument("--jpeg-quality", type=int, default=85, help="JPEG quality of stored frames (default 85)")
     build.set_defaults(handler=cmd_build)
 

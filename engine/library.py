@@ -1,7 +1,7 @@
 """The character library file: one self-contained SQLite file per character.
 
 Why SQLite: one file that copies as one file, random access to any frame by index without
-loading the rest, and a crash-safe format every language can read. Layout (format version 1):
+loading the rest, and a crash-safe format every language can read. Layout (format version 2):
 
 ``meta(key TEXT PRIMARY KEY, value TEXT)``
     ``format`` (always ``gramophone-library``), ``format_version``, ``size`` (frame side in
@@ -21,7 +21,10 @@ loading the rest, and a crash-safe format every language can read. Layout (forma
     (n, 64, 64) uint8 grey, ``embeddings`` (n, k) float32 (thumbnails projected on their main
     principal components: cheap distances for the global planner), ``levels`` (n,) float32 dB,
     ``speech`` (n,) bool voice activity of the recording, ``idle`` (n,) bool frames the idle
-    library may play.
+    library may play. Since v2: ``mouth`` (n, 2) float32 opening and width, ``mouth_found``
+    (n,) bool, ``mouth_code`` (n, 8) float32 appearance code (see :mod:`engine.mouth`), and the
+    audio -> mouth model ``mouth_model_weights``, ``mouth_model_x``, ``mouth_model_y``, with
+    meta ``mouth`` (JSON: how it was measured, the model's ridge penalty and held-out r).
 
 A library is written to a temporary file beside its destination and renamed into place when
 complete, so a reader never sees half a library, whatever happens during the build.
@@ -37,7 +40,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import cv2
 import numpy as np
@@ -46,10 +49,17 @@ import sqlite_utils
 from .errors import InputError, LibraryError
 from .files import default_file_mode
 
+if TYPE_CHECKING:
+    from .mouth import MouthModel
+
 log = logging.getLogger(__name__)
 
 FORMAT = "gramophone-library"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""v2 adds the mouth: ``mouth``, ``mouth_found``, ``mouth_code`` and the audio -> mouth model.
+A v1 file still opens and renders as before (no mouth term in planning); ``gramophone build``
+or ``gramophone characters build --rebuild`` makes a v2 one."""
 THUMB_SIZE = 64
 SPEECH_SOURCE, IDLE_SOURCE = 0, 1
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -72,6 +82,7 @@ class LibraryInfo:
     file_bytes: int
     build: dict = field(default_factory=dict)
     created: str = ""
+    mouth: dict = field(default_factory=dict)
 
     @property
     def speech_seconds(self) -> float:
@@ -96,9 +107,21 @@ class LibraryInfo:
             f"speech       {self.speech_frames} frames ({self.speech_seconds:.1f} s), {self.speech_segments} segments",
             f"idle         {self.idle_frames} frames ({self.idle_seconds:.1f} s), {self.idle_segments} segments, {idle_notes.get(self.idle_source, self.idle_source)}",
             f"file size    {self.file_bytes / 1e6:.1f} MB",
+            f"mouth        {self._mouth_line()}",
             f"built        {self.created}",
             f"settings     {settings}",
         ]
+
+
+    def _mouth_line(self) -> str:
+        if not self.mouth:
+            return "not measured (a v1 library: rebuild it for mouth-aware planning)"
+        line = f"measured by {self.mouth.get('measure')} ({self.mouth.get('landmarks')}), on {100 * self.mouth.get('found', 0):.0f}% of frames"
+        model = self.mouth.get("model")
+        if model:
+            r = model.get("cv_r", [0, 0])
+            line += f"; audio->mouth model r {r[0]:.2f} opening, {r[1]:.2f} width (held out)"
+        return line
 
 
 def _array_row(name: str, array: np.ndarray) -> dict:
@@ -221,7 +244,7 @@ class Library:
         if meta.get("format") != FORMAT:
             raise LibraryError(f"{self.path}: not a Gramophone character library")
         version = int(meta.get("format_version", "0"))
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             newer = "a newer" if version > FORMAT_VERSION else "an older"
             raise LibraryError(
                 f"{self.path}: library format v{version} is from {newer} Gramophone; this one reads v{FORMAT_VERSION}: rebuild it with `gramophone build`"
@@ -275,6 +298,34 @@ class Library:
     def idle_frames(self) -> np.ndarray:
         return self.array("idle")
 
+    @cached_property
+    def mouth(self) -> np.ndarray | None:
+        """(n, 2) measured opening and width per frame; None in a v1 library."""
+        return self.array("mouth") if "mouth" in self._arrays else None
+
+    @cached_property
+    def mouth_found(self) -> np.ndarray | None:
+        return self.array("mouth_found") if "mouth_found" in self._arrays else None
+
+    @cached_property
+    def mouth_anchors(self) -> np.ndarray | None:
+        """(n, 8, 2) landmark points per frame (:data:`engine.mouth.ANCHORS`); None without landmarks."""
+        return self.array("mouth_anchors") if "mouth_anchors" in self._arrays else None
+
+    @cached_property
+    def mouth_meta(self) -> dict:
+        return json.loads(self.meta.get("mouth", "{}"))
+
+    @cached_property
+    def mouth_model(self) -> "MouthModel | None":
+        """The recording's audio -> mouth model; None in a v1 library or one too short to learn it."""
+        from .mouth import MouthModel
+
+        names = ("mouth_model_weights", "mouth_model_x", "mouth_model_y")
+        if not all(name in self._arrays for name in names):
+            return None
+        return MouthModel.from_arrays({name: self.array(name) for name in names}, self.mouth_meta.get("model", {}))
+
     def jpeg(self, index: int) -> bytes:
         row = self._conn.execute(self._select, (int(index),)).fetchone()
         if row is None:
@@ -304,6 +355,7 @@ class Library:
             file_bytes=self.path.stat().st_size,
             build=json.loads(self.meta.get("build", "{}")),
             created=self.meta.get("created", ""),
+            mouth=self.mouth_meta,
         )
 
     def close(self) -> None:

@@ -479,6 +479,31 @@ def iter_frames(
             raise ffmpeg_failure(path, "cannot decode video", _last_line(errors.read().decode(errors="replace")))
 
 
+def sample_frames(path: str | os.PathLike, *, count: int, seconds: float, scale: float = 1.0) -> list[np.ndarray]:
+    """``count`` frames spread over the first ``seconds`` of the video, whole (not cropped),
+    scaled by ``scale``: what framing looks at to find the face."""
+    path = Path(path)
+    info = probe(path)
+    if not info.has_video or not info.width or not info.height:
+        raise MediaError(f"{path}: has no video track")
+    width = max(2, int(info.width * scale) // 2 * 2)
+    height = max(2, int(info.height * scale) // 2 * 2)
+    span = min(seconds, info.duration or seconds)
+    rate = max(count / max(span, 1e-3), 0.1)
+    cmd = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-t", f"{span:.3f}", "-i", str(path),
+        "-vf", f"fps={rate:.4f},scale={width}:{height}", "-frames:v", str(count),
+        "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:",
+    ]
+    run = run_bounded(cmd, timeout_s=UNTRUSTED_TIMEOUT_S, keep_stdout=True, stdout_limit=width * height * 3 * count)
+    if run.returncode not in (0, -9) or run.stdout is None:
+        raise ffmpeg_failure(path, "cannot decode video", run.message)
+    frame_bytes = width * height * 3
+    data = run.stdout
+    return [np.frombuffer(data[i : i + frame_bytes], np.uint8).reshape(height, width, 3)
+            for i in range(0, len(data) - frame_bytes + 1, frame_bytes)]
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
     """H.264 + AAC settings; ``veryfast``/23 is a good size-for-speed trade for faces."""

@@ -47,6 +47,20 @@ class PlannerSettings:
     idle_candidates: int = 40
     beam: int = 20  # paths per slot whose natural continuation is also a candidate of the next
     smooth_frames: int = 3  # triangular smoothing of features before matching: onsets 1 frame off still match
+    slot_frames: int = feat.SEGMENT_FRAMES
+    # The mouth target (v2 libraries): how much a piece's measured mouth must follow the mouth the
+    # character's audio -> mouth model predicts for the new audio. Off by default: measured with
+    # benchmarks/real_mouths.py on the shared clips, 10-frame slots cannot follow the target
+    # (pooled r 0.39 at 0, 0.32 at 1, 0.26 at 3), and 6-frame slots that can (the planned mouth
+    # follows the target at r 0.8) turn most frames into morphs, which blur the mouth (0.23).
+    # It waits for joins that stay in the mouth region (lower-face compositing).
+    mouth_weight: float = 0.0
+    mouth_dim_weights: tuple[float, float] = (1.0, 0.4)  # opening, width
+    # The mouth track of lower-face compositing (engine.composite): short pieces chosen for
+    # their mouth, laid over the head track's frames. Used when the library has landmarks.
+    composite: bool = False
+    mouth_track_slot_frames: int = 5
+    mouth_track_weight: float = 100.0
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "global"):
@@ -161,7 +175,7 @@ def plan(
     on from an earlier plan (speech streamed sentence by sentence): the plan then starts where
     that frame can best continue.
     """
-    slots = make_slots(analysis.speech)
+    slots = make_slots(analysis.speech, settings.slot_frames)
     candidates = _Candidates(library)
     if settings.method == "greedy":
         return _plan_greedy(library, analysis, slots, candidates, settings, previous_frame)
@@ -227,6 +241,39 @@ class _AcousticCost:
         return total / len(query)
 
 
+class _MouthCost:
+    """How far a piece's measured mouth is from the mouth the new audio calls for, per frame:
+    weighted squared distance of standardised opening and width (both sides have the spread of
+    the recording's own mouth), averaged over the slot and scaled by ``mouth_weight``."""
+
+    def __init__(self, library_mouth: np.ndarray, target: np.ndarray, weights: np.ndarray) -> None:
+        root = np.sqrt(weights).astype(np.float32)
+        self.library = library_mouth * root
+        self.target = target * root
+
+    @classmethod
+    def of(cls, library: Library, analysis: feat.AudioAnalysis, settings: PlannerSettings) -> "_MouthCost | None":
+        """The cost for this library and audio; None for a v1 library or a zero weight."""
+        model = library.mouth_model
+        if settings.mouth_weight <= 0 or model is None or library.mouth is None:
+            return None
+        from .mouth import standardise
+
+        measured = library.sources == 0
+        if library.mouth_found is not None:
+            measured = measured & library.mouth_found
+        if measured.sum() < 10:
+            return None
+        weights = settings.mouth_weight * np.asarray(settings.mouth_dim_weights, dtype=np.float32)
+        return cls(standardise(library.mouth, measured), model.predict(analysis.features), weights)
+
+    def __call__(self, out_start: int, length: int, starts: np.ndarray, limit: np.ndarray) -> np.ndarray:
+        offsets = np.arange(length)
+        index = np.minimum(starts[:, None] + offsets[None, :], limit[:, None] - 1)
+        difference = self.library[index] - self.target[out_start : out_start + length][None]
+        return (difference**2).sum(axis=2).mean(axis=1)
+
+
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Euclidean distances between the rows of ``a`` and of ``b`` (as one matrix product)."""
     squared = (a**2).sum(axis=1)[:, None] + (b**2).sum(axis=1)[None, :] - 2 * a @ b.T
@@ -258,6 +305,8 @@ def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidat
     starts_all = candidates.starts
     source_end = candidates.source_end
 
+    visual = _MouthCost.of(library, analysis, settings)
+
     slot_candidates: list[np.ndarray] = []  # library start frames per slot
     backpointers: list[np.ndarray] = []
     previous_starts: np.ndarray | None = None
@@ -281,6 +330,10 @@ def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidat
             costs = acoustic(query, valid_starts, source_end[valid_starts])
             top = np.argpartition(costs, min(settings.top_k, len(costs) - 1))[: settings.top_k]
             shortlist = valid_starts[top]
+            if visual is not None:  # and the pieces whose mouth fits best, all things counted
+                costs = costs + visual(start, length, valid_starts, source_end[valid_starts])
+                top = np.argpartition(costs, min(settings.top_k, len(costs) - 1))[: settings.top_k]
+                shortlist = np.union1d(shortlist, valid_starts[top])
         if previous_starts is not None:
             # Only the best paths so far propose their continuation (a beam): without the cut the
             # candidate sets grow slot after slot along a long run of speech.
@@ -292,6 +345,8 @@ def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidat
             unary = np.zeros(len(shortlist))
         else:
             unary = acoustic(query_features[start : start + length], shortlist, source_end[shortlist])
+            if visual is not None:
+                unary = unary + visual(start, length, shortlist, source_end[shortlist])
         if previous_starts is None:
             total = unary
             backpointers.append(np.zeros(len(shortlist), dtype=np.int64))

@@ -50,6 +50,7 @@ voice = "ru"
 
 [library]
 source = "video"
+crop = "centre"
 speech_video = "speech.mp4"
 idle_video = "idle.mp4"
 size = {size}

@@ -93,7 +93,7 @@ def gramophone(*args: str) -> subprocess.CompletedProcess:
 def test_cli_build_info_render(character, new_speech, tmp_path):
     _, audio_path = new_speech
     library = tmp_path / "cli.gchar"
-    built = gramophone("build", str(character.speech_video), "--idle", str(character.idle_video), "-o", str(library), "--size", "128")
+    built = gramophone("build", str(character.speech_video), "--idle", str(character.idle_video), "-o", str(library), "--size", "128", "--crop", "centre")
     assert built.returncode == 0, built.stderr
     info = gramophone("info", str(library))
     assert info.returncode == 0 and "128x128" in info.stdout and "idle video" in info.stdout
@@ -127,7 +127,7 @@ def test_cli_bad_inputs_fail_cleanly(character, new_speech, tmp_path):
     out = tmp_path / "out.gchar"
     one_line_error(gramophone("build", str(text), "-o", str(out)), "not a media file")
     one_line_error(gramophone("build", str(silent_video), "-o", str(out)), "no audio track")
-    one_line_error(gramophone("build", str(short), "-o", str(out)), "needs at least")
+    one_line_error(gramophone("build", str(short), "-o", str(out), "--crop", "centre"), "needs at least")
     one_line_error(gramophone("build", str(character.speech_video), "-o", str(out), "--crop", "0,0,10,20"), "square")
     video = tmp_path / "out.mp4"
     one_line_error(gramophone("render", str(character.library), str(corrupt), "-o", str(video)), "voice.ogg")

@@ -76,4 +76,4 @@ def build_drawn_character(character: Character, progress: Callable[[int], None] 
     size = int(character.source.get("size", 512))
     with tempfile.TemporaryDirectory(prefix=f"gramophone-{character.id}-") as work:
         speech_video, idle_video = write_performance(character, Path(work), progress)
-        return build_library(speech_video, character.library_path, idle_video, BuildSettings(size=size), progress=progress)
+        return build_library(speech_video, character.library_path, idle_video, BuildSettings(size=size, crop="centre"), progress=progress)

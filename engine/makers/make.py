@@ -141,6 +141,7 @@ def _character_toml(*, character_id: str, name: str, description: str, language:
         "",
         "[library]",
         'source = "video"',
+        'crop = "centre"',  # the puppet's or FLP's videos are framed already
         f"speech_video = {_toml(SPEECH_VIDEO)}",
         f"idle_video = {_toml(IDLE_VIDEO)}",
         f"size = {size}",
@@ -259,7 +260,7 @@ def make_character(
         tracker.report(STAGE_BUILD, _ANIMATED)
         speech, idle = folder / SPEECH_VIDEO, folder / IDLE_VIDEO
         frames = _frame_estimate(speech, idle)
-        library = build_library(speech, folder / LIBRARY_FILE, idle, BuildSettings(size=size),
+        library = build_library(speech, folder / LIBRARY_FILE, idle, BuildSettings(size=size, crop="centre"),
                                 progress=tracker.frames(STAGE_BUILD, _ANIMATED, _BUILT, frames))
         tracker.check()
         toml = _character_toml(character_id=character_id, name=name, description=description, language=language,

@@ -1,0 +1,237 @@
+"""Real-footage lip-sync benchmark: leave-one-out on the talking-head clips in ``../shared/clips``.
+
+For each clip: build a library from its first 65 % (face-centred framing, no ``--crop``), render
+the unheard rest of the same voice, and compare the rendered mouth with the real one frame by
+frame. The mouth measure is landmark openness (inner-lip gap over mouth width), measured on the
+output pixels of both. Also per clip:
+
+* ``loop r``: the training footage looped, ignoring the audio (what "no lip sync" scores);
+* ``mouth~loud``: the rendered mouth's opening against the audio's loudness, beside the
+  footage's own (``real~loud``);
+* ``jumps``: the 95th percentile of frame-to-frame change of the render over the footage's own;
+* ``tts~loud``: another voice (eSpeak NG reading a fixed text) on the clip's library, its
+  mouth against its loudness, to compare with ``real~loud``;
+* framing: on the render, the share of frames with a face, and the face's width over the frame.
+
+Pooled figures are over clips of at least 8 s, weighted by test frames. Needs the landmark model
+(``pip install --no-deps mediapipe==0.10.21``); skips clips cleanly when ``../shared/clips`` is
+absent. Run by hand::
+
+    python benchmarks/real_mouths.py                 # every clip, 256 px
+    python benchmarks/real_mouths.py --clips latentsync_demo3 --sheets out/   # one clip, contact sheets
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine import features as feat  # noqa: E402
+from engine import landmarks  # noqa: E402
+from engine.build import BuildSettings, build_library  # noqa: E402
+from engine.library import open_library  # noqa: E402
+from engine.media import ANALYSIS_SAMPLE_RATE, Crop, ffmpeg_exe, iter_frames, probe, read_audio, write_wav  # noqa: E402
+from engine.planner import PlannerSettings  # noqa: E402
+from engine.render import RenderConfig, render  # noqa: E402
+
+CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
+TRAIN_SHARE = 0.65
+POOLED_MIN_S = 8.0
+TTS_TEXT = (
+    "Once upon a time, a little fox lived at the edge of a quiet wood. Every morning she ran to the river, "
+    "looked at the fish, and sang a song about the sun. One day an old owl asked her why she was so happy."
+)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    if len(a) < 3 or a.std() < 1e-9 or b.std() < 1e-9:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def openings(frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(opening per frame, NaN where no face; face width over frame width)."""
+    opening = np.full(len(frames), np.nan)
+    widths = np.full(len(frames), np.nan)
+    with landmarks.FaceTracker() as tracker:
+        for i, frame in enumerate(frames):
+            face = tracker.find(frame)
+            if face is not None:
+                opening[i] = face.mouth_opening
+                x0, _, x1, _ = face.box
+                widths[i] = (x1 - x0) / frame.shape[1]
+    return opening, widths
+
+
+def video_frames(path: Path, size: int, crop: Crop | None = None) -> list[np.ndarray]:
+    return [frame.copy() for frame in iter_frames(path, size, feat.FPS, crop)]
+
+
+def jumps_p95(frames: list[np.ndarray]) -> float:
+    grey = [cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (128, 128), interpolation=cv2.INTER_AREA).astype(np.int16) for f in frames]
+    changes = [np.abs(b - a).mean() for a, b in zip(grey, grey[1:])]
+    return float(np.percentile(changes, 95)) if changes else float("nan")
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+
+
+@dataclass
+class Row:
+    clip: str
+    train_s: float
+    test_frames: int
+    r: float
+    loop_r: float
+    mouth_loud: float
+    real_loud: float
+    jumps: float
+    tts_loud: float
+    face_found: float
+    face_width: float
+    build_s: float
+    model_r: float
+
+
+def run_clip(clip: Path, work: Path, size: int, config: RenderConfig, sheets: Path | None) -> Row:
+    duration = probe(clip).duration or 0.0
+    train_s = round(duration * TRAIN_SHARE * feat.FPS) / feat.FPS
+    train = work / f"{clip.stem}-train.mp4"
+    test_audio = work / f"{clip.stem}-test.wav"
+    ffmpeg("-i", str(clip), "-t", f"{train_s:.3f}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-c:a", "aac", "-b:a", "192k", str(train))
+    audio = read_audio(clip)
+    test = audio[int(train_s * ANALYSIS_SAMPLE_RATE) :]
+    write_wav(test_audio, test, ANALYSIS_SAMPLE_RATE)
+
+    library_path = work / f"{clip.stem}.gchar"
+    started = time.perf_counter()
+    build_library(train, library_path, settings=BuildSettings(size=size))
+    build_s = time.perf_counter() - started
+    with open_library(library_path) as library:
+        crop_text = str(library.info().build.get("crop", "centre")).split()[-1]
+        crop = None if crop_text == "centre" else Crop(*[int(v) for v in crop_text.split(",")[:3]])
+        train_opening = library.mouth[:, 0] if library.mouth is not None else None
+        found = library.mouth_found if library.mouth_found is not None else None
+        model_r = float((library.mouth_meta.get("model") or {}).get("cv_r", [np.nan])[0])
+
+    out = work / f"{clip.stem}-render.mp4"
+    result = render(library_path, test_audio, out, config)
+    rendered = video_frames(out, size)
+    # The real footage of the unheard part, framed as the library was.
+    real_all = video_frames(clip, size, crop)
+    start_frame = int(round(train_s * feat.FPS))
+    real = real_all[start_frame : start_frame + len(rendered)]
+    n = min(len(real), len(rendered))
+    rendered, real = rendered[:n], real[:n]
+    rendered_open, rendered_width = openings(rendered)
+    real_open, _ = openings(real)
+    loudness = feat.frame_levels_db(test, ANALYSIS_SAMPLE_RATE, n)
+    loop = np.resize(train_opening, n) if train_opening is not None else np.full(n, np.nan)
+    if found is not None and train_opening is not None:
+        loop = np.where(np.resize(found, n), loop, np.nan)
+
+    tts_out = work / f"{clip.stem}-tts.mp4"
+    from engine.speech import VoiceSettings, speak
+
+    speech = speak(TTS_TEXT, VoiceSettings(language="en"))
+    tts_audio = write_wav(work / f"{clip.stem}-tts.wav", speech.audio, speech.sample_rate)
+    render(library_path, tts_audio, tts_out, config)
+    tts_frames = video_frames(tts_out, size)
+    tts_open, _ = openings(tts_frames)
+    tts_levels = feat.frame_levels_db(read_audio(tts_audio), ANALYSIS_SAMPLE_RATE, len(tts_frames))
+
+    if sheets is not None:
+        write_sheet(sheets / f"{clip.stem}.png", rendered, real, result.timeline)
+    return Row(
+        clip=clip.stem, train_s=train_s, test_frames=n,
+        r=pearson(rendered_open, real_open), loop_r=pearson(loop, real_open),
+        mouth_loud=pearson(rendered_open, loudness), real_loud=pearson(real_open, loudness),
+        jumps=jumps_p95(rendered) / max(jumps_p95(real), 1e-6), tts_loud=pearson(tts_open, tts_levels),
+        face_found=float(np.isfinite(rendered_open).mean()), face_width=float(np.nanmedian(rendered_width)),
+        build_s=build_s, model_r=model_r,
+    )
+
+
+def write_sheet(path: Path, rendered: list[np.ndarray], real: list[np.ndarray], timeline) -> None:  # noqa: ANN001
+    """Rows of 12 consecutive frames around the first joins: rendered above, real below."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joins = [t.start for t in timeline.transitions][:3] or [0]
+    rows = []
+    for join in joins:
+        first = max(0, min(join - 4, len(rendered) - 12))
+        pick = range(first, min(first + 12, len(rendered)))
+        top = np.hstack([cv2.resize(rendered[i], (128, 128)) for i in pick])
+        bottom = np.hstack([cv2.resize(real[i], (128, 128)) for i in pick])
+        rows += [top, bottom, np.zeros((6, top.shape[1], 3), np.uint8)]
+    cv2.imwrite(str(path), np.vstack(rows))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", help="comma-separated clip names (default: all)")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--mouth-weight", type=float, default=None, help="planner mouth weight (default: the planner's)")
+    parser.add_argument("--slot-frames", type=int, default=None, help="planner slot length (default: the planner's)")
+    parser.add_argument("--no-composite", action="store_true", help="no lower-face compositing (the head track alone)")
+    parser.add_argument("--track-slot", type=int, default=None, help="mouth track slot length (default: the planner's)")
+    parser.add_argument("--track-weight", type=float, default=None, help="mouth track mouth weight (default: the planner's)")
+    parser.add_argument("--sheets", help="write contact sheets (PNG) of rendered vs real frames here")
+    parser.add_argument("--work", help="keep the generated files here (default: a temporary folder)")
+    args = parser.parse_args()
+    if not CLIPS.is_dir():
+        print(f"no clips at {CLIPS}: nothing to measure", file=sys.stderr)
+        return 0
+    if not landmarks.available():
+        print("the landmark model is not installed: pip install --no-deps mediapipe==0.10.21", file=sys.stderr)
+        return 2
+    names = args.clips.split(",") if args.clips else None
+    clips = [c for c in sorted(CLIPS.glob("*.mp4")) if names is None or c.stem in names]
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gramophone-real-"))
+    work.mkdir(parents=True, exist_ok=True)
+    planner = PlannerSettings()
+    if args.mouth_weight is not None:
+        planner = replace(planner, mouth_weight=args.mouth_weight)
+    if args.slot_frames is not None:
+        planner = replace(planner, slot_frames=args.slot_frames)
+    if args.no_composite:
+        planner = replace(planner, composite=False)
+    if args.track_slot is not None:
+        planner = replace(planner, mouth_track_slot_frames=args.track_slot)
+    if args.track_weight is not None:
+        planner = replace(planner, mouth_track_weight=args.track_weight)
+    config = RenderConfig(planner=planner)
+    rows = []
+    for clip in clips:
+        row = run_clip(clip, work, args.size, config, Path(args.sheets) if args.sheets else None)
+        rows.append(row)
+        print(f"{row.clip}: r {row.r:.3f} (loop {row.loop_r:.3f})", file=sys.stderr)
+    header = f"{'clip':34} {'train s':>7} {'test fr':>7} {'r':>6} {'loop r':>6} {'mouth~loud':>10} {'real~loud':>9} {'tts~loud':>8} {'jumps':>6} {'face':>5} {'width':>5} {'model r':>7} {'build s':>7}"
+    print(header)
+    for row in rows:
+        print(f"{row.clip:34} {row.train_s:7.1f} {row.test_frames:7d} {row.r:6.3f} {row.loop_r:6.3f} {row.mouth_loud:10.3f} "
+              f"{row.real_loud:9.3f} {row.tts_loud:8.3f} {row.jumps:6.2f} {row.face_found:5.2f} {row.face_width:5.2f} {row.model_r:7.3f} {row.build_s:7.1f}")
+    pooled = [row for row in rows if row.train_s / TRAIN_SHARE >= POOLED_MIN_S - 0.05]
+    if pooled:
+        weights = np.array([row.test_frames for row in pooled], float)
+        r = np.array([row.r for row in pooled])
+        loop = np.array([row.loop_r for row in pooled])
+        print(f"pooled over {len(pooled)} clips of >= {POOLED_MIN_S:.0f} s (weighted by test frames): "
+              f"r {np.average(r, weights=weights):.3f}, loop {np.average(loop, weights=weights):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

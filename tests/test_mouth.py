@@ -1,0 +1,167 @@
+"""Mouths: the per-frame measures, the audio -> mouth model, the planner's mouth target,
+face-centred framing, and v1 libraries opening as before."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine import features as feat
+from engine import landmarks, synthetic
+from engine.build import BuildSettings, build_library
+from engine.errors import InputError
+from engine.framing import face_crop
+from engine.library import open_library
+from engine.media import ANALYSIS_SAMPLE_RATE, ffmpeg_exe, read_audio
+from engine.mouth import fit_mouth_model
+from engine.planner import PlannerSettings
+from engine.render import RenderConfig, plan_audio, render
+
+needs_landmarks = pytest.mark.skipif(not landmarks.available(), reason="the face landmark model (mediapipe) is not installed")
+
+
+def _r(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _true_opening(character) -> tuple[np.ndarray, int]:  # noqa: ANN001 -- the conftest fixture
+    with open_library(character.library) as library:
+        speech_frames = int((library.sources == 0).sum())
+    audio = read_audio(character.speech_video)
+    return synthetic.mouth_track(audio, ANALYSIS_SAMPLE_RATE, speech_frames).opening, speech_frames
+
+
+@needs_landmarks
+def test_landmarks_measure_the_rigs_known_mouth(character) -> None:  # noqa: ANN001
+    truth, n = _true_opening(character)
+    with open_library(character.library) as library:
+        assert library.mouth_meta["measure"] == "landmarks" and library.mouth_meta["found"] > 0.95
+        measured = library.mouth[:n, 0]
+        assert library.info().format_version == 2
+    assert _r(measured, truth) > 0.8
+
+
+def test_pixels_measure_the_mouth_where_no_landmarks_are(character, tmp_path: Path) -> None:  # noqa: ANN001
+    library_path = tmp_path / "pixels.gchar"
+    build_library(character.speech_video, library_path, character.idle_video,
+                  BuildSettings(size=128, crop="centre", mouth_landmarks=False))
+    truth, n = _true_opening(character)
+    with open_library(library_path) as library:
+        assert library.mouth_meta["measure"] == "pixels"
+        assert _r(library.mouth[:n, 0], truth) > 0.75
+
+
+def test_the_audio_to_mouth_model_learns_a_known_mapping() -> None:
+    rng = np.random.default_rng(3)
+    n = 1500
+    features = rng.normal(size=(n, feat.FEATURE_DIM)).astype(np.float32)
+    features = np.apply_along_axis(lambda column: np.convolve(column, np.ones(5) / 5, mode="same"), 0, features)
+    # The mouth opens with loudness a frame later, and widens with feature 3: a causal, local rule.
+    opening = np.roll(features[:, 0], 1) + 0.5 * features[:, 2] + 0.1 * rng.normal(size=n)
+    width = features[:, 3] + 0.1 * rng.normal(size=n)
+    mouth = np.stack([opening, width], axis=1).astype(np.float32)
+    train = np.zeros(n, dtype=bool)
+    train[:1000] = True
+    model = fit_mouth_model(features, mouth, train)
+    assert model is not None and model.cv_r[0] > 0.8 and model.cv_r[1] > 0.8
+    predicted = model.predict(features[1000:])
+    assert _r(predicted[:, 0], opening[1000:]) > 0.85 and _r(predicted[:, 1], width[1000:]) > 0.85
+    assert abs(predicted[:, 0].std() - 1.0) < 0.3, "the track asks for the recording's full range"
+    assert fit_mouth_model(features, mouth, np.arange(n) < 20) is None, "too little to learn from"
+
+
+def test_the_planner_follows_the_mouth_target_when_asked(character, new_speech) -> None:  # noqa: ANN001
+    audio, _ = new_speech
+    with open_library(character.library) as library:
+        model = library.mouth_model
+        assert model is not None
+        analysis = feat.analyse(audio, ANALYSIS_SAMPLE_RATE)
+        target = model.predict(analysis.features)[:, 0]
+        speech = analysis.speech
+        followed = []
+        for weight in (0.0, 50.0):
+            planner = dataclasses.replace(PlannerSettings(), mouth_weight=weight, slot_frames=5)
+            timeline = plan_audio(library, audio, ANALYSIS_SAMPLE_RATE, RenderConfig(planner=planner))
+            played = library.mouth[timeline.frame_source, 0]
+            followed.append(_r(played[speech], target[speech]))
+    assert followed[1] > followed[0] + 0.05 and followed[1] > 0.8, followed
+
+
+def _portrait_video(path: Path, *, width: int = 360, height: int = 640, face_at: tuple[int, int] = (40, 60)) -> Path:
+    """A tall video (a phone's) with the rig's face, 200 px, in its upper left, and its voice."""
+    audio = synthetic.synth_speech(3.0, seed=5, sample_rate=ANALYSIS_SAMPLE_RATE)
+    params = synthetic.performance_params(audio, ANALYSIS_SAMPLE_RATE, seed=5)
+    wav = path.with_suffix(".wav")
+    from engine.media import write_wav
+
+    write_wav(wav, audio, ANALYSIS_SAMPLE_RATE)
+    silent = path.with_name("silent.mp4")
+    writer = cv2.VideoWriter(str(silent), cv2.VideoWriter_fourcc(*"mp4v"), 25, (width, height))
+    for p in params:
+        canvas = np.full((height, width, 3), (90, 110, 130), np.uint8)
+        x, y = face_at
+        canvas[y : y + 200, x : x + 200] = synthetic.draw_face(p, 200, "test")
+        writer.write(canvas)
+    writer.release()
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-i", str(silent), "-i", str(wav),
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)], check=True)
+    return path
+
+
+@needs_landmarks
+def test_framing_finds_a_face_off_centre_in_a_tall_video(tmp_path: Path) -> None:
+    video = _portrait_video(tmp_path / "phone.mp4")
+    crop = face_crop(video)
+    face_centre = (40 + 100, 60 + 100)
+    assert crop.x <= face_centre[0] <= crop.x + crop.side and crop.y <= face_centre[1] <= crop.y + crop.side
+    assert crop.y < 640 // 2 - crop.side // 2, "a centred square would cut the head off; this one moves up"
+    assert abs((crop.x + crop.side / 2) - face_centre[0]) < crop.side * 0.2
+    library = build_library(video, tmp_path / "phone.gchar", settings=BuildSettings(size=128))
+    assert library.build["crop"] == f"face {crop.x},{crop.y},{crop.side},{crop.side}"
+    assert any(line.startswith("settings") and "crop=face" in line for line in library.lines())
+
+
+def test_a_video_with_no_face_is_refused_unless_a_crop_is_given(tmp_path: Path) -> None:
+    video = tmp_path / "wall.mp4"
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=s=320x240:d=3",
+                    "-f", "lavfi", "-i", "sine=d=3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-shortest", str(video)], check=True)
+    with pytest.raises(InputError, match="--crop"):
+        build_library(video, tmp_path / "wall.gchar", settings=BuildSettings(size=64))
+    assert not (tmp_path / "wall.gchar").exists()
+    info = build_library(video, tmp_path / "wall.gchar", settings=BuildSettings(size=64, crop="centre"))
+    assert info.build["crop"] == "centre"
+
+
+def test_a_version_1_library_opens_and_renders_as_before(character, new_speech, tmp_path: Path) -> None:  # noqa: ANN001
+    """A v1 file (no mouth arrays) keeps working: the planner simply has no mouth target."""
+    _, speech_path = new_speech
+    old = tmp_path / "v1.gchar"
+    old.write_bytes(character.library.read_bytes())
+    with sqlite3.connect(old) as connection:
+        connection.execute("DELETE FROM arrays WHERE name LIKE 'mouth%'")
+        connection.execute("DELETE FROM meta WHERE key = 'mouth'")
+        connection.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", [json.dumps(1)])
+    with open_library(old) as library:
+        assert library.info().format_version == 1 and library.mouth is None and library.mouth_model is None
+        assert "v1 library" in "\n".join(library.info().lines())
+        planner = dataclasses.replace(PlannerSettings(), mouth_weight=10.0)
+        result = render(library, speech_path, tmp_path / "v1.mp4", RenderConfig(planner=planner), size=128)
+    assert result.frames == feat.frame_count(len(read_audio(speech_path)), ANALYSIS_SAMPLE_RATE)
+
+
+def test_a_library_of_a_newer_format_is_refused(character, tmp_path: Path) -> None:  # noqa: ANN001
+    newer = tmp_path / "v9.gchar"
+    newer.write_bytes(character.library.read_bytes())
+    with sqlite3.connect(newer) as connection:
+        connection.execute("UPDATE meta SET value = '9' WHERE key = 'format_version'")
+    from engine.errors import LibraryError
+
+    with pytest.raises(LibraryError, match="newer"):
+        open_library(newer)
