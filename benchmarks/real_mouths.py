@@ -185,9 +185,6 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--mouth-weight", type=float, default=None, help="planner mouth weight (default: the planner's)")
     parser.add_argument("--slot-frames", type=int, default=None, help="planner slot length (default: the planner's)")
-    parser.add_argument("--no-composite", action="store_true", help="no lower-face compositing (the head track alone)")
-    parser.add_argument("--track-slot", type=int, default=None, help="mouth track slot length (default: the planner's)")
-    parser.add_argument("--track-weight", type=float, default=None, help="mouth track mouth weight (default: the planner's)")
     parser.add_argument("--sheets", help="write contact sheets (PNG) of rendered vs real frames here")
     parser.add_argument("--work", help="keep the generated files here (default: a temporary folder)")
     args = parser.parse_args()
@@ -206,12 +203,6 @@ def main() -> int:
         planner = replace(planner, mouth_weight=args.mouth_weight)
     if args.slot_frames is not None:
         planner = replace(planner, slot_frames=args.slot_frames)
-    if args.no_composite:
-        planner = replace(planner, composite=False)
-    if args.track_slot is not None:
-        planner = replace(planner, mouth_track_slot_frames=args.track_slot)
-    if args.track_weight is not None:
-        planner = replace(planner, mouth_track_weight=args.track_weight)
     config = RenderConfig(planner=planner)
     rows = []
     for clip in clips:

@@ -53,14 +53,10 @@ class PlannerSettings:
     # benchmarks/real_mouths.py on the shared clips, 10-frame slots cannot follow the target
     # (pooled r 0.39 at 0, 0.32 at 1, 0.26 at 3), and 6-frame slots that can (the planned mouth
     # follows the target at r 0.8) turn most frames into morphs, which blur the mouth (0.23).
-    # It waits for joins that stay in the mouth region (lower-face compositing).
+    # Lower-face compositing (a mouth track of 5-frame pieces over these frames) measured no
+    # better either (pooled 0.33-0.35; commit before the one that took it out).
     mouth_weight: float = 0.0
     mouth_dim_weights: tuple[float, float] = (1.0, 0.4)  # opening, width
-    # The mouth track of lower-face compositing (engine.composite): short pieces chosen for
-    # their mouth, laid over the head track's frames. Used when the library has landmarks.
-    composite: bool = False
-    mouth_track_slot_frames: int = 5
-    mouth_track_weight: float = 100.0
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "global"):

@@ -16,7 +16,7 @@ import os
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -28,7 +28,6 @@ from . import features as feat
 from .errors import InputError
 from .library import Library, open_library
 from .media import ANALYSIS_SAMPLE_RATE, EncodeSettings, VideoEncoder, read_audio
-from .composite import MouthCompositor
 from .morph import Morph, MorphSettings, MorphWorkspace, to_i420
 from .planner import Piece, PlannerSettings, plan
 
@@ -66,9 +65,6 @@ class Timeline:
     pieces: list[Piece]
     frame_source: np.ndarray  # (n_frames,) library frame index per output frame
     transitions: list[Transition]
-    mouth_source: np.ndarray | None = None
-    """(n_frames,) library frame whose lower face is laid over the frame (-1: none); see
-    :mod:`engine.composite`. None: no compositing (no landmarks, or turned off)."""
 
     @property
     def n_frames(self) -> int:
@@ -221,14 +217,6 @@ def render_frames(
     """
     cache = _FrameCache(library, config.frame_cache)
     workspace = MorphWorkspace(library.size, library.size)
-    mouths = timeline.mouth_source
-    compositor = MouthCompositor(library.mouth_anchors, library.size) if mouths is not None and library.mouth_anchors is not None else None
-
-    def with_mouth(frame: np.ndarray, out: int) -> np.ndarray:
-        if compositor is None or mouths is None or mouths[out] < 0:
-            return frame
-        return compositor.compose(frame, int(timeline.frame_source[out]), cache.get(int(mouths[out])), int(mouths[out]))
-
     transitions = iter(timeline.transitions)
     upcoming = next(transitions, None)
     out = 0
@@ -241,11 +229,11 @@ def render_frames(
                 start_image = cache.get(int(timeline.frame_source[upcoming.a_out]))
             morph = Morph(start_image, cache.get(int(timeline.frame_source[upcoming.b_out])), config.morph, workspace)
             for k in range(upcoming.count):
-                yield with_mouth(morph.frame_i420((k + 1) / (upcoming.count + 1)), out + k)
+                yield morph.frame_i420((k + 1) / (upcoming.count + 1))
             out += upcoming.count
             upcoming = next(transitions, None)
         else:
-            yield with_mouth(cache.get(int(timeline.frame_source[out])), out)
+            yield cache.get(int(timeline.frame_source[out]))
             out += 1
 
 
@@ -261,34 +249,13 @@ def plan_audio(
     n_frames = n_frames or feat.frame_count(len(audio), sample_rate)
     analysis = feat.analyse(audio, sample_rate, n_frames, config.vad)
     pieces = plan(library, analysis, config.planner, previous_frame)
-    timeline = make_timeline(library, pieces, config.morph, previous_frame)
-    return replace(timeline, mouth_source=_mouth_track(library, analysis, timeline, config.planner))
-
-
-def _mouth_track(library: Library, analysis: feat.AudioAnalysis, timeline: Timeline, settings: PlannerSettings) -> np.ndarray | None:
-    """The library frame whose lower face each output frame shows (-1: the head frame's own).
-
-    A second plan, of short pieces chosen for their mouth: the head track keeps the recording's
-    motion with few joins, and this one can follow the syllables. Only in speech, outside
-    morphs, and only for libraries measured with landmarks."""
-    if not settings.composite or library.mouth_anchors is None or library.mouth_model is None:
-        return None
-    mouth_settings = replace(settings, slot_frames=settings.mouth_track_slot_frames, mouth_weight=settings.mouth_track_weight)
-    pieces = plan(library, analysis, mouth_settings)
-    source = np.full(timeline.n_frames, -1, dtype=np.int64)
-    for piece in pieces:
-        if piece.idle:
-            continue
-        frames = np.minimum(piece.lib_start + np.arange(piece.length), library.source_end[piece.lib_start] - 1)
-        source[piece.out_start : piece.out_end] = frames[: max(0, timeline.n_frames - piece.out_start)]
-    source[timeline.idle_mask()] = -1
-    return source
+    return make_timeline(library, pieces, config.morph, previous_frame)
 
 
 def _shifted(timeline: Timeline, offset: int) -> Timeline:
     pieces = [Piece(p.out_start + offset, p.length, p.lib_start, p.idle) for p in timeline.pieces]
     transitions = [Transition(t.start + offset, t.count, t.a_out + offset, t.b_out + offset) for t in timeline.transitions]
-    return Timeline(pieces, timeline.frame_source, transitions, timeline.mouth_source)
+    return Timeline(pieces, timeline.frame_source, transitions)
 
 
 def _joined(timelines: list[Timeline]) -> Timeline:
@@ -301,10 +268,7 @@ def _joined(timelines: list[Timeline]) -> Timeline:
         transitions += shifted.transitions
         offset += timeline.n_frames
     sources = [t.frame_source for t in timelines] or [np.zeros(0, np.int64)]
-    mouths = None
-    if any(t.mouth_source is not None for t in timelines):
-        mouths = np.concatenate([t.mouth_source if t.mouth_source is not None else np.full(t.n_frames, -1, np.int64) for t in timelines])
-    return Timeline(pieces, np.concatenate(sources), transitions, mouths)
+    return Timeline(pieces, np.concatenate(sources), transitions)
 
 
 def _output_size(library: Library, size: int | None, video_note: bool) -> int:
