@@ -30,7 +30,7 @@ from bot.texts import t
 from tests.bot_harness import ROOT, Stack, Worker, run, running_bot, shared_assets, texts, until, videos
 from tests.fake_telegram import FakeBotApi
 
-ADMINS = [900, 901, 902, 903, 904, 905, 906]
+ADMINS = [900, 901, 902, 903, 904, 905, 906, 907]
 HAS_MAKER = (ROOT / "engine" / "makers" / "make.py").is_file()
 needs_maker = pytest.mark.skipif(not HAS_MAKER, reason="engine/makers/make.py (the engine side) is not there yet")
 
@@ -493,7 +493,7 @@ def test_a_publish_that_hits_a_full_disk_is_published_on_a_later_pass(stack: Sta
     from bot import making
     from bot.character_store import CharacterStore
 
-    api, admin = stack.api, 902
+    api, admin = stack.api, 907
     real_publish = CharacterStore.publish
     failures: list[str] = []
 
