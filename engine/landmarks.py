@@ -15,14 +15,16 @@ Nothing here runs at render time: the renderer plays recorded frames and never l
 
 from __future__ import annotations
 
-import contextlib
+import atexit
 import functools
 import logging
+import multiprocessing
 import os
 import sys
+import threading
 import types
-from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 import cv2
 import numpy as np
@@ -111,29 +113,86 @@ class Face:
         return (self.points[OUTER_LIPS[0]] + self.points[OUTER_LIPS[1]]) / 2
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """MediaPipe's C++ side prints set-up chatter straight to file descriptor 2, which would break
-    the CLI's one-line errors; it is pointed at /dev/null while the graph starts (a few ms)."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            try:
-                yield
-            finally:
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
+def _serve(connection: Connection) -> None:
+    """The landmark process: MediaPipe's graph, with its native chatter sent to /dev/null.
+
+    MediaPipe's C++ side writes set-up messages straight to file descriptor 2, from its own
+    threads and at moments of its choosing, which would break the CLI's one-line errors and
+    its progress bar; in a process of its own, its stderr can simply be closed."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    module = _face_mesh_module()
+    mesh = None
+    while True:
+        try:
+            message = connection.recv()
+        except EOFError:
+            break
+        kind, payload = message
+        if kind == "stop":
+            break
+        if kind == "reset":
+            if mesh is not None:
+                mesh.close()
+            mesh = module.FaceMesh(
+                static_image_mode=bool(payload), max_num_faces=1, refine_landmarks=True,
+                min_detection_confidence=0.5, min_tracking_confidence=0.5,
+            )
+            connection.send(None)
+            continue
+        rgb = payload
+        result = mesh.process(rgb)
+        if not result.multi_face_landmarks:
+            connection.send(None)
+            continue
+        height, width = rgb.shape[:2]
+        landmarks = result.multi_face_landmarks[0].landmark
+        connection.send(np.array([(p.x * width, p.y * height) for p in landmarks], dtype=np.float32))
+
+
+class _Server:
+    """One landmark process per Python process, started on first use, stopped at exit."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child,), name="gramophone-landmarks", daemon=True)
+        self.process.start()
+        child.close()
+        self.lock = threading.Lock()
+        atexit.register(self.stop)
+
+    def ask(self, kind: str, payload: object) -> object:
+        with self.lock:
+            self.connection.send((kind, payload))
+            return self.connection.recv()
+
+    def stop(self) -> None:
+        try:
+            self.connection.send(("stop", None))
+        except (OSError, ValueError):
+            pass
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+_server: _Server | None = None
+_server_lock = threading.Lock()
+
+
+def _the_server() -> _Server:
+    global _server
+    with _server_lock:
+        if _server is None or not _server.process.is_alive():
+            _server = _Server()
+        return _server
 
 
 class FaceTracker:
     """Landmarks of consecutive frames of one video (MediaPipe's tracking mode), or of unrelated
-    pictures (``still=True``). Not thread-safe: one per thread.
+    pictures (``still=True``). One tracker at a time per process (they share the landmark
+    process); use it as a context manager or call :meth:`close`.
 
     Raises
     ------
@@ -142,34 +201,18 @@ class FaceTracker:
     """
 
     def __init__(self, *, still: bool = False) -> None:
-        module = _face_mesh_module()
-        if module is None:
+        if _face_mesh_module() is None:
             raise RuntimeError("no face landmark model: pip install --no-deps mediapipe==0.10.21 (see README)")
-        with _native_stderr_silenced():
-            self._mesh = module.FaceMesh(
-                static_image_mode=still, max_num_faces=1, refine_landmarks=True,
-                min_detection_confidence=0.5, min_tracking_confidence=0.5,
-            )
-        self._warm = False
+        self._server = _the_server()
+        self._server.ask("reset", still)
 
     def find(self, image_bgr: np.ndarray) -> Face | None:
         """The face in this frame, or None."""
-        height, width = image_bgr.shape[:2]
-        rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-        if self._warm:
-            result = self._mesh.process(rgb)
-        else:
-            with _native_stderr_silenced():  # the first call sets up TFLite and says so
-                result = self._mesh.process(rgb)
-            self._warm = True
-        if not result.multi_face_landmarks:
-            return None
-        landmarks = result.multi_face_landmarks[0].landmark
-        points = np.array([(p.x * width, p.y * height) for p in landmarks], dtype=np.float32)
-        return Face(points)
+        points = self._server.ask("frame", cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))
+        return None if points is None else Face(points)  # type: ignore[arg-type]
 
     def close(self) -> None:
-        self._mesh.close()
+        """Nothing to free: the landmark process stays for the next tracker."""
 
     def __enter__(self) -> FaceTracker:
         return self
