@@ -185,6 +185,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--mouth-weight", type=float, default=None, help="planner mouth weight (default: the planner's)")
     parser.add_argument("--slot-frames", type=int, default=None, help="planner slot length (default: the planner's)")
+    parser.add_argument("--join-mouth", type=float, default=None, help="planner mouth_join_weight (default: the planner's)")
     parser.add_argument("--sheets", help="write contact sheets (PNG) of rendered vs real frames here")
     parser.add_argument("--work", help="keep the generated files here (default: a temporary folder)")
     args = parser.parse_args()
@@ -203,6 +204,8 @@ def main() -> int:
         planner = replace(planner, mouth_weight=args.mouth_weight)
     if args.slot_frames is not None:
         planner = replace(planner, slot_frames=args.slot_frames)
+    if args.join_mouth is not None:
+        planner = replace(planner, mouth_join_weight=args.join_mouth)
     config = RenderConfig(planner=planner)
     rows = []
     for clip in clips:

@@ -18,13 +18,15 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
-import multiprocessing
 import os
+import pickle
+import struct
+import subprocess
 import sys
 import threading
 import types
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -113,22 +115,39 @@ class Face:
         return (self.points[OUTER_LIPS[0]] + self.points[OUTER_LIPS[1]]) / 2
 
 
-def _serve(connection: Connection) -> None:
-    """The landmark process: MediaPipe's graph, with its native chatter sent to /dev/null.
+def _send(stream, message: object) -> None:  # noqa: ANN001 -- a binary pipe
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack("<Q", len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _receive(stream) -> object:  # noqa: ANN001 -- a binary pipe
+    header = stream.read(8)
+    if len(header) < 8:
+        raise EOFError("the landmark process is gone")
+    (length,) = struct.unpack("<Q", header)
+    return pickle.loads(stream.read(length))
+
+
+def serve() -> None:
+    """The landmark process (``python -m engine.landmarks``): MediaPipe's graph, fed frames
+    through stdin, answering landmarks through stdout.
 
     MediaPipe's C++ side writes set-up messages straight to file descriptor 2, from its own
-    threads and at moments of its choosing, which would break the CLI's one-line errors and
-    its progress bar; in a process of its own, its stderr can simply be closed."""
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
+    threads and at moments of its choosing, which would break the CLI's one-line errors and its
+    progress bar; in a process of its own, its stderr is simply /dev/null. A plain subprocess
+    rather than multiprocessing, because huey's process workers are daemonic and may not have
+    multiprocessing children."""
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the answer pipe
     module = _face_mesh_module()
     mesh = None
     while True:
         try:
-            message = connection.recv()
+            kind, payload = _receive(source)  # type: ignore[misc]
         except EOFError:
             break
-        kind, payload = message
         if kind == "stop":
             break
         if kind == "reset":
@@ -138,42 +157,49 @@ def _serve(connection: Connection) -> None:
                 static_image_mode=bool(payload), max_num_faces=1, refine_landmarks=True,
                 min_detection_confidence=0.5, min_tracking_confidence=0.5,
             )
-            connection.send(None)
+            _send(sink, None)
             continue
-        rgb = payload
-        result = mesh.process(rgb)
+        result = mesh.process(payload)
         if not result.multi_face_landmarks:
-            connection.send(None)
+            _send(sink, None)
             continue
-        height, width = rgb.shape[:2]
-        landmarks = result.multi_face_landmarks[0].landmark
-        connection.send(np.array([(p.x * width, p.y * height) for p in landmarks], dtype=np.float32))
+        height, width = payload.shape[:2]
+        points = result.multi_face_landmarks[0].landmark
+        _send(sink, np.array([(p.x * width, p.y * height) for p in points], dtype=np.float32))
 
 
 class _Server:
     """One landmark process per Python process, started on first use, stopped at exit."""
 
     def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.connection, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child,), name="gramophone-landmarks", daemon=True)
-        self.process.start()
-        child.close()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "engine.landmarks"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, cwd=str(Path(__file__).resolve().parents[1]),
+        )
         self.lock = threading.Lock()
         atexit.register(self.stop)
 
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
     def ask(self, kind: str, payload: object) -> object:
+        assert self.process.stdin is not None and self.process.stdout is not None
         with self.lock:
-            self.connection.send((kind, payload))
-            return self.connection.recv()
+            try:
+                _send(self.process.stdin, (kind, payload))
+                return _receive(self.process.stdout)
+            except (BrokenPipeError, EOFError) as error:
+                raise RuntimeError(f"the face landmark process stopped (exit {self.process.poll()})") from error
 
     def stop(self) -> None:
+        if not self.alive():
+            return
         try:
-            self.connection.send(("stop", None))
-        except (OSError, ValueError):
-            pass
-        self.process.join(timeout=5)
-        if self.process.is_alive():
+            assert self.process.stdin is not None
+            _send(self.process.stdin, ("stop", None))
+            self.process.stdin.close()
+            self.process.wait(timeout=5)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
             self.process.kill()
 
 
@@ -184,7 +210,7 @@ _server_lock = threading.Lock()
 def _the_server() -> _Server:
     global _server
     with _server_lock:
-        if _server is None or not _server.process.is_alive():
+        if _server is None or not _server.alive():
             _server = _Server()
         return _server
 
@@ -219,3 +245,7 @@ class FaceTracker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+if __name__ == "__main__":
+    serve()

@@ -57,6 +57,7 @@ class PlannerSettings:
     # better either (pooled 0.33-0.35; commit before the one that took it out).
     mouth_weight: float = 0.0
     mouth_dim_weights: tuple[float, float] = (1.0, 0.4)  # opening, width
+    mouth_join_weight: float = 0.0  # per standard deviation of opening between the frames either side of a join
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "global"):
@@ -237,6 +238,20 @@ class _AcousticCost:
         return total / len(query)
 
 
+def _join_mouths(library: Library) -> np.ndarray | None:
+    """Each library frame's standardised opening (a column), for the mouth term of join costs."""
+    if library.mouth is None:
+        return None
+    from .mouth import standardise
+
+    measured = library.sources == 0
+    if library.mouth_found is not None:
+        measured = measured & library.mouth_found
+    if measured.sum() < 10:
+        return None
+    return standardise(library.mouth, measured)[:, :1]
+
+
 class _MouthCost:
     """How far a piece's measured mouth is from the mouth the new audio calls for, per frame:
     weighted squared distance of standardised opening and width (both sides have the spread of
@@ -302,6 +317,7 @@ def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidat
     source_end = candidates.source_end
 
     visual = _MouthCost.of(library, analysis, settings)
+    join_mouths = _join_mouths(library) if settings.mouth_join_weight > 0 else None
 
     slot_candidates: list[np.ndarray] = []  # library start frames per slot
     backpointers: list[np.ndarray] = []
@@ -350,6 +366,8 @@ def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidat
             ends = np.minimum(previous_starts + previous_length, source_end[previous_starts]) - 1
             distance = _distances(embeddings[ends], embeddings[shortlist]) / pixel_scale
             transition = settings.join_cost + settings.splice_weight * distance
+            if join_mouths is not None:  # a join between unlike mouths morphs into a ghost of two
+                transition = transition + settings.mouth_join_weight * _distances(join_mouths[ends], join_mouths[shortlist])
             transition[(previous_starts + previous_length)[:, None] == shortlist[None, :]] = 0.0
             paths = previous_costs[:, None] + transition
             best = np.argmin(paths, axis=0)
