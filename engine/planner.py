@@ -57,7 +57,11 @@ class PlannerSettings:
     # better either (pooled 0.33-0.35; commit before the one that took it out).
     mouth_weight: float = 0.0
     mouth_dim_weights: tuple[float, float] = (1.0, 0.4)  # opening, width
-    mouth_join_weight: float = 0.0  # per standard deviation of opening between the frames either side of a join
+    # A join between unlike mouths morphs into a ghost of both: its cost grows by this much per
+    # standard deviation of opening between the frames either side (v2 libraries). Measured:
+    # benchmarks/real_mouths.py, latentsync_demo3 r 0.44 -> 0.50 (0.47 at 0.5); synthetic
+    # (benchmarks/quality.py) opening 0.899 -> 0.897, width 0.807 -> 0.798, seams 1.15 -> 1.10.
+    mouth_join_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "global"):
