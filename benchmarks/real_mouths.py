@@ -11,7 +11,8 @@ output pixels of both. Also per clip:
 * ``jumps``: the 95th percentile of frame-to-frame change of the render over the footage's own;
 * ``tts~loud``: another voice (eSpeak NG reading a fixed text) on the clip's library, its
   mouth against its loudness, to compare with ``real~loud``;
-* framing: on the render, the share of frames with a face, and the face's width over the frame.
+* framing: on the render, the share of frames with a face (``face``), the face's width over the
+  frame's (``width``) and its centre's distance from the frame's centre, in frame widths (``off``).
 
 Pooled figures are over clips of at least 8 s, weighted by test frames. Needs the landmark model
 (``pip install --no-deps mediapipe==0.10.21``); skips clips cleanly when ``../shared/clips`` is
@@ -61,8 +62,9 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def openings(frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(opening per frame, NaN where no face; face width over frame width)."""
+def openings(frames: list[np.ndarray], centres: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(opening per frame, NaN where no face; face width over frame width). With ``centres``,
+    appends each face's distance from the frame's centre, in frame widths."""
     opening = np.full(len(frames), np.nan)
     widths = np.full(len(frames), np.nan)
     with landmarks.FaceTracker() as tracker:
@@ -70,8 +72,11 @@ def openings(frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
             face = tracker.find(frame)
             if face is not None:
                 opening[i] = face.mouth_opening
-                x0, _, x1, _ = face.box
+                x0, y0, x1, y1 = face.box
                 widths[i] = (x1 - x0) / frame.shape[1]
+                if centres is not None:
+                    side = frame.shape[1]
+                    centres.append(float(np.hypot((x0 + x1) / 2 - side / 2, (y0 + y1) / 2 - side / 2) / side))
     return opening, widths
 
 
@@ -102,6 +107,7 @@ class Row:
     tts_loud: float
     face_found: float
     face_width: float
+    face_offset: float
     build_s: float
     model_r: float
 
@@ -136,7 +142,8 @@ def run_clip(clip: Path, work: Path, size: int, config: RenderConfig, sheets: Pa
     real = real_all[start_frame : start_frame + len(rendered)]
     n = min(len(real), len(rendered))
     rendered, real = rendered[:n], real[:n]
-    rendered_open, rendered_width = openings(rendered)
+    centres: list[float] = []
+    rendered_open, rendered_width = openings(rendered, centres)
     real_open, _ = openings(real)
     loudness = feat.frame_levels_db(test, ANALYSIS_SAMPLE_RATE, n)
     loop = np.resize(train_opening, n) if train_opening is not None else np.full(n, np.nan)
@@ -161,6 +168,7 @@ def run_clip(clip: Path, work: Path, size: int, config: RenderConfig, sheets: Pa
         mouth_loud=pearson(rendered_open, loudness), real_loud=pearson(real_open, loudness),
         jumps=jumps_p95(rendered) / max(jumps_p95(real), 1e-6), tts_loud=pearson(tts_open, tts_levels),
         face_found=float(np.isfinite(rendered_open).mean()), face_width=float(np.nanmedian(rendered_width)),
+        face_offset=float(np.median(centres)) if centres else float("nan"),
         build_s=build_s, model_r=model_r,
     )
 
@@ -212,11 +220,11 @@ def main() -> int:
         row = run_clip(clip, work, args.size, config, Path(args.sheets) if args.sheets else None)
         rows.append(row)
         print(f"{row.clip}: r {row.r:.3f} (loop {row.loop_r:.3f})", file=sys.stderr)
-    header = f"{'clip':34} {'train s':>7} {'test fr':>7} {'r':>6} {'loop r':>6} {'mouth~loud':>10} {'real~loud':>9} {'tts~loud':>8} {'jumps':>6} {'face':>5} {'width':>5} {'model r':>7} {'build s':>7}"
+    header = f"{'clip':34} {'train s':>7} {'test fr':>7} {'r':>6} {'loop r':>6} {'mouth~loud':>10} {'real~loud':>9} {'tts~loud':>8} {'jumps':>6} {'face':>5} {'width':>5} {'off':>5} {'model r':>7} {'build s':>7}"
     print(header)
     for row in rows:
         print(f"{row.clip:34} {row.train_s:7.1f} {row.test_frames:7d} {row.r:6.3f} {row.loop_r:6.3f} {row.mouth_loud:10.3f} "
-              f"{row.real_loud:9.3f} {row.tts_loud:8.3f} {row.jumps:6.2f} {row.face_found:5.2f} {row.face_width:5.2f} {row.model_r:7.3f} {row.build_s:7.1f}")
+              f"{row.real_loud:9.3f} {row.tts_loud:8.3f} {row.jumps:6.2f} {row.face_found:5.2f} {row.face_width:5.2f} {row.face_offset:5.2f} {row.model_r:7.3f} {row.build_s:7.1f}")
     pooled = [row for row in rows if row.train_s / TRAIN_SHARE >= POOLED_MIN_S - 0.05]
     if pooled:
         weights = np.array([row.test_frames for row in pooled], float)
