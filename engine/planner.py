@@ -242,8 +242,9 @@ class _AcousticCost:
         return total / len(query)
 
 
-def _join_mouths(library: Library) -> np.ndarray | None:
-    """Each library frame's standardised opening (a column), for the mouth term of join costs."""
+def _standard_mouths(library: Library) -> np.ndarray | None:
+    """Each library frame's opening and width as z-scores over the measured speech frames;
+    None for a v1 library (or one with almost nothing measured)."""
     if library.mouth is None:
         return None
     from .mouth import standardise
@@ -253,7 +254,13 @@ def _join_mouths(library: Library) -> np.ndarray | None:
         measured = measured & library.mouth_found
     if measured.sum() < 10:
         return None
-    return standardise(library.mouth, measured)[:, :1]
+    return standardise(library.mouth, measured)
+
+
+def _join_mouths(library: Library) -> np.ndarray | None:
+    """Each library frame's standardised opening (a column), for the mouth term of join costs."""
+    mouths = _standard_mouths(library)
+    return None if mouths is None else mouths[:, :1]
 
 
 class _MouthCost:
@@ -270,17 +277,11 @@ class _MouthCost:
     def of(cls, library: Library, analysis: feat.AudioAnalysis, settings: PlannerSettings) -> "_MouthCost | None":
         """The cost for this library and audio; None for a v1 library or a zero weight."""
         model = library.mouth_model
-        if settings.mouth_weight <= 0 or model is None or library.mouth is None:
-            return None
-        from .mouth import standardise
-
-        measured = library.sources == 0
-        if library.mouth_found is not None:
-            measured = measured & library.mouth_found
-        if measured.sum() < 10:
+        mouths = _standard_mouths(library) if settings.mouth_weight > 0 and model is not None else None
+        if mouths is None or model is None:
             return None
         weights = settings.mouth_weight * np.asarray(settings.mouth_dim_weights, dtype=np.float32)
-        return cls(standardise(library.mouth, measured), model.predict(analysis.features), weights)
+        return cls(mouths, model.predict(analysis.features), weights)
 
     def __call__(self, out_start: int, length: int, starts: np.ndarray, limit: np.ndarray) -> np.ndarray:
         offsets = np.arange(length)
