@@ -3,7 +3,7 @@
 A voice note is recorded first (a ``fetching`` row with its file id), then downloaded and
 checked here, then handed on as ``received``. That order is what makes it survive a ``kill -9``
 in the middle of a download: the row is there, and after a restart the dispatcher finds it
-unowned and fetches it again through the same :meth:`Inbox.fetch`.
+unowned and fetches it again through the same :meth:`Inbox.fetch_claimed`.
 
 Every file is hostile until this module is done with it:
 
@@ -75,15 +75,6 @@ class Inbox:
         self._tasks: set[asyncio.Task[None]] = set()
         settings.inbox_dir.mkdir(parents=True, exist_ok=True)
 
-    async def fetch(self, request: Request) -> bool:
-        """Download and check ``request``'s file; True when it is now ``received``.
-
-        On a refusal the child is told why (as a reply to their message) and the request fails;
-        when Telegram or the disk fails, it stays ``fetching`` and is tried again later."""
-        if not self.claim(request):
-            return False
-        return await self.fetch_claimed(request)
-
     def claim(self, request: Request) -> bool:
         """Mark ``request`` as this caller's to fetch (False: someone here fetches it already).
 
@@ -95,7 +86,11 @@ class Inbox:
         return True
 
     async def fetch_claimed(self, request: Request) -> bool:
-        """:meth:`fetch` of a request :meth:`claim` gave to the caller (the claim ends here)."""
+        """Download and check a request :meth:`claim` gave to the caller (the claim ends here);
+        True when it is now ``received``.
+
+        On a refusal the child is told why (as a reply to their message) and the request fails;
+        when Telegram or the disk fails, it stays ``fetching`` and is tried again later."""
         try:
             path = await self._fetch(request)
         except _Refused as refusal:
