@@ -94,6 +94,19 @@ def ffmpeg(*args: str) -> None:
     subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *args], check=True)
 
 
+def block_resamples(rendered: np.ndarray, real: np.ndarray, rng: np.random.Generator, count: int = 400, block: int = 25) -> np.ndarray:
+    """r of ``count`` block-bootstrap resamples (1 s blocks: neighbouring frames are not
+    independent), to show how much one clip's figure can move by chance."""
+    n = len(real)
+    starts = np.arange(0, max(1, n - block + 1))
+    blocks = max(1, n // block)
+    values = np.empty(count)
+    for k in range(count):
+        index = np.concatenate([np.arange(s, min(s + block, n)) for s in rng.choice(starts, blocks)])
+        values[k] = pearson(rendered[index], real[index])
+    return values
+
+
 @dataclass
 class Row:
     clip: str
@@ -110,6 +123,8 @@ class Row:
     face_offset: float
     build_s: float
     model_r: float
+    rendered_open: np.ndarray | None = None
+    real_open: np.ndarray | None = None
 
 
 def run_clip(clip: Path, work: Path, size: int, config: RenderConfig, sheets: Path | None) -> Row:
@@ -169,7 +184,7 @@ def run_clip(clip: Path, work: Path, size: int, config: RenderConfig, sheets: Pa
         jumps=jumps_p95(rendered) / max(jumps_p95(real), 1e-6), tts_loud=pearson(tts_open, tts_levels),
         face_found=float(np.isfinite(rendered_open).mean()), face_width=float(np.nanmedian(rendered_width)),
         face_offset=float(np.median(centres)) if centres else float("nan"),
-        build_s=build_s, model_r=model_r,
+        build_s=build_s, model_r=model_r, rendered_open=rendered_open, real_open=real_open,
     )
 
 
@@ -230,8 +245,15 @@ def main() -> int:
         weights = np.array([row.test_frames for row in pooled], float)
         r = np.array([row.r for row in pooled])
         loop = np.array([row.loop_r for row in pooled])
+        rng = np.random.default_rng(0)
+        draws = np.array([block_resamples(row.rendered_open, row.real_open, rng) for row in pooled])  # (clips, draws)
+        spread = np.nanpercentile(np.average(np.nan_to_num(draws), axis=0, weights=weights), [5, 95])
         print(f"pooled over {len(pooled)} clips of >= {POOLED_MIN_S:.0f} s (weighted by test frames): "
-              f"r {np.average(r, weights=weights):.3f}, loop {np.average(loop, weights=weights):.3f}")
+              f"r {np.average(r, weights=weights):.3f} (block bootstrap 5-95%: {spread[0]:.2f} to {spread[1]:.2f}), "
+              f"loop {np.average(loop, weights=weights):.3f}")
+        for row, values in zip(pooled, draws):
+            low, high = np.nanpercentile(values, [5, 95])
+            print(f"  {row.clip}: r {row.r:.3f}, 5-95% {low:.2f} to {high:.2f}")
     return 0
 
 
