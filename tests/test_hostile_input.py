@@ -142,7 +142,8 @@ def test_lengths_come_from_the_decoded_audio_and_types_from_the_bytes(stack: Sta
         assert videos(api, chat) == [], f"chat {chat}"
     # The name and type say nothing either way: 325 claims to be OGG and is not; 327 claims
     # nothing useful and is answered, because its bytes are a voice note.
-    assert len(videos(api, 327)) == 1 and texts(api, 327) == []
+    # (while the other cases are still being refused, 327 may be told its place in line: fine)
+    assert len(videos(api, 327)) == 1 and [x for x in texts(api, 327) if "in line" not in x] == []
 
 
 def test_the_worker_cuts_decoding_at_the_limit_too(stack: Stack, tmp_path: Path) -> None:
