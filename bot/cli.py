@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .settings import Settings
+from .settings import load_settings
 
 
 def cmd_bot(args: argparse.Namespace) -> int:
@@ -15,7 +15,7 @@ def cmd_bot(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.workers:
         overrides["workers"] = args.workers
-    return run(Settings(**overrides), webhook_url=args.webhook_url)
+    return run(load_settings(**overrides), webhook_url=args.webhook_url)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -24,7 +24,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from .logs import configure_logging
     from .worker import run_worker
 
-    settings = Settings()
+    settings = load_settings()
     os.umask(0o077)  # voices, texts and videos of children: this user's alone
     configure_logging(settings.log_level, secrets=settings.secrets())
     route = "gpu" if args.gpu else "cpu" if args.make else None

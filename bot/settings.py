@@ -18,7 +18,8 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from engine.errors import GramophoneError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_API_URL = "https://api.telegram.org"
@@ -334,3 +335,30 @@ class Settings(BaseSettings):
             return url
         scheme, _, rest = url.partition("://")
         return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+class SettingsError(GramophoneError):
+    """A setting that cannot be used; the message names its variable and what it expects."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """:class:`Settings` from the environment (and ``.env``), with one line per bad setting
+    instead of pydantic's traceback: ``GRAMOPHONE_ADMINS: item 2 'bob': expected an integer``.
+
+    Raises
+    ------
+    SettingsError
+        A variable is malformed.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = []
+        for problem in error.errors():
+            location = problem.get("loc") or ("?",)
+            name = str(location[0])
+            variable = "TELEGRAM_BOT_TOKEN" if name == "telegram_bot_token" else f"GRAMOPHONE_{name.upper()}"
+            item = f" item {int(location[1]) + 1}" if len(location) > 1 and isinstance(location[1], int) else ""
+            expected = str(problem.get("msg", "invalid")).replace("Input should be", "expected").replace("Value error, ", "")
+            problems.append(f"{variable}{item} {problem.get('input')!r}: {expected}")
+        raise SettingsError("; ".join(problems)) from None

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from .logs import configure_logging
-from .settings import Settings
+from .settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     kind.add_argument("--make", action="store_true", help="the CPU maker of new characters")
     kind.add_argument("--gpu", action="store_true", help="the GPU maker of new characters (FLP)")
     args = parser.parse_args(argv)
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"gramophone worker: error: {error}", file=sys.stderr)
+        return 2
     os.umask(0o077)  # voices, texts and videos of children: this user's alone
     configure_logging(settings.log_level, secrets=settings.secrets())
     route = "gpu" if args.gpu else "cpu" if args.make else None
