@@ -29,7 +29,6 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import aiofiles
@@ -37,7 +36,7 @@ import aiofiles.os
 from engine.characters import Catalogue, Character
 from telegram import Bot
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, TelegramError
+from telegram.error import TelegramError
 
 from .delivery import MaybeDelivered, NotNow, Undeliverable, Video, send_video
 from .files import remove_quietly, write_atomic

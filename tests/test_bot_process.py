@@ -54,6 +54,14 @@ def _start(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
                                 stdout=output, stderr=subprocess.STDOUT)
 
 
+def _kill_9(bot: subprocess.Popen[bytes], workers: list[int]) -> None:
+    """SIGKILL the bot, then wait for its orphaned embedded workers to notice and exit."""
+    if bot.poll() is None:
+        bot.kill()
+    bot.wait(10)
+    _wait(lambda: not any(_alive(pid) for pid in workers), 60, "the orphaned worker to finish and exit")
+
+
 def _statuses(stack: Stack) -> list[str]:
     try:
         return [row["status"] for row in stack.requests()]
@@ -74,17 +82,14 @@ def test_kill_9_loses_nothing_and_answers_each_request_once(tmp_path: Path) -> N
         # is still owed when it dies.
         api.fail_next("sendVideoNote", status=503, times=10_000)
         first = _start(stack, log)
+        workers: list[int] = []
         try:
             _wait(lambda: "rendered" in _statuses(stack) and any(s in ("received", "queued", "rendering") for s in _statuses(stack)),
                   60, "some requests rendered and others still in the works")
             workers = _children(first.pid)
             assert workers, "the bot started no embedded worker"
-            first.kill()
-            first.wait(10)
         finally:
-            if first.poll() is None:
-                first.kill()
-        _wait(lambda: not any(_alive(pid) for pid in workers), 60, "the orphaned worker to finish and exit")
+            _kill_9(first, workers)
         api.reset()  # Telegram works again
 
         second = _start(stack, log)
@@ -159,17 +164,14 @@ def test_kill_9_during_a_download_answers_after_the_restart_and_debug_logs_hide_
         update = api.send_voice(7, make_ogg_opus(3.0, speech_like=True), duration=3)
         asked = api.update(update)["message"]["message_id"]
         first = _start(stack, log)
+        workers: list[int] = []
         try:
             _wait(lambda: _statuses(stack) == ["fetching"] and any(c.method == "getFile" for c in api.calls),
                   60, "the bot to record the voice note and start downloading it")
             time.sleep(0.5)
             workers = _children(first.pid)
-            first.kill()
-            first.wait(10)
         finally:
-            if first.poll() is None:
-                first.kill()
-        _wait(lambda: not any(_alive(pid) for pid in workers), 60, "the orphaned worker to exit")
+            _kill_9(first, workers)
         assert _statuses(stack) == ["fetching"]
 
         second = _start(stack, log)
