@@ -37,7 +37,8 @@ from ..speech import VoiceSettings
 from . import flp as flp_maker
 from .drawn import performance_audio
 from .flp import FlpConfig, animate, retime, validate_reference
-from .picture import check_picture, estimate_landmarks
+from .face_rig import FaceRig, find_rig, rig_from_points
+from .picture import PictureInfo, check_picture, estimate_landmarks, read_picture
 from .puppet import FPS, puppet_performance
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ def make_character(
     pitch_semitones: float = 0.0,
     mouth: tuple[float, float] | None = None,
     eyes: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    mouth_width: float | None = None,
     flp: FlpConfig | None = None,
     reference: tuple[Path, Path] | None = None,
     progress: Callable[[str, float], None] | None = None,
@@ -194,9 +196,10 @@ def make_character(
     character_id, name, language, voice, description, pitch_semitones
         Who the character is and how it speaks (see :mod:`engine.characters`). The voice speaks
         ``language``: a voice set for another language is switched to it.
-    mouth, eyes
-        Manual positions in picture pixels, for the CPU puppet when no face is detected (drawn
-        characters, or an OpenCV without a face detector). Unused on the FLP path.
+    mouth, eyes, mouth_width
+        Manual positions in picture pixels, for the CPU puppet when no face is detected (animals,
+        drawn characters, or no landmark model installed); they win over the landmarks. The
+        width (corner to corner) defaults to face proportions. Unused on the FLP path.
     flp, reference
         FLP configuration and the reference performance ``(speech video, idle video)``: both
         given, the picture is animated on the GPU; ``flp`` alone is an error; neither, the CPU
@@ -249,13 +252,13 @@ def make_character(
             assert reference is not None
             _animate_on_gpu(portrait, folder, flp, (Path(reference[0]), Path(reference[1])), tracker)
         else:
-            landmarks = estimate_landmarks(info, mouth, eyes)
+            face = puppet_rig(info, mouth=mouth, eyes=eyes, mouth_width=mouth_width)
             character = Character(id=character_id, name=name, description=description, language=language,
                                   folder=folder, voices={language: voice}, source={"passages": [language]})
             audio, sample_rate = performance_audio(character)
             tracker.report(stage, 0.05)
             frames = int(round(len(audio) / sample_rate * FPS)) + int(round(IDLE_SECONDS * FPS))
-            puppet_performance(portrait, landmarks, audio, sample_rate, folder, size=size, seed=0,
+            puppet_performance(portrait, face, audio, sample_rate, folder, size=size, seed=0,
                                idle_s=IDLE_SECONDS, progress=tracker.frames(stage, 0.05, _ANIMATED, frames))
         tracker.report(STAGE_BUILD, _ANIMATED)
         speech, idle = folder / SPEECH_VIDEO, folder / IDLE_VIDEO
@@ -276,6 +279,33 @@ def make_character(
     tracker.report(STAGE_READY, 1.0, check=False)
     log.info("made character %s (%s) in %s by %s in %.1f s", character_id, name, folder, maker, seconds)
     return MadeCharacter(folder=folder, path=maker, info=library, seconds=seconds)
+
+
+def puppet_rig(info: PictureInfo, *, mouth: tuple[float, float] | None = None,
+               eyes: tuple[tuple[float, float], tuple[float, float]] | None = None,
+               mouth_width: float | None = None) -> FaceRig:
+    """Where the puppet's lips, jaw and eyes are: the admin's points when given (they know their
+    animal or drawing better than any model), else the landmark model's, else a face box's
+    proportions.
+
+    Raises
+    ------
+    InputError
+        No face found and no points given, or points that make no face.
+    """
+    if mouth is None and eyes is None:
+        rig = find_rig(read_picture(info.path))
+        if rig is not None:
+            log.info("%s: lips, jaw and eyes from the face landmarks", info.path.name)
+            return rig
+    landmarks = estimate_landmarks(info, mouth, eyes)
+    width = float(mouth_width) if mouth_width is not None else landmarks.mouth_width
+    if not width > 0:
+        raise InputError("the mouth width must be a positive number of pixels")
+    method = "manual" if (mouth is not None or eyes is not None) else "detector"
+    rig = rig_from_points(landmarks.mouth, width, landmarks.eyes, method=method)
+    rig.check()
+    return rig
 
 
 def _frame_estimate(speech: Path, idle: Path) -> int:

@@ -314,9 +314,20 @@ def face_detector() -> str | None:
 def detect_face(image: np.ndarray) -> Face | None:
     """The largest face in a BGR picture, or None (also when no detector is available).
 
+    The face landmark model (:mod:`engine.landmarks`, when installed) is asked first: it finds
+    paintings and 3D cartoon people that the cascade misses, and its box is where the puppet's
+    rig will come from. The cascade, or YuNet, is the fallback.
+
     Detection runs on a copy scaled to at most 800 pixels: portraits have big faces, and that
     keeps a 40-megapixel photo to tens of milliseconds.
     """
+    from .face_rig import find_rig
+
+    rig = find_rig(image)
+    if rig is not None:
+        points = np.concatenate([rig.jaw, rig.still, rig.upper_outer, rig.lower_outer])
+        (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+        return Face(round(x0), round(y0), round(x1 - x0), round(y1 - y0))
     kind = face_detector()
     if kind is None:
         log.debug("no face detector in this OpenCV (and no %s): skipping face detection", FACE_MODEL_ENV)

@@ -2,25 +2,28 @@
 
 Where no GPU (FasterLivePortrait) is at hand, a character still has to come out of the admin's
 picture. :class:`Puppet` cuts a square around the face and moves three things in it, frame by
-frame, each with a smooth displacement field sampled by ``cv2.remap`` (so edges stay
-anti-aliased and nothing tears):
+frame:
 
-* **mouth**: the lower lip and the jaw drop by the opening (the upper lip rises by a fifth of it,
-  as the rig's does), in a mouth-shaped profile near the lips that widens into a jaw-shaped one
-  further down and fades out towards the neck; the stretched junction of the lips becomes the
-  open gap, which is painted dark. Width stretches the mouth region horizontally about its
-  centre. Opening and width come from :func:`engine.synthetic.mouth_track` of the audio.
-* **eyes**: each eye is measured in the picture (where it differs from the skin beside it) and a
-  lid made for it: the surrounding skin continued over the eye (inpainted). A blink brings the
-  lid down from the eye's top edge to its bottom with a lash line at its edge, as the rig's do.
+* **mouth**: the lips part where they meet. A piecewise-affine warp on a triangulation of the
+  face rig (:mod:`engine.makers.face_rig`: the lip lines, a row under the lower lip, the jaw
+  outline, and fixed points on the nose, eyes, cheeks and around the face) lifts the upper lip a
+  little and drops the lower lip and the jaw, so the chin and the skin between follow and
+  nothing outside the face moves. The triangles between the inner lip lines are left out: that
+  gap, and only it, is painted as a mouth interior, shaded dark from the picture's own lip
+  colour, with a hint of upper teeth and of the tongue when it is open wide. Width stretches or
+  narrows the lips about the mouth's centre (i/e against o/u), and narrow mouths open rounder.
+  At opening 0 the inner lines meet, so pauses close the mouth even when the picture's was open.
+* **eyes**: each eye (from the landmarks' lid lines, or measured in the picture where it differs
+  from the skin beside it) gets a lid made of the skin just above it. A blink brings the lid's
+  edge down from the eye's top to its bottom with a lash line at the edge.
 * **head**: a small rotation and shift of the whole frame (one ``warpAffine``).
 
 The per-frame poses (mouth from the audio, blinks every 2-6 s, head drift and nods) are the
 rig's own (:func:`engine.synthetic.performance_params`, :func:`engine.synthetic.idle_params`), so
 a puppet moves exactly like the drawn characters whose lip sync the tests measure.
 
-Cost: the mouth and eye fields live on small regions of interest; at 512 px a frame is a
-couple of milliseconds on one core (see ``benchmarks/make_character.py``).
+Cost: the warp and the interior live on a region of interest around the lower face; at 512 px a
+frame is a few milliseconds on one core (see ``benchmarks/make_character.py``).
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ from typing import Callable
 
 import cv2
 import numpy as np
+from scipy.spatial import Delaunay
 
 from .. import synthetic
 from ..errors import InputError
 from ..media import VideoEncoder, write_wav
+from .face_rig import FaceRig, rig_from_points
 from .picture import Landmarks, read_picture
 
 log = logging.getLogger(__name__)
@@ -47,25 +52,26 @@ CROP_PER_FACE = 4.0
 """Side of the square crop, in eye-to-mouth distances: head and shoulders."""
 MARGIN = 0.06
 """Extra picture around the crop, as a share of the output size, so head motion shows no border."""
-OPEN_MAX = 0.42
-"""Gap height at opening 1, in eye-to-mouth distances (the rig: 60 px of 140)."""
-UPPER_SHARE = 0.2
-"""Share of the opening taken by the upper lip rising; the jaw drops the rest (as the rig draws it)."""
+OPEN_GAP = 0.45
+"""Gap between the inner lips at opening 1, in mouth widths (inner gap over width about 0.6: wide open)."""
+UPPER_SHARE = 0.25
+"""Share of the opening taken by the upper lip rising; the lower lip and jaw drop the rest."""
 WIDTH_GAIN = 0.4
-"""Horizontal stretch of the mouth per unit of width away from neutral 0.5 (0.8x .. 1.2x)."""
-INNER_HALF_WIDTH = 0.87
-"""Half-width of the open gap as a share of the mouth's half-width (the lips' corners stay closed)."""
-_GAP_EXPONENT = 2.4  # superellipse profile of the gap, as the rig's mouth
-_NATURAL_INTERIOR_BGR = (32, 26, 72)  # a mouth interior in shadow: dark, a little red
-_TONGUE_BGR = (70, 70, 150)  # seen at the bottom of a wide-open mouth
-_EYE_HALF_WIDTH = 0.22  # eye half-width per eye distance
+"""Horizontal stretch of the lips per unit of width away from neutral 0.5 (0.8x .. 1.2x)."""
+SMOOTHING = 0.07
+"""Gaussian smoothing of the warp, in mouth widths: no creases along the triangles' edges."""
+JAW_SHARE = 0.8
+"""How far the chin drops, as a share of the lower lip's drop (the jaw rotates; the lip rolls)."""
+CORNER_DROP = 0.12
+"""How far the mouth corners follow the jaw down, as a share of the opening."""
+_GAP_EXPONENT = 2.4  # superellipse profile of the gap across the mouth (flatter = wider open middle)
+_ROUND_EXPONENT = 1.5  # ... and of a narrow, rounded mouth (o, u)
+_COARSE = 2  # the warp field is computed on every other pixel
+_NONE = -1  # no triangle: the gap between the lips
+_TEETH_BGR = (226, 232, 238)
+_TONGUE_BGR = (95, 95, 185)
+_EYE_HALF_WIDTH = 0.22  # eye half-width per eye distance, for eyes measured in the picture
 _EYE_HALF_HEIGHT = 0.55  # eye half-height per eye half-width
-
-
-def _cosine_fall(distance: np.ndarray, flat: float, length: float) -> np.ndarray:
-    """1 up to ``flat``, a raised-cosine fall to 0 over the next ``length``: a smooth edge."""
-    t = np.clip((distance - flat) / length, 0.0, 1.0)
-    return (0.5 + 0.5 * np.cos(np.pi * t)).astype(np.float32)
 
 
 def _smoothstep(t: np.ndarray) -> np.ndarray:
@@ -87,6 +93,167 @@ def _crop_with_border(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndar
     return region
 
 
+def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray, offset: tuple[float, float]) -> np.ndarray:
+    """An anti-aliased coverage mask (float32 0..1) of ``polygon`` (pixels, minus ``offset``)."""
+    mask = np.zeros(shape, np.uint8)
+    fixed = np.round((polygon - np.asarray(offset)) * 16).astype(np.int32).reshape(-1, 1, 2)
+    cv2.fillPoly(mask, [fixed], 255, cv2.LINE_AA, 4)
+    return mask.astype(np.float32) / 255.0
+
+
+class _MouthWarp:
+    """The lips, the lower lip's skin and the jaw as control points of a piecewise-affine warp.
+
+    Points are split into lines (the lip lines), the jaw and fixed points; :meth:`targets` says
+    where each goes for an opening and width, and :meth:`maps` turns that into ``cv2.remap``
+    maps over the region of interest, with the gap between the lips marked."""
+
+    def __init__(self, rig: FaceRig, side: int) -> None:
+        across, down = rig.axes()
+        self.across, self.down = across, down
+        self.centre = rig.mouth_centre
+        self.width = rig.mouth_width
+        upper_in, lower_in = rig.upper_inner, rig.lower_inner
+        self.meeting = (upper_in + lower_in) / 2
+        inner_half = max(2.0, float(np.linalg.norm(upper_in[-1] - upper_in[0])) / 2)
+        outer_half = max(2.0, self.width / 2)
+        along = lambda points: (points - self.centre) @ across  # noqa: E731
+        deep = lambda points: (points - self.centre) @ down  # noqa: E731
+        self.t_inner = np.clip(along(self.meeting) / inner_half, -1, 1)
+        chin = rig.chin
+        chin_depth = max(float(deep(chin[None])[0]), 0.6 * self.width)
+        lower_depth = float(np.max(deep(rig.lower_outer)))
+        # a row of skin between the lower lip and the chin, so the lip and chin move as one
+        row_t = np.linspace(-0.9, 0.9, 7)
+        row = (self.centre + np.outer(row_t * outer_half, across)
+               + np.outer(np.full_like(row_t, lower_depth + 0.45 * (chin_depth - lower_depth)), down))
+        # cheeks at the mouth's level stay put; so does a ring outside the face
+        cheeks = np.array([self.centre + sign * across * 1.5 * outer_half + down * offset * self.width
+                           for sign in (-1, 1) for offset in (-0.35, 0.0, 0.4)])
+        jaw = np.asarray(rig.jaw, np.float64)
+        jaw_depth = deep(jaw)
+        below = jaw_depth > deep(rig.corners).max()
+        ring = self.centre + 1.35 * (jaw[below] - self.centre)
+        points = [rig.upper_outer, upper_in, lower_in[1:-1], rig.lower_outer[1:-1], row, jaw, rig.still, cheeks, ring]
+        kinds = ["upper_outer", "upper_inner", "lower_inner", "lower_outer", "row", "jaw", "still", "still", "still"]
+        self.slices: dict[str, slice] = {}
+        start = 0
+        for kind, block in zip(kinds[:6], points[:6]):
+            self.slices[kind] = slice(start, start + len(block))
+            start += len(block)
+        source = np.concatenate(points).astype(np.float64)
+        # the region of interest: everything that can move, and the fixed ring around it
+        lo = np.floor(source.min(axis=0) - 2).clip(0, side)
+        hi = np.ceil(source.max(axis=0) + 2).clip(0, side)
+        self.roi = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
+        x0, x1, y0, y1 = self.roi
+        frame = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1], [(x0 + x1) / 2, y0], [(x0 + x1) / 2, y1],
+                          [x0, (y0 + y1) / 2], [x1, (y0 + y1) / 2]], np.float64)
+        inside = np.all((source >= lo) & (source <= hi), axis=1)
+        inside[: start] = True  # moving points are always kept (clipped into the region)
+        keep = np.flatnonzero(inside)
+        self.source = np.concatenate([np.clip(source[keep], lo, hi), frame])
+        remap = {old: new for new, old in enumerate(keep)}
+        self.slices = {kind: slice(remap[s.start], remap[s.stop - 1] + 1) for kind, s in self.slices.items()}
+        self.t_upper_outer = np.clip(along(rig.upper_outer) / outer_half, -1, 1)
+        self.t_lower_outer = np.clip(along(rig.lower_outer[1:-1]) / outer_half, -1, 1)
+        self.row_t = row_t
+        self.jaw_weight = _smoothstep(1.15 * np.clip(jaw_depth / chin_depth, 0, 1) ** 1.3)
+        self.lower_depth, self.chin_depth = lower_depth, chin_depth
+        self.source_gap = float(np.max(np.abs(deep(upper_in) - deep(lower_in))))
+        # the topology: a Delaunay triangulation of the mouth wide open, less the gap
+        opened = self.targets(1.0, 0.5)
+        triangles = Delaunay(opened).simplices
+        gap = self.gap_polygon(opened)
+        centroids = opened[triangles].mean(axis=1)
+        in_gap = np.array([cv2.pointPolygonTest(gap.astype(np.float32), (float(x), float(y)), False) > 0
+                           for x, y in centroids])
+        self.triangles = triangles[~in_gap]
+        self.roi_grid = np.mgrid[y0:y1, x0:x1].astype(np.float32)  # (2, h, w): rows, columns
+        coarse_h, coarse_w = -(-(y1 - y0) // _COARSE), -(-(x1 - x0) // _COARSE)
+        # pixel centres of the coarse grid, in canvas coordinates (cv2.resize's alignment)
+        self.coarse_grid = (np.mgrid[0:coarse_h, 0:coarse_w].astype(np.float32) * _COARSE + (_COARSE - 1) / 2
+                            + np.array([y0, x0], np.float32)[:, None, None])
+        self.smoothing = max(1.0, SMOOTHING * self.width)
+
+    # ---- where the points go ---------------------------------------------------------------
+
+    def targets(self, opening: float, width: float) -> np.ndarray:
+        """Destination of every control point for an opening (0..1) and width (0..1, 0.5 neutral)."""
+        q = self.source.copy()
+        gap = float(np.clip(opening, 0, 1)) * OPEN_GAP * self.width
+        roundness = float(np.clip((0.5 - width) * 2, 0, 1))
+        exponent = _GAP_EXPONENT + (_ROUND_EXPONENT - _GAP_EXPONENT) * roundness
+        stretch = 1.0 + WIDTH_GAIN * (float(np.clip(width, 0, 1)) - 0.5)
+
+        def profile(t: np.ndarray) -> np.ndarray:
+            return np.power(np.clip(1.0 - np.power(np.abs(t), exponent), 0.0, 1.0), 1.0 / exponent)
+
+        def widen(points: np.ndarray) -> np.ndarray:
+            return points + np.outer(((points - self.centre) @ self.across) * (stretch - 1.0), self.across)
+
+        rise = UPPER_SHARE * gap * profile(self.t_inner)
+        drop = (1 - UPPER_SHARE) * gap * profile(self.t_inner)
+        corner = CORNER_DROP * gap
+        jaw_drop = JAW_SHARE * (1 - UPPER_SHARE) * gap
+        s = self.slices
+        ui = widen(self.meeting - np.outer(rise, self.down))
+        ui[[0, -1]] = widen(self.meeting[[0, -1]] + corner * self.down)
+        q[s["upper_inner"]] = ui
+        q[s["lower_inner"]] = widen(self.meeting[1:-1] + np.outer(drop[1:-1], self.down))
+        up_outer = UPPER_SHARE * gap * profile(self.t_upper_outer) * 0.9
+        uo = widen(self.source[s["upper_outer"]] - np.outer(up_outer, self.down))
+        uo[[0, -1]] = widen(self.source[s["upper_outer"]][[0, -1]] + corner * self.down)
+        q[s["upper_outer"]] = uo
+        lo_drop = jaw_drop * (0.4 + 0.6 * profile(self.t_lower_outer))
+        q[s["lower_outer"]] = widen(self.source[s["lower_outer"]] + np.outer(lo_drop, self.down))
+        q[s["row"]] = self.source[s["row"]] + np.outer(jaw_drop * (0.75 + 0.25 * profile(self.row_t)), self.down)
+        q[s["jaw"]] = self.source[s["jaw"]] + np.outer(jaw_drop * self.jaw_weight, self.down)
+        return q
+
+    def gap_polygon(self, targets: np.ndarray) -> np.ndarray:
+        """The open mouth: the upper inner line left to right, the lower one back."""
+        upper = targets[self.slices["upper_inner"]]
+        lower = targets[self.slices["lower_inner"]]
+        return np.concatenate([upper, lower[::-1]])
+
+    # ---- maps --------------------------------------------------------------------------------
+
+    def maps(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``cv2.remap`` maps over the region of interest (canvas coordinates): each triangle's
+        pixels sample the picture through that triangle's affine map; the gap samples in place.
+
+        The field is worked out on every other pixel and smoothed there (a quarter of the work;
+        it is smooth anyway), then scaled up to the region's full size."""
+        x0, x1, y0, y1 = self.roi
+        rows, columns = self.coarse_grid
+        ids = np.full(rows.shape, _NONE, np.int32)
+        destination = targets[self.triangles]  # (k, 3, 2)
+        source = self.source[self.triangles]
+        corners = np.round((destination - (x0, y0)) * (16 / _COARSE)).astype(np.int32)
+        for index in range(len(corners)):
+            cv2.fillConvexPoly(ids, corners[index].reshape(-1, 1, 2), index, cv2.LINE_8, 4)
+        homogeneous = np.concatenate([destination, np.ones((len(destination), 3, 1))], axis=2)  # (k, 3, 3)
+        safe = np.abs(np.linalg.det(homogeneous)) > 1e-6
+        identity = np.array([[1, 0], [0, 1], [0, 0]], np.float64)
+        affine = np.broadcast_to(identity, (len(destination) + 1, 3, 2)).copy()  # the last: the gap, in place
+        affine[:-1][safe] = np.linalg.solve(homogeneous[safe], source[safe])
+        # as shifts: source - destination = x * (a - 1) + y * b + c, per triangle
+        shifts = (affine - identity).astype(np.float32).reshape(-1, 6)[ids]  # _NONE = -1 picks the last
+        shift_x = columns * shifts[..., 0] + rows * shifts[..., 2] + shifts[..., 4]
+        shift_y = columns * shifts[..., 1] + rows * shifts[..., 3] + shifts[..., 5]
+        # Piecewise-affine fields crease along triangle edges (a jaw line would come out as a saw):
+        # smooth them, leaving the gap out so the two lips keep their own motion.
+        solid = (ids != _NONE).astype(np.float32)
+        sigma = self.smoothing / _COARSE
+        weight = cv2.GaussianBlur(solid, (0, 0), sigma) + 1e-6
+        size = (x1 - x0, y1 - y0)
+        shift_x = cv2.resize(cv2.GaussianBlur(shift_x * solid, (0, 0), sigma) / weight, size, interpolation=cv2.INTER_LINEAR)
+        shift_y = cv2.resize(cv2.GaussianBlur(shift_y * solid, (0, 0), sigma) / weight, size, interpolation=cv2.INTER_LINEAR)
+        full_rows, full_columns = self.roi_grid
+        return full_columns + shift_x, full_rows + shift_y
+
+
 class Puppet:
     """A picture, cropped around its face, that can be posed frame by frame.
 
@@ -94,13 +261,15 @@ class Puppet:
     ----------
     picture
         BGR uint8 picture (any size).
-    landmarks
-        Mouth and eyes in picture pixels.
+    face
+        Where its moving parts are (picture pixels): a :class:`~engine.makers.face_rig.FaceRig`
+        (from landmarks or drawn by proportions), or :class:`~engine.makers.picture.Landmarks`
+        (mouth, width and eyes: a rig of average proportions is drawn from them).
     size
         Side of the square output frames (even).
     gap_bgr
-        Colour of the open mouth. None (default) paints a natural dark interior tinted by the
-        lips; the tests and benchmarks pass :data:`engine.synthetic.MOUTH_INTERIOR_BGR` on a
+        Colour of the open mouth. None (default) paints a natural interior from the picture's lip
+        colour; the tests and benchmarks pass :data:`engine.synthetic.MOUTH_INTERIOR_BGR` on a
         picture of the rig, so that :func:`engine.synthetic.measure_mouth` can read the opening.
 
     Raises
@@ -109,21 +278,20 @@ class Puppet:
         Landmarks that make no face (eyes on top of each other, mouth above the eyes).
     """
 
-    def __init__(self, picture: np.ndarray, landmarks: Landmarks, size: int = 512,
+    def __init__(self, picture: np.ndarray, face: FaceRig | Landmarks, size: int = 512,
                  gap_bgr: tuple[int, int, int] | None = None) -> None:
         if size < 64 or size % 2:
             raise InputError(f"puppet size {size} must be an even number of pixels, at least 64")
-        (e1x, e1y), (e2x, e2y) = landmarks.eyes
-        mx, my = landmarks.mouth
+        rig = face if isinstance(face, FaceRig) else rig_from_points(face.mouth, face.mouth_width, face.eyes)
+        rig.check()
+        (e1x, e1y), (e2x, e2y) = rig.eye_centres
+        mx, my = rig.mouth_centre
         ex, ey = (e1x + e2x) / 2, (e1y + e2y) / 2
-        face = math.hypot(mx - ex, my - ey)
-        eye_distance = math.hypot(e2x - e1x, e2y - e1y)
-        if face < 4 or eye_distance < 4 or my <= ey:
-            raise InputError("the landmarks make no face: the eyes must be apart and the mouth below them")
+        face_size = math.hypot(mx - ex, my - ey)
         height, width = picture.shape[:2]
-        crop = min(CROP_PER_FACE * face, float(min(width, height)))
+        crop = min(CROP_PER_FACE * face_size, float(min(width, height)))
         cx = min(max((ex + mx) / 2, crop / 2), width - crop / 2)
-        cy = min(max(ey + 0.25 * face, crop / 2), height - crop / 2)
+        cy = min(max(ey + 0.25 * face_size, crop / 2), height - crop / 2)
         self.size = size
         self.pad = int(round(MARGIN * size))
         side = size + 2 * self.pad
@@ -133,18 +301,19 @@ class Puppet:
         shrink = region > side
         self.canvas = cv2.resize(source, (side, side), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
         scale = side / region
-        to_canvas = lambda px, py: ((px - x0) * scale, (py - y0) * scale)  # noqa: E731
-        self.mouth = to_canvas(mx, my)
-        self.eyes = tuple(to_canvas(*eye) for eye in landmarks.eyes)
-        self.face = face * scale
-        self.half_width = max(2.0, landmarks.mouth_width * scale / 2)
-        self.eye_half_width = _EYE_HALF_WIDTH * eye_distance * scale
+        self.rig = rig.mapped(scale, x0, y0)
+        self.mouth = tuple(float(v) for v in self.rig.mouth_centre)
+        self.eyes = tuple(tuple(float(v) for v in eye) for eye in self.rig.eye_centres)
+        self.face = face_size * scale
+        eye_distance = float(np.linalg.norm(self.rig.eye_centres[1] - self.rig.eye_centres[0]))
+        self.eye_half_width = _EYE_HALF_WIDTH * eye_distance
         self.pivot = (self.mouth[0], self.mouth[1] + 0.7 * self.face)
         self.motion_scale = size / 512.0
         self._gap_exact = gap_bgr is not None
-        self._mouth_setup()
+        self._warp = _MouthWarp(self.rig, side)
+        self._rest = self._warp.source_gap > 0.03 * self._warp.width  # an open mouth in the picture: close it
+        self._interior_setup(gap_bgr)
         self._eye_setup()
-        self.gap_bgr = np.array(gap_bgr if gap_bgr is not None else self._natural_interior(), np.float32)
 
     # ---- set-up ----------------------------------------------------------------------------
 
@@ -153,28 +322,41 @@ class Puppet:
         return (max(0, int(math.floor(x0))), min(side, int(math.ceil(x1))),
                 max(0, int(math.floor(y0))), min(side, int(math.ceil(y1))))
 
-    def _mouth_setup(self) -> None:
-        mx, my = self.mouth
-        u, hw = self.face, self.half_width
-        self.mouth_roi = self._roi(mx - 2.0 * hw - 2, mx + 2.0 * hw + 2, my - 0.45 * u - 2, my + (OPEN_MAX + 1.3) * u + 2)
-        x0, x1, y0, y1 = self.mouth_roi
-        self._mx = (np.arange(x0, x1, dtype=np.float32) - mx)[None, :]
-        self._my = (np.arange(y0, y1, dtype=np.float32) - my)[:, None]
-        self._jaw = _cosine_fall(np.abs(self._mx), 0.0, 1.9 * hw)  # jaw profile: broad, smooth
-        self._stretch_x = _cosine_fall(np.abs(self._mx), 1.1 * hw, 0.9 * hw)
+    def _interior_setup(self, gap_bgr: tuple[int, int, int] | None) -> None:
+        """The interior's colours, from the picture: lips (their median), and the brightest
+        light in the face (teeth are never brighter than the picture's own highlights)."""
+        x0, x1, y0, y1 = self._warp.roi
+        patch = self.canvas[y0:y1, x0:x1]
+        lips = _polygon_mask(patch.shape[:2], np.concatenate([self.rig.upper_outer, self.rig.lower_outer[::-1]]),
+                             (x0, y0)) > 0.5
+        lip = np.median(patch[lips], axis=0).astype(np.float32) if lips.sum() >= 4 else np.array([90, 90, 150], np.float32)
+        brightest = float(np.percentile(patch.astype(np.float32).mean(axis=2), 99))
+        light = min(1.0, brightest / 235.0)
+        self.lip_bgr = lip
+        self.gap_bgr = np.array(gap_bgr, np.float32) if gap_bgr is not None else 0.22 * lip + np.array([6, 4, 12], np.float32)
+        self.teeth_bgr = np.clip((0.82 * np.array(_TEETH_BGR, np.float32) + 0.18 * lip) * light, 0, 255)
+        self.tongue_bgr = np.clip(0.55 * lip + 0.45 * np.array(_TONGUE_BGR, np.float32) * light, 0, 255) * 0.8
 
     def _eye_mask(self, ex: float, ey: float) -> tuple[tuple[int, int, int, int], np.ndarray]:
         """The eye's region of interest and a soft mask of the eye in it.
 
-        Landmarks are points, and how big an eye is varies too much (a photo's almond eye, a
-        cartoon's round one) to guess from proportions, yet a blink must cover all of it. So the
-        eye is measured: the skin colour is the median just beside it, and the eye is the convex
+        From the landmarks' lid lines when the rig has them. Otherwise (points given by hand or
+        from a face box) the eye is measured, because how big an eye is varies too much (a
+        photo's almond eye, a cartoon's round one) to guess from proportions, yet a blink must
+        cover all of it: the skin colour is the median just beside it, and the eye is the convex
         hull of the connected region around its centre that clearly differs from that skin.
         Where that region is implausible, an ellipse from face proportions stands in.
         """
         ew = self.eye_half_width
         roi = self._roi(ex - 1.7 * ew, ex + 1.7 * ew, ey - 1.6 * ew, ey + 1.6 * ew)
         x0, x1, y0, y1 = roi
+        if self.rig.method == "landmarks":
+            eye = min(self.rig.eyes, key=lambda e: float(np.hypot(*(e.centre - (ex, ey)))))
+            outline = np.concatenate([eye.upper, eye.lower[::-1]])
+            mask = (_polygon_mask((y1 - y0, x1 - x0), outline, (x0, y0)) * 255).astype(np.uint8)
+            grow = max(1, int(round(0.1 * ew)))
+            mask = cv2.dilate(mask, np.ones((3, 3), np.uint8), iterations=grow)
+            return roi, mask.astype(np.float32) / 255.0
         patch = self.canvas[y0:y1, x0:x1].astype(np.float32)
         xs, ys = np.arange(x0, x1) - ex, np.arange(y0, y1) - ey
         centre = np.array([ey - y0, ex - x0])
@@ -218,10 +400,8 @@ class Puppet:
             rows = np.arange(cover.shape[0], dtype=np.float32)[:, None]
             top = np.where(inside, rows, np.inf).min(axis=0) - 0.5
             bottom = np.where(inside, rows, -np.inf).max(axis=0) + 0.5
-            # the lid: the skin around the eye continued over it, as the rig paints its lids
-            hole = cv2.dilate((cover > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2)
-            lid = cv2.inpaint(self.canvas[y0:y1, x0:x1], hole, max(3.0, 0.15 * self.eye_half_width), cv2.INPAINT_TELEA)
-            ring = (cv2.dilate(hole, np.ones((3, 3), np.uint8), iterations=2) > 0) & (cover < 0.5)
+            lid = self._lid(roi, cover, float((bottom - top).max()))
+            ring = (cv2.dilate((cover > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=4) > 0) & (cover < 0.5)
             eye_pixels = self.canvas[y0:y1, x0:x1][cover > 0.5].astype(np.float32)
             luminance = eye_pixels.mean(axis=1)
             dark = eye_pixels[luminance <= np.percentile(luminance, 10)].mean(axis=0) if len(eye_pixels) else np.zeros(3)
@@ -232,58 +412,87 @@ class Puppet:
             self.eye_rois.append(roi)
             self._eyes.append((columns, top, bottom, rows, cover[:, :, None], lid, lash, thickness, lashed))
 
-    def _natural_interior(self) -> tuple[float, float, float]:
-        """A dark interior tinted by the colour where the lips meet (dark lip line, or drawn line)."""
-        mx, my = self.mouth
-        hw = INNER_HALF_WIDTH * self.half_width * 0.5
-        row = self.canvas[int(round(my)), max(0, int(mx - hw)) : int(mx + hw) + 1].reshape(-1, 3).astype(np.float32)
-        junction = np.median(row, axis=0) if len(row) else np.zeros(3, np.float32)
-        return tuple(float(v) for v in 0.35 * junction + 0.65 * np.array(_NATURAL_INTERIOR_BGR, np.float32))
+    def _lid(self, roi: tuple[int, int, int, int], cover: np.ndarray, eye_height: float) -> np.ndarray:
+        """The lid, coloured from the skin just above the eye, between the eye and the brow (that
+        skin is what a lid is; the darker pixels there are brow and lashes, left out), shading a
+        touch darker towards the lashes. Without skin above (an eye at the picture's edge), the skin around
+        the eye continued over it."""
+        x0, x1, y0, y1 = roi
+        hole = cv2.dilate((cover > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2)
+        patch = self.canvas[y0:y1, x0:x1].astype(np.float32)
+        band = max(3, int(round(0.5 * eye_height)))
+        above = np.zeros_like(hole, bool)
+        for column in np.flatnonzero(hole.max(axis=0)):
+            first = int(np.argmax(hole[:, column]))
+            above[max(0, first - band) : first, column] = True
+        if above.sum() < 4:
+            return cv2.inpaint(self.canvas[y0:y1, x0:x1], hole, max(3.0, 0.15 * self.eye_half_width), cv2.INPAINT_TELEA)
+        candidates = patch[above]
+        luminance = candidates.mean(axis=1)
+        skin = np.median(candidates[luminance >= np.percentile(luminance, 40)], axis=0)  # not the brow's hairs
+        rows = np.arange(patch.shape[0], dtype=np.float32)[:, None, None]
+        tops = np.where(hole.any(axis=0), hole.argmax(axis=0), 0)[None, :, None]
+        shade = 1.0 - 0.07 * np.clip((rows - tops) / max(eye_height, 1.0), 0, 1)
+        lid = skin * shade
+        return np.clip(lid, 0, 255).astype(np.uint8)
 
     # ---- per frame -------------------------------------------------------------------------
 
     def _pose_mouth(self, frame: np.ndarray, opening: float, width: float) -> None:
-        u, hw = self.face, self.half_width
-        xs, ys = self._mx, self._my
-        stretch = 1.0 + WIDTH_GAIN * (float(np.clip(width, 0, 1)) - 0.5)
-        gap = float(np.clip(opening, 0, 1)) * OPEN_MAX * u
-        # the gap's profile follows the stretched mouth: look it up at the source column
-        t = np.abs(xs / stretch) / (INNER_HALF_WIDTH * hw)
-        profile = np.power(np.clip(1.0 - np.power(np.minimum(t, 1.0), _GAP_EXPONENT), 0.0, 1.0), 1.0 / _GAP_EXPONENT)
-        down = (1.0 - UPPER_SHARE) * gap * profile  # (1, W): how far the lower lip dropped
-        up = UPPER_SHARE * gap * profile
-        # below the lips: mouth profile at the lip, jaw profile further down, fading to the neck
-        below = ys - down
-        tau = _smoothstep(below / (0.45 * u))
-        fade = _cosine_fall(below, 0.55 * u, 0.7 * u)
-        jaw = (1.0 - UPPER_SHARE) * gap * (profile * (1.0 - tau) + self._jaw * tau) * fade
-        above = -up - ys
-        src_y = np.where(ys >= down, ys - jaw, np.where(ys <= -up, ys + up * _cosine_fall(above, 0.0, 0.3 * u), 0.0))
-        top, bottom = -0.2 * u - UPPER_SHARE * gap, (1.0 - UPPER_SHARE) * gap + 0.2 * u
-        stretch_y = _cosine_fall(np.maximum(top - ys, ys - bottom), 0.0, 0.2 * u)
-        src_x = xs - xs * (1.0 - 1.0 / stretch) * (self._stretch_x * stretch_y)
-        mx, my = self.mouth
-        x0, x1, y0, y1 = self.mouth_roi
-        map_x = (src_x + mx).astype(np.float32)
-        map_y = (src_y + my).astype(np.float32)
+        warp = self._warp
+        targets = warp.targets(opening, width)
+        map_x, map_y = warp.maps(targets)
+        x0, x1, y0, y1 = warp.roi
         roi = cv2.remap(self.canvas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        if gap > 0.3:
-            # exact box-filter coverage of each pixel row by the gap [-up, down]: anti-aliased
-            soft = 0.5 if self._gap_exact else 1.0  # natural: a softer, 2-pixel edge
-            coverage = np.clip((np.minimum(ys + soft, down) - np.maximum(ys - soft, -up)) / (2 * soft), 0.0, 1.0)
-            rows = np.flatnonzero(coverage.max(axis=1) > 0)
-            if len(rows):
-                r0, r1 = rows[0], rows[-1] + 1
-                alpha = coverage[r0:r1, :, None]
-                fill = self.gap_bgr
-                if not self._gap_exact:
-                    alpha = alpha * 0.95
-                    depth = np.clip((ys[r0:r1] + up) / np.maximum(up + down, 1e-3), 0.0, 1.0)[..., None]
-                    tongue = np.clip((depth - 0.55) / 0.45, 0.0, 1.0) * min(1.0, gap / (0.25 * OPEN_MAX * u))
-                    fill = fill * (0.65 + 0.35 * depth) * (1 - 0.5 * tongue) + np.array(_TONGUE_BGR, np.float32) * 0.5 * tongue
-                patch = roi[r0:r1].astype(np.float32)
-                roi[r0:r1] = np.clip(patch + alpha * (fill - patch) + 0.5, 0, 255).astype(np.uint8)
+        gap = warp.gap_polygon(targets)
+        if float(np.clip(opening, 0, 1)) * OPEN_GAP * warp.width > 0.3:
+            self._paint_interior(roi, gap, targets, opening)
         frame[y0:y1, x0:x1] = roi
+
+    def _paint_interior(self, roi: np.ndarray, gap: np.ndarray, targets: np.ndarray, opening: float) -> None:
+        """The mouth's inside, between the inner lip lines only: dark, darker at the back, a band
+        of upper teeth under the upper lip, the tongue low in a wide-open mouth."""
+        warp = self._warp
+        x0, _, y0, _ = warp.roi
+        box_lo = np.floor(gap.min(axis=0)).astype(int) - 2
+        box_hi = np.ceil(gap.max(axis=0)).astype(int) + 3
+        bx0, by0 = max(box_lo[0], x0), max(box_lo[1], y0)
+        bx1, by1 = min(box_hi[0], x0 + roi.shape[1]), min(box_hi[1], y0 + roi.shape[0])
+        if bx1 <= bx0 or by1 <= by0:
+            return
+        alpha = _polygon_mask((by1 - by0, bx1 - bx0), gap, (bx0, by0))[..., None]
+        view = roi[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0]
+        if self._gap_exact:
+            view[:] = np.clip(view + alpha * (self.gap_bgr - view) + 0.5, 0, 255).astype(np.uint8)
+            return
+        rows, columns = np.mgrid[by0:by1, bx0:bx1].astype(np.float32)
+        offset_x, offset_y = columns - warp.centre[0], rows - warp.centre[1]
+        a = offset_x * warp.across[0] + offset_y * warp.across[1]
+        b = offset_x * warp.down[0] + offset_y * warp.down[1]
+        upper = targets[warp.slices["upper_inner"]]
+        lower = np.concatenate([upper[:1], targets[warp.slices["lower_inner"]], upper[-1:]])
+        along = lambda points: (points - warp.centre) @ warp.across  # noqa: E731
+        deep = lambda points: (points - warp.centre) @ warp.down  # noqa: E731
+        top = np.interp(a, along(upper), deep(upper))
+        bottom = np.interp(a, along(lower), deep(lower))
+        height = np.maximum(bottom - top, 1e-3)
+        v = np.clip((b - top) / height, 0, 1)
+        half = max(1.0, float(along(upper[-1:])[0] - along(upper[:1])[0]) / 2)
+        u = np.clip(np.abs(a) / half, 0, 1)
+        open_share = float(np.clip(opening, 0, 1))
+        depth = 1.0 - np.abs(2 * v - 1)  # 1 in the middle of the gap: the back of the mouth
+        colour = self.gap_bgr * (1.0 - 0.45 * depth[..., None]) * (1.0 - 0.25 * u[..., None])
+        pixel = max(1.0, self.size / 512.0)
+        teeth_height = np.minimum(0.09 * warp.width, 0.45 * height)
+        teeth = (_smoothstep((teeth_height - (b - top)) / (1.2 * pixel)) * _smoothstep((0.7 - u) / 0.2)
+                 * min(1.0, open_share / 0.25))
+        teeth_colour = self.teeth_bgr * (1.0 - 0.35 * u[..., None]) * (0.85 + 0.15 * ((b - top) < 0.6 * teeth_height))[..., None]
+        colour = colour + teeth[..., None] * 0.9 * (teeth_colour - colour)
+        tongue_top = bottom - 0.4 * height * np.clip(1 - (a / (0.8 * half)) ** 2, 0, 1)
+        tongue = _smoothstep((b - tongue_top) / (1.5 * pixel)) * min(1.0, max(0.0, (open_share - 0.3) / 0.4))
+        colour = colour + tongue[..., None] * 0.8 * (self.tongue_bgr - colour)
+        mixed = view + alpha * 0.97 * (colour - view)
+        view[:] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
     def _pose_eyes(self, frame: np.ndarray, blink: float) -> None:
         """Lower the lids: above an edge that sweeps from the eye's top to its bottom, the lid shows."""
@@ -307,7 +516,7 @@ class Puppet:
     def frame(self, params: synthetic.FaceParams) -> np.ndarray:
         """One BGR frame for a pose (mouth, blink and head as in the rig; gaze is ignored)."""
         frame = self.canvas.copy()
-        if params.opening > 1e-3 or abs(params.width - 0.5) > 1e-3:
+        if self._rest or params.opening > 1e-3 or abs(params.width - 0.5) > 1e-3:
             self._pose_mouth(frame, params.opening, params.width)
         if params.blink > 0.01:
             self._pose_eyes(frame, float(np.clip(params.blink, 0.0, 1.0)))
@@ -319,7 +528,7 @@ class Puppet:
 
 def puppet_performance(
     picture: Path,
-    landmarks: Landmarks,
+    face: FaceRig | Landmarks,
     audio: np.ndarray,
     sample_rate: int,
     out_dir: Path,
@@ -334,8 +543,8 @@ def puppet_performance(
 
     Parameters
     ----------
-    picture, landmarks
-        The character and where its mouth and eyes are (picture pixels).
+    picture, face
+        The character and where its lips, jaw and eyes are (picture pixels; see :class:`Puppet`).
     audio, sample_rate
         What the speech take says (mono); the mouth follows its :func:`engine.synthetic.mouth_track`.
     out_dir
@@ -362,7 +571,7 @@ def puppet_performance(
     audio = np.asarray(audio, np.float32)
     if audio.ndim != 1 or len(audio) < sample_rate // 2:
         raise InputError("the puppet needs at least half a second of mono speech")
-    puppet = Puppet(read_picture(picture), landmarks, size, gap_bgr)
+    puppet = Puppet(read_picture(picture), face, size, gap_bgr)
     speech_video, idle_video = out_dir / "speech.mp4", out_dir / "idle.mp4"
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".puppet-") as scratch:
         wav = write_wav(Path(scratch) / "speech.wav", audio, sample_rate)

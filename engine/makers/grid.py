@@ -1,0 +1,134 @@
+"""Pointing at a mouth in a chat: the picture with a labelled grid, and the cells as the answer.
+
+When no model finds a face (animals, many drawings), someone has to say where the mouth and the
+eyes are. In a chat nobody can click on a picture, and pixel coordinates mean nothing on a phone;
+naming cells of a grid drawn over the picture does: columns are letters, rows are numbers, like a
+chess board. The answer is four cells, ``left mouth corner, right mouth corner, left eye, right
+eye`` (``"E9 H9 D5 I5"``), and a cell stands for its centre. Cells are square, about 1/16 of the
+picture's long side: close enough for the puppet, whose mouth is drawn between the corners.
+
+:func:`draw_grid` makes the picture to send; :func:`parse_cells` checks an answer (which may be
+anything a user types: it is refused with a one-line reason unless it names four distinct cells
+on the grid that make a face).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+
+CELLS_ON_LONG_SIDE = 16
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_CELL = re.compile(r"([A-Za-z])\s*(\d{1,2})")
+_MAX_ANSWER = 80  # characters: four cells and some spaces or commas
+_PREVIEW_SIDE = 1280  # the grid picture's long side: what Telegram shows a photo at
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A grid over a ``width`` x ``height`` picture: ``columns`` x ``rows`` square cells of
+    ``cell`` picture pixels (the last column and row may be cut by the picture's edge)."""
+
+    width: int
+    height: int
+    columns: int
+    rows: int
+    cell: float
+
+    @classmethod
+    def over(cls, width: int, height: int, cells: int = CELLS_ON_LONG_SIDE) -> Grid:
+        cell = max(width, height) / cells
+        return cls(width, height, math.ceil(width / cell - 1e-9), math.ceil(height / cell - 1e-9), cell)
+
+    def name(self, column: int, row: int) -> str:
+        return f"{_LETTERS[column]}{row + 1}"
+
+    def centre(self, column: int, row: int) -> tuple[float, float]:
+        """The centre of a cell in picture pixels (inside the picture for a cut edge cell)."""
+        x = min((column + 0.5) * self.cell, (column * self.cell + self.width) / 2)
+        y = min((row + 0.5) * self.cell, (row * self.cell + self.height) / 2)
+        return x, y
+
+
+def draw_grid(image: np.ndarray, grid: Grid | None = None) -> tuple[np.ndarray, Grid]:
+    """The picture with the grid drawn over it, scaled to at most 1280 px, and the grid.
+
+    Lines are light with a dark edge, so they show on any picture; every cell's name is written
+    small in its top-left corner, so nobody has to count rows on a phone."""
+    height, width = image.shape[:2]
+    grid = grid or Grid.over(width, height)
+    scale = min(1.0, _PREVIEW_SIDE / max(width, height))
+    shown = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else image.copy()
+    step = grid.cell * scale
+    dim = (shown.astype(np.float32) * 0.85).astype(np.uint8)  # a little darker: the labels stand out
+    shown = dim
+    font_scale = max(0.3, step / 90)
+    thickness = max(1, round(step / 60))
+    for column in range(1, grid.columns):
+        x = round(column * step)
+        cv2.line(shown, (x, 0), (x, shown.shape[0]), (0, 0, 0), thickness + 2, cv2.LINE_AA)
+        cv2.line(shown, (x, 0), (x, shown.shape[0]), (255, 255, 255), thickness, cv2.LINE_AA)
+    for row in range(1, grid.rows):
+        y = round(row * step)
+        cv2.line(shown, (0, y), (shown.shape[1], y), (0, 0, 0), thickness + 2, cv2.LINE_AA)
+        cv2.line(shown, (0, y), (shown.shape[1], y), (255, 255, 255), thickness, cv2.LINE_AA)
+    for column in range(grid.columns):
+        for row in range(grid.rows):
+            origin = (round(column * step + 3 * thickness), round(row * step + 0.32 * step))
+            label = grid.name(column, row)
+            cv2.putText(shown, label, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+            cv2.putText(shown, label, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (80, 255, 255), thickness, cv2.LINE_AA)
+    return shown, grid
+
+
+@dataclass(frozen=True)
+class PointedFace:
+    """What the admin pointed at, in picture pixels."""
+
+    mouth: tuple[float, float]
+    mouth_width: float
+    eyes: tuple[tuple[float, float], tuple[float, float]]
+
+
+def parse_cells(text: str | None, grid: Grid) -> PointedFace:
+    """Four cells, mouth corners then eyes, as the mouth centre and width and the eye centres.
+
+    Raises
+    ------
+    InputError
+        Not four cells, a cell off the grid, the same cell twice, or cells that make no face
+        (the mouth not below the eyes, the corners on top of each other)."""
+    text = (text or "").strip()
+    if not text or len(text) > _MAX_ANSWER:
+        raise InputError("send four cells: the two mouth corners, then the two eyes, for example E9 H9 D5 I5")
+    leftover = _CELL.sub(" ", text)
+    if leftover.replace(",", " ").replace(";", " ").strip():
+        raise InputError("send only cell names like E9, four of them: the two mouth corners, then the two eyes")
+    cells = [(match.group(1).upper(), int(match.group(2))) for match in _CELL.finditer(text)]
+    if len(cells) != 4:
+        raise InputError(f"that is {len(cells)} cell(s); send four: the two mouth corners, then the two eyes")
+    points = []
+    last_column, last_row = _LETTERS[grid.columns - 1], grid.rows
+    for letter, number in cells:
+        column, row = _LETTERS.find(letter), number - 1
+        if not (0 <= column < grid.columns and 0 <= row < grid.rows):
+            raise InputError(f"{letter}{number} is not on the grid: columns A-{last_column}, rows 1-{last_row}")
+        points.append((column, row))
+    if len(set(points)) != 4:
+        raise InputError("each of the four cells must be a different one")
+    (c1, c2, e1, e2) = (grid.centre(column, row) for column, row in points)
+    mouth = ((c1[0] + c2[0]) / 2, (c1[1] + c2[1]) / 2)
+    eye_line = max(e1[1], e2[1])
+    if mouth[1] <= eye_line:
+        raise InputError("the mouth corners must be below the eyes (first the mouth, then the eyes)")
+    width = math.dist(c1, c2)
+    eye_distance = math.dist(e1, e2)
+    if not 0.2 * eye_distance <= width <= 3.0 * eye_distance:
+        raise InputError("those mouth corners are too close together or too far apart for those eyes")
+    return PointedFace(mouth=mouth, mouth_width=width, eyes=(e1, e2))
