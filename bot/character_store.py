@@ -1,5 +1,5 @@
 """The made characters' store: ``data_dir/characters/<id>/``, one folder per character an admin
-made from a picture. Names and ids are sanitised here, folders are published, renamed and deleted
+made from a picture. Names and ids are sanitised by ``engine.names``; folders are published, renamed and deleted
 here, and nothing half-built is ever visible to the catalogue.
 
 Why the care: the catalogue (``engine.characters.Catalogue``) lists every folder of its roots
@@ -27,16 +27,14 @@ import shutil
 import tarfile
 import time
 import tomllib
-import unicodedata
 from pathlib import Path
 from typing import Any
 
 from engine.characters import CHARACTER_FILE, ID_PATTERN, Character, CharacterError, load_character
+from engine.names import ID_MAX_CHARS, NAME_MAX_CHARS, clean_name, slugify, unique_id  # noqa: F401 -- re-exported
 
 log = logging.getLogger(__name__)
 
-NAME_MAX_CHARS = 40
-ID_MAX_CHARS = 40
 MADE_BY_FILE = "made-by.json"
 STAGING_PREFIX = ".tmp-"
 TRASH_PREFIX = ".deleted-"
@@ -45,62 +43,8 @@ MAX_MEMBERS = 1000
 """A made character is a handful of files; a tar of a million empty ones is an attack on the disk."""
 """A result bigger than this unpacked is refused (a broken or hostile worker)."""
 
-_CYRILLIC = dict(
-    zip(
-        "абвгдеёжзийклмнопрстуфхцчшщъыьэюяіїєґў",
-        "a b v g d e e zh z i y k l m n o p r s t u f kh ts ch sh shch - y - e yu ya i yi ye g u".split(),
-        strict=True,
-    )
-)
-
-
 class PublishError(Exception):
     """The finished character cannot be published (a foreign folder in the way, a broken result)."""
-
-
-def clean_name(text: str | None) -> str | None:
-    """A character's display name from what an admin typed, or None when there is none left.
-
-    Control and format characters go (they could hide text or break a button label), runs of
-    spaces become one, and the result must be 1 to 40 characters."""
-    if not isinstance(text, str):
-        return None
-    text = unicodedata.normalize("NFC", text)
-    kept = "".join(" " if char.isspace() else char for char in text if unicodedata.category(char)[0] != "C" or char.isspace())
-    name = " ".join(kept.split())
-    if not name or len(name) > NAME_MAX_CHARS:
-        return None
-    return name
-
-
-def slugify(name: str) -> str:
-    """``"Mr. Бобр Ёжиков!"`` -> ``"mr-bobr-ezhikov"``: lowercase ASCII letters, digits and dashes
-    (Cyrillic transliterated, accents dropped), never empty, never a path."""
-    out: list[str] = []
-    for char in unicodedata.normalize("NFKD", name.lower()):
-        if char in _CYRILLIC:
-            out.append(_CYRILLIC[char].strip("-"))
-        elif char.isascii() and char.isalnum():
-            out.append(char)
-        elif unicodedata.combining(char):
-            continue
-        else:
-            out.append("-")
-    slug = re.sub(r"-+", "-", "".join(out)).strip("-")[:ID_MAX_CHARS].strip("-")
-    return slug or "character"
-
-
-def unique_id(name: str, taken: set[str]) -> str:
-    """An id for ``name`` that is none of ``taken``: its slug, else ``slug-2``, ``slug-3``..."""
-    base = slugify(name)
-    if base not in taken:
-        return base
-    for number in range(2, 10_000):
-        suffix = f"-{number}"
-        candidate = f"{base[: ID_MAX_CHARS - len(suffix)].rstrip('-')}{suffix}"
-        if candidate not in taken:
-            return candidate
-    raise RuntimeError("no free character id")  # 10 000 characters of one name: not a real case
 
 
 def _toml_string(value: str) -> str:

@@ -52,6 +52,7 @@ def make_make_job(
     pitch_semitones: float = 0.0,
     mouth: tuple[float, float] | None = None,
     eyes: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    mouth_width: float | None = None,
     route: str = "cpu",
     size: int = 512,
 ) -> dict[str, Any]:
@@ -76,6 +77,7 @@ def make_make_job(
         "pitch_semitones": float(pitch_semitones),
         "mouth": tuple(float(v) for v in mouth) if mouth is not None else None,
         "eyes": tuple(tuple(float(v) for v in eye) for eye in eyes) if eyes is not None else None,
+        "mouth_width": float(mouth_width) if mouth_width is not None else None,
         "route": route,
         "size": int(size),
     }
@@ -136,6 +138,7 @@ def run_make_job(
                 pitch_semitones=job.get("pitch_semitones", 0.0),
                 mouth=job.get("mouth"),
                 eyes=job.get("eyes"),
+                mouth_width=job.get("mouth_width"),
                 flp=flp,
                 reference=reference,
                 progress=progress,

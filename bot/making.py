@@ -362,6 +362,7 @@ class Workshop(PollingLoop):
             pitch_semitones=float(options.get("pitch_semitones", 0.0)),
             mouth=options.get("mouth"),
             eyes=options.get("eyes"),
+            mouth_width=options.get("mouth_width"),
             route=job.route,
             size=self.settings.make_size,
         )

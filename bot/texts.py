@@ -179,12 +179,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Эта картинка не подходит: {reason}.\nПришли другую или /cancel.",
     },
     "nc_no_face": {
-        "en": "I couldn't find a face in that picture ({width}x{height}); drawn characters often "
-              "fool the face finder. You can send the mouth position as x,y in picture pixels "
-              "(for example {example}), tap a choice below, or send another picture.",
-        "ru": "Я не нашёл лицо на этой картинке ({width}x{height}): нарисованные герои часто "
-              "сбивают поиск лиц. Пришли положение рта как x,y в пикселях картинки "
-              "(например, {example}), выбери вариант ниже или пришли другую картинку.",
+        "en": "I couldn't find a face in this picture: animals and drawings often fool the face finder. "
+              "Show me with the grid: send four cells, the two corners of the mouth and then the two eyes, "
+              "for example {example}. Or tap a choice below, or send another picture.",
+        "ru": "Я не нашёл лицо на этой картинке: животные и рисунки часто сбивают поиск лиц. "
+              "Покажи по сетке: пришли четыре клетки — два уголка рта, потом два глаза, "
+              "например {example}. Или выбери вариант ниже, или пришли другую картинку.",
+    },
+    "nc_bad_cells": {
+        "en": "I can't use that: {reason}. Send four cells from the grid, mouth corners first, for example {example}.",
+        "ru": "Не получается: {reason}. Пришли четыре клетки сетки, сначала уголки рта, например {example}.",
     },
     "nc_cartoon": {"en": "Usual cartoon proportions", "ru": "Обычные мультяшные пропорции"},
     "nc_gpu": {"en": "Let the GPU find the face", "ru": "Пусть лицо найдёт GPU"},
@@ -214,6 +218,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "face_found": {"en": "face found", "ru": "лицо найдено"},
     "face_mouth": {"en": "mouth at {x},{y}", "ru": "рот в точке {x},{y}"},
+    "face_pointed": {"en": "mouth and eyes at {cells}", "ru": "рот и глаза в клетках {cells}"},
     "face_cartoon": {"en": "usual cartoon proportions", "ru": "обычные мультяшные пропорции"},
     "face_gpu": {"en": "the GPU will look for the face", "ru": "лицо будет искать GPU"},
     "where_gpu": {"en": "the GPU (FasterLivePortrait)", "ru": "GPU (FasterLivePortrait)"},

@@ -66,6 +66,19 @@ def builtin_characters_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "characters"
 
 
+DATA_DIR_ENV = "GRAMOPHONE_DATA_DIR"
+"""The bot's data folder (its state, queue and made characters), ``data`` by default."""
+
+
+def made_characters_dir() -> Path:
+    """Where characters made from a picture live: ``$GRAMOPHONE_DATA_DIR/characters``.
+
+    The same folder the bot publishes its made characters to (its ``data_dir`` defaults to
+    ``data`` too), so a character made on the command line is one the bot offers, and one
+    made in the bot is one ``gramophone say`` can use."""
+    return Path(os.environ.get(DATA_DIR_ENV) or "data") / "characters"
+
+
 class CharacterError(GramophoneError):
     """A character folder that cannot be used; the message names the folder."""
 
@@ -177,13 +190,14 @@ def load_character(folder: str | os.PathLike) -> Character:
 
 
 class Catalogue:
-    """All characters under one or more root folders (later roots win on equal ids).
+    """All characters under one or more root folders (later roots win on equal ids): by default
+    the built-in ones and the made ones (:func:`made_characters_dir`).
 
     ``problems`` lists the folders that failed to load, each with its one-line reason.
     """
 
     def __init__(self, *roots: str | os.PathLike) -> None:
-        self.roots = [Path(root) for root in (roots or (builtin_characters_dir(),))]
+        self.roots = [Path(root) for root in (roots or (builtin_characters_dir(), made_characters_dir()))]
         self.characters: dict[str, Character] = {}
         self.problems: list[str] = []
         self.reload()

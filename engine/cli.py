@@ -147,29 +147,91 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_characters(args: argparse.Namespace) -> int:
+def cmd_characters_list(args: argparse.Namespace) -> int:
+    for character in _catalogue().list():
+        state = "built" if character.is_built else "not built yet"
+        print(f"{character.id:12} {character.name:20} {character.language}  {state:14} {character.description}")
+    return 0
+
+
+def _chosen(args: argparse.Namespace) -> list:
+    catalogue = _catalogue()
+    return [catalogue.get(args.id)] if args.id else catalogue.list()
+
+
+def cmd_characters_build(args: argparse.Namespace) -> int:
     from .characters import ensure_library
+
+    for character in _chosen(args):
+        with progress_bar(None, f"building {character.id}") as update:
+            ensure_library(character, progress=update, rebuild=args.rebuild)
+        print(f"{character.id}: {character.library_path}")
+    return 0
+
+
+def cmd_characters_info(args: argparse.Namespace) -> int:
     from .library import open_library
 
-    catalogue = _catalogue()
-    if args.action == "list":
-        for character in catalogue.list():
-            state = "built" if character.is_built else "not built yet"
-            print(f"{character.id:12} {character.name:20} {character.language}  {state:14} {character.description}")
-        return 0
-    characters = [catalogue.get(args.id)] if args.id else catalogue.list()
-    for character in characters:
-        if args.action == "build":
-            with progress_bar(None, f"building {character.id}") as update:
-                ensure_library(character, progress=update, rebuild=args.rebuild)
-            print(f"{character.id}: {character.library_path}")
+    for character in _chosen(args):
+        print(f"{character.id}: {character.name} ({character.language}), pitch shift {character.pitch_semitones:+.1f} semitones")
+        if character.is_built:
+            with open_library(character.library_path) as library:
+                print("\n".join("  " + line for line in library.info().lines()))
         else:
-            print(f"{character.id}: {character.name} ({character.language}), pitch shift {character.pitch_semitones:+.1f} semitones")
-            if character.is_built:
-                with open_library(character.library_path) as library:
-                    print("\n".join("  " + line for line in library.info().lines()))
-            else:
-                print("  not built yet: gramophone characters build " + character.id)
+            print("  not built yet: gramophone characters build " + character.id)
+    return 0
+
+
+def _numbers(text: str | None, count: int, what: str, example: str) -> tuple[float, ...] | None:
+    """``"120,340"`` -> (120.0, 340.0); a one-line error naming the option otherwise."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(part) for part in text.replace(";", ",").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise GramophoneError(f"{what} must be {count} numbers in picture pixels, like {example}")
+    return values
+
+
+def cmd_characters_make(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+
+    from .characters import Catalogue, builtin_characters_dir, made_characters_dir
+    from .makers.make import make_character
+    from .names import clean_name, unique_id
+    from .speech import VoiceSettings
+
+    name = clean_name(args.name)
+    if name is None:
+        raise GramophoneError("--name must be 1 to 40 characters, not only spaces")
+    mouth = _numbers(args.mouth, 2, "--mouth", "--mouth 250,410")
+    eyes = _numbers(args.eyes, 4, "--eyes", "--eyes 190,260,310,262")
+    into = Path(args.into) if args.into else made_characters_dir()
+    into.mkdir(parents=True, exist_ok=True)
+    taken = set(Catalogue(builtin_characters_dir(), into).characters) | {path.name for path in into.iterdir()}
+    identifier = unique_id(name, taken)
+    staging = into / f".tmp-{identifier}-cli-{os.getpid()}"  # the catalogue never looks in here
+    folder = staging / identifier
+    voice = VoiceSettings(language=args.language, voice=args.voice) if args.voice else VoiceSettings(language=args.language)
+    try:
+        with tqdm(total=1000, desc="starting", unit="‰", leave=False, dynamic_ncols=True, disable=None) as bar:
+            def progress(stage: str, fraction: float) -> None:
+                bar.set_description(stage, refresh=False)
+                bar.update(round(fraction * 1000) - bar.n)
+
+            made = make_character(
+                Path(args.picture), folder, character_id=identifier, name=name, language=args.language, voice=voice,
+                mouth=mouth, eyes=((eyes[0], eyes[1]), (eyes[2], eyes[3])) if eyes else None, size=args.size,
+                progress=progress,
+            )
+        folder.rename(into / identifier)  # one rename: readers see nothing, then the whole character
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"{identifier}: {name}, made on the CPU ({made.path}, {made.face}) in {made.seconds:.0f} s: {into / identifier}")
+    print(f"try it: gramophone say --character {identifier} \"Hello!\" -o hello.mp4")
     return 0
 
 
@@ -232,11 +294,41 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--story", help="a story file: a title line, a blank line, the text")
     demo.set_defaults(handler=cmd_demo)
 
-    characters = commands.add_parser("characters", help="list, build or inspect characters")
-    characters.add_argument("action", choices=("list", "build", "info"))
-    characters.add_argument("id", nargs="?", help="one character (default: all)")
-    characters.add_argument("--rebuild", action="store_true", help="build again even if built")
-    characters.set_defaults(handler=cmd_characters)
+    characters = commands.add_parser(
+        "characters", help="list, build, inspect or make characters",
+        description="The characters: the built-in ones and those made from a picture "
+        "($GRAMOPHONE_DATA_DIR/characters, by default data/characters, shared with the bot).",
+    )
+    actions = characters.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="every character, and whether its library is built")
+    listing.set_defaults(handler=cmd_characters_list)
+    building = actions.add_parser("build", help="build the libraries not built yet (or --rebuild)",
+                                  epilog="example: gramophone characters build fox --rebuild")
+    building.add_argument("id", nargs="?", help="one character (default: all)")
+    building.add_argument("--rebuild", action="store_true", help="build again even if built (upgrades old libraries)")
+    building.set_defaults(handler=cmd_characters_build)
+    inspecting = actions.add_parser("info", help="what a character's library holds")
+    inspecting.add_argument("id", nargs="?", help="one character (default: all)")
+    inspecting.set_defaults(handler=cmd_characters_info)
+    making = actions.add_parser(
+        "make", help="make a new character from one picture, on the CPU",
+        description="Make a character from one picture (photo, painting or drawing): the lips, jaw and eyes "
+        "are found by the face landmark model, or given with --mouth and --eyes (animals, drawings), and "
+        "the picture is animated reading the passages in the character's voice, then built. The twin of "
+        "the bot's /newcharacter.",
+        epilog="examples:\n  gramophone characters make grandma.jpg --name Grandma\n"
+        "  gramophone characters make cat.png --name Tom --mouth 250,410 --eyes 190,260,310,262",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    making.add_argument("picture", help="JPEG, PNG, WebP or BMP")
+    making.add_argument("--name", required=True, help="the character's name, as children will see it")
+    making.add_argument("--language", default="en", help="what it speaks: en, ru, ... (default en)")
+    making.add_argument("--voice", help="eSpeak NG voice, e.g. en-us+f3 (default: the language's own)")
+    making.add_argument("--mouth", metavar="X,Y", help="centre of the mouth, in picture pixels (no face found)")
+    making.add_argument("--eyes", metavar="X1,Y1,X2,Y2", help="centres of the two eyes, in picture pixels")
+    making.add_argument("--into", metavar="FOLDER", help="characters folder (default $GRAMOPHONE_DATA_DIR/characters)")
+    making.add_argument("--size", type=int, default=512, help="frame side in pixels (default 512)")
+    making.set_defaults(handler=cmd_characters_make)
 
     for entry_point in entry_points(group="gramophone.commands"):
         entry_point.load()(commands)

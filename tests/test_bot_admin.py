@@ -105,9 +105,10 @@ def jobs(stack: Stack) -> list[dict[str, Any]]:
 
 
 async def reply(api: FakeBotApi, chat: int, since: int, timeout: float = 30) -> Any:
-    """The bot's next message in ``chat`` after ``since``."""
-    await api.wait_for(api.sends_to(chat, "sendMessage"), since=since, timeout=timeout)
-    return [m for m in api.sent_messages(chat) if m.method == "sendMessage"][-1]
+    """The bot's next message or photo (its ``text`` is the caption) in ``chat`` after ``since``."""
+    said = ("sendMessage", "sendPhoto")
+    await api.wait_for(lambda call: api.sends_to(chat)(call) and call.method in said, since=since, timeout=timeout)
+    return [m for m in api.sent_messages(chat) if m.method in said][-1]
 
 
 async def say(api: FakeBotApi, chat: int, text: str) -> Any:
@@ -219,9 +220,16 @@ def test_bad_pictures_are_refused_before_anything_is_queued(stack: Stack) -> Non
             mark = api.mark()
             api.send_photo(chat, faceless())  # whatever face detector this OpenCV has, no face
             said = await reply(api, chat, mark)
-            assert said.text.startswith("I couldn't find a face in that picture (160x160)")
+            assert said.method == "sendPhoto" and said.text.startswith("I couldn't find a face in this picture")
             assert said.buttons == [("Usual cartoon proportions", "nc:pos:cartoon")]  # no GPU configured
+            grid = cv2.imdecode(np.frombuffer(said.file, np.uint8), cv2.IMREAD_COLOR)
+            assert grid is not None and max(grid.shape[:2]) > 1024  # the picture at 1024 px, with a labelled margin
             assert (await say(api, chat, "500,500")).text.startswith("Send the mouth position as two numbers")
+            for forged, reason in [("A1 B2 C3", "that is 3 cell(s)"), ("Z1 B2 C3 D4", "Z1 is not on the grid"),
+                                   ("A1 A1 C3 D4", "different"), ("E4 H4 E9 H9", "below the eyes"),
+                                   ("'; DROP TABLE make_jobs; --", "only cell names"), ("A" * 500, "send four cells")]:
+                answer = (await say(api, chat, forged)).text
+                assert answer.startswith("I can't use that: ") and reason in answer, (forged, answer)
             assert (await say(api, chat, "/cancel")).text == t("nc_cancelled", "en")
             assert (await say(api, chat, "/jobs")).text == t("jobs_none", "en")
 
@@ -241,8 +249,11 @@ def test_new_character_on_the_cpu_path_from_name_to_preview(stack: Stack) -> Non
 
     async def main() -> None:
         async with running_bot(stack.settings()):
-            confirm = await ask_for_character(api, admin, "Bunny Rabbit", cartoon())
-            assert "Made on: the CPU (puppet)" in api.message(admin, confirm.message_id)["text"]
+            # no face found: the admin points at the mouth corners and eyes on the grid
+            confirm = await ask_for_character(api, admin, "Bunny Rabbit", cartoon(), mouth="F11 K11 F7 K7")
+            text = api.message(admin, confirm.message_id)["text"]
+            assert "Made on: the CPU (puppet)" in text
+            assert "face found" in text or "mouth and eyes at F11 K11 F7 K7" in text, text
             mark = api.mark()
             api.press_button(admin, confirm.message_id, "nc:make")
             status.append(confirm.message_id)
@@ -255,6 +266,10 @@ def test_new_character_on_the_cpu_path_from_name_to_preview(stack: Stack) -> Non
     (job,) = [j for j in jobs(stack) if j["chat_id"] == admin]
     assert (job["status"], job["path_used"], job["character_id"], job["route"]) == ("ready", "puppet", "bunny-rabbit", "cpu"), job
     assert job["picture_path"] is None and job["attempts"] == 1
+    options = json.loads(job["options"])
+    if options["landmarks"] == "pointed":  # the grid's cells, as mouth centre and width and eye centres
+        assert options["mouth"] == [80.0, 105.0] and options["mouth_width"] == 50.0, options
+        assert options["eyes"] == [[55.0, 65.0], [105.0, 65.0]], options
     edits = [c.params["text"] for c in api.calls if c.method == "editMessageText" and c.params.get("message_id") == status[0]]
     assert edits[0].startswith("Ready to make:")  # the voice keyboard became the confirmation
     assert edits[1].startswith(f"New character Bunny Rabbit (bunny-rabbit), job {job['id']}:\nwaiting, number 1 in line")

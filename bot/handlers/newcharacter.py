@@ -1,13 +1,15 @@
 """/newcharacter: an admin makes a new character from one picture, in a short conversation.
 
-name -> picture (a photo or an image file) -> [mouth position, when no face is found] ->
-language and voice -> confirm. Everything that can be wrong with the picture is found here,
+name -> picture (a photo or an image file) -> [where the mouth and eyes are, when no face is
+found] -> language and voice -> confirm. Everything that can be wrong with the picture is found here,
 before anything is queued: ``engine.makers.picture.check_picture`` decodes it (so "not an image"
 is caught whatever the file claims), refuses files over ``picture_max_bytes`` and pictures over
 ``picture_max_pixels`` from the header alone (a decompression bomb never gets decoded), and
-looks for a face. Drawn characters often have no face a detector knows; then the admin can type
-the mouth position (``x,y`` in picture pixels), take the usual cartoon proportions, or, with a
-GPU worker configured, let FasterLivePortrait's own detector try.
+looks for a face. Animals and many drawings have no face the landmark model knows; then the bot
+sends the picture back with a labelled grid over it (``engine.makers.grid``) and the admin names
+four cells: the mouth corners, then the eyes (``E9 H9 D5 I5``). The admin may instead type the
+mouth position in picture pixels (``x,y``), take the usual cartoon proportions, or, with a GPU
+worker configured, let FasterLivePortrait's own detector try.
 
 The conversation lives in memory (``user_data``): a restart in the middle only means the admin
 types /newcharacter again. What must survive (the job) is written to the store only at "Make
@@ -175,16 +177,16 @@ async def pictured(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | 
     if draft.get("picture") and draft["picture"] != str(path):
         remove_quietly(draft["picture"])
     draft.update(picture=str(path), width=int(info.width), height=int(info.height), face=info.face is not None,
-                 mouth=None, eyes=None, landmarks="face" if info.face is not None else None)
+                 mouth=None, eyes=None, mouth_width=None, landmarks="face" if info.face is not None else None)
     if info.face is not None:
         await ask_voice(message, draft, language)
         return VOICE
     buttons = [[InlineKeyboardButton(t("nc_cartoon", language), callback_data="nc:pos:cartoon")]]
     if svc.settings.gpu_configured:
         buttons.append([InlineKeyboardButton(t("nc_gpu", language), callback_data="nc:pos:gpu")])
-    await message.reply_text(
-        t("nc_no_face", language, width=info.width, height=info.height, example=_example(draft)),
-        reply_markup=InlineKeyboardMarkup(buttons),
+    board = await asyncio.to_thread(grid_picture, path)
+    await message.reply_photo(
+        board, caption=t("nc_no_face", language, example=_grid_example(draft)), reply_markup=InlineKeyboardMarkup(buttons),
     )
     return POSITION
 
@@ -194,6 +196,36 @@ def check(svc: Services, path: Path) -> Any:
     from engine.makers.picture import check_picture
 
     return check_picture(path, max_bytes=_max_bytes(svc), max_pixels=svc.settings.picture_max_pixels)
+
+
+def grid_picture(path: Path) -> bytes:
+    """The picture with the pointing grid over it, as a JPEG to send (decodes: call it in a thread)."""
+    import cv2
+    from engine.makers.grid import draw_grid
+    from engine.makers.picture import read_picture
+
+    board, _ = draw_grid(read_picture(path))
+    ok, data = cv2.imencode(".jpg", board, [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if not ok:
+        raise RuntimeError("could not encode the grid picture")
+    return data.tobytes()
+
+
+def _grid(draft: dict[str, Any]) -> Any:
+    from engine.makers.grid import Grid
+
+    return Grid.over(draft["width"], draft["height"])
+
+
+def _grid_example(draft: dict[str, Any]) -> str:
+    """Four cells about where a portrait's mouth corners and eyes are: an example of the answer."""
+    grid = _grid(draft)
+
+    def cell(x: float, y: float) -> str:
+        return grid.name(min(int(x * draft["width"] / grid.cell), grid.columns - 1),
+                         min(int(y * draft["height"] / grid.cell), grid.rows - 1))
+
+    return " ".join((cell(0.42, 0.68), cell(0.58, 0.68), cell(0.36, 0.45), cell(0.64, 0.45)))
 
 
 def _example(draft: dict[str, Any]) -> str:
@@ -217,7 +249,9 @@ async def position_typed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     language = chat_language(svc, update)
     draft = _draft(context)
     match = POSITION_TEXT.fullmatch(message.text)
-    x, y = (float(match.group(1)), float(match.group(2))) if match else (-1.0, -1.0)
+    if match is None:
+        return await cells_typed(message, draft, language)
+    x, y = float(match.group(1)), float(match.group(2))
     if not (0 <= x < draft["width"] and 0 <= y < draft["height"]):
         await message.reply_text(t("nc_bad_position", language, width=draft["width"], height=draft["height"], example=_example(draft)))
         return None
@@ -227,6 +261,24 @@ async def position_typed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         await message.reply_text(f"{error}. " + t("nc_bad_position", language, width=draft["width"], height=draft["height"], example=_example(draft)))
         return None
     draft.update(landmarks="mouth", mouth=mouth, eyes=eyes)
+    await ask_voice(message, draft, language)
+    return VOICE
+
+
+async def cells_typed(message: Message, draft: dict[str, Any], language: str) -> int | None:
+    """Four grid cells: the mouth corners, then the eyes."""
+    from engine.makers.grid import parse_cells
+
+    try:
+        pointed = parse_cells(message.text, _grid(draft))
+    except GramophoneError as error:
+        await message.reply_text(t("nc_bad_cells", language, reason=str(error), example=_grid_example(draft)))
+        return None
+    left, right = pointed.eyes
+    draft.update(landmarks="pointed", mouth=(float(pointed.mouth[0]), float(pointed.mouth[1])),
+                 mouth_width=float(pointed.mouth_width),
+                 eyes=((float(left[0]), float(left[1])), (float(right[0]), float(right[1]))),
+                 cells=" ".join(message.text.upper().replace(",", " ").split()))
     await ask_voice(message, draft, language)
     return VOICE
 
@@ -312,6 +364,8 @@ def confirmation(svc: Services, draft: dict[str, Any], language: str) -> str:
         face = t("face_found", language)
     elif how == "mouth":
         face = t("face_mouth", language, x=round(draft["mouth"][0]), y=round(draft["mouth"][1]))
+    elif how == "pointed":
+        face = t("face_pointed", language, cells=draft.get("cells", ""))
     else:
         face = t("face_cartoon" if how == "cartoon" else "face_gpu", language)
     return t(
@@ -354,7 +408,7 @@ async def confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int |
         voice=preset.voice,
         options={
             "preset": draft["voice"], "pitch_semitones": preset.pitch_semitones, "landmarks": draft.get("landmarks"),
-            "mouth": draft.get("mouth"), "eyes": draft.get("eyes"),
+            "mouth": draft.get("mouth"), "eyes": draft.get("eyes"), "mouth_width": draft.get("mouth_width"),
         },
         picture_path=draft["picture"],
         route=route,

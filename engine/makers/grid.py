@@ -27,7 +27,7 @@ CELLS_ON_LONG_SIDE = 16
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _CELL = re.compile(r"([A-Za-z])\s*(\d{1,2})")
 _MAX_ANSWER = 80  # characters: four cells and some spaces or commas
-_PREVIEW_SIDE = 1280  # the grid picture's long side: what Telegram shows a photo at
+_PREVIEW_SIDE = 1024  # the grid picture's long side (without its margin): sharp on a phone, small to send
 
 
 @dataclass(frozen=True)
@@ -57,34 +57,44 @@ class Grid:
 
 
 def draw_grid(image: np.ndarray, grid: Grid | None = None) -> tuple[np.ndarray, Grid]:
-    """The picture with the grid drawn over it, scaled to at most 1280 px, and the grid.
+    """The picture with the grid drawn over it, at 1024 px on its long side, and the grid.
 
-    Lines are light with a dark edge, so they show on any picture; every cell's name is written
-    small in its top-left corner, so nobody has to count rows on a phone."""
+    Like a chess board: thin light lines with a dark edge (they show on any picture), column
+    letters along the top and bottom and row numbers down both sides, in a white margin, so the
+    picture itself stays visible and nobody has to count cells on a phone."""
     height, width = image.shape[:2]
     grid = grid or Grid.over(width, height)
-    scale = min(1.0, _PREVIEW_SIDE / max(width, height))
-    shown = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else image.copy()
+    scale = _PREVIEW_SIDE / max(width, height)
+    shown = cv2.resize(image, (round(width * scale), round(height * scale)),
+                       interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
     step = grid.cell * scale
-    dim = (shown.astype(np.float32) * 0.85).astype(np.uint8)  # a little darker: the labels stand out
-    shown = dim
-    font_scale = max(0.3, step / 90)
-    thickness = max(1, round(step / 60))
+    margin = round(0.8 * step)
+    lines = shown.copy()
     for column in range(1, grid.columns):
         x = round(column * step)
-        cv2.line(shown, (x, 0), (x, shown.shape[0]), (0, 0, 0), thickness + 2, cv2.LINE_AA)
-        cv2.line(shown, (x, 0), (x, shown.shape[0]), (255, 255, 255), thickness, cv2.LINE_AA)
+        cv2.line(lines, (x, 0), (x, shown.shape[0]), (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.line(lines, (x, 0), (x, shown.shape[0]), (255, 255, 255), 1, cv2.LINE_AA)
     for row in range(1, grid.rows):
         y = round(row * step)
-        cv2.line(shown, (0, y), (shown.shape[1], y), (0, 0, 0), thickness + 2, cv2.LINE_AA)
-        cv2.line(shown, (0, y), (shown.shape[1], y), (255, 255, 255), thickness, cv2.LINE_AA)
+        cv2.line(lines, (0, y), (shown.shape[1], y), (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.line(lines, (0, y), (shown.shape[1], y), (255, 255, 255), 1, cv2.LINE_AA)
+    shown = cv2.addWeighted(lines, 0.45, shown, 0.55, 0)
+    board = cv2.copyMakeBorder(shown, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    font, font_scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, step / 70, max(1, round(step / 32))
+
+    def label(text: str, cx: float, cy: float) -> None:
+        (w, h), _ = cv2.getTextSize(text, font, font_scale, thickness)
+        cv2.putText(board, text, (round(cx - w / 2), round(cy + h / 2)), font, font_scale, (20, 20, 20), thickness, cv2.LINE_AA)
+
     for column in range(grid.columns):
-        for row in range(grid.rows):
-            origin = (round(column * step + 3 * thickness), round(row * step + 0.32 * step))
-            label = grid.name(column, row)
-            cv2.putText(shown, label, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
-            cv2.putText(shown, label, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (80, 255, 255), thickness, cv2.LINE_AA)
-    return shown, grid
+        cx = margin + min((column + 0.5) * step, (column * step + shown.shape[1]) / 2)
+        label(grid.name(column, 0)[0], cx, margin / 2)
+        label(grid.name(column, 0)[0], cx, board.shape[0] - margin / 2)
+    for row in range(grid.rows):
+        cy = margin + min((row + 0.5) * step, (row * step + shown.shape[0]) / 2)
+        label(str(row + 1), margin / 2, cy)
+        label(str(row + 1), board.shape[1] - margin / 2, cy)
+    return board, grid
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,8 @@ class MadeCharacter:
     path: str  # "flp" or "puppet"
     info: LibraryInfo
     seconds: float
+    face: str = "flp"
+    """How the puppet found the face: "landmarks", "manual" or "detector" ("flp" on the GPU path)."""
 
 
 class _Tracker:
@@ -238,6 +240,7 @@ def make_character(
         log.warning("voice language %s differs from the character's %s: speaking %s", voice.language, language, language)
         voice = dataclasses.replace(voice, language=language)
     tracker = _Tracker(progress, cancelled)
+    found_by = "flp"
     maker = "flp" if flp is not None else "puppet"
     stage = STAGE_GPU if flp is not None else STAGE_CPU
     tracker.report(stage, 0.0)
@@ -253,6 +256,7 @@ def make_character(
             _animate_on_gpu(portrait, folder, flp, (Path(reference[0]), Path(reference[1])), tracker)
         else:
             face = puppet_rig(info, mouth=mouth, eyes=eyes, mouth_width=mouth_width)
+            found_by = face.method
             character = Character(id=character_id, name=name, description=description, language=language,
                                   folder=folder, voices={language: voice}, source={"passages": [language]})
             audio, sample_rate = performance_audio(character)
@@ -278,7 +282,7 @@ def make_character(
     seconds = time.perf_counter() - started
     tracker.report(STAGE_READY, 1.0, check=False)
     log.info("made character %s (%s) in %s by %s in %.1f s", character_id, name, folder, maker, seconds)
-    return MadeCharacter(folder=folder, path=maker, info=library, seconds=seconds)
+    return MadeCharacter(folder=folder, path=maker, info=library, seconds=seconds, face=found_by)
 
 
 def puppet_rig(info: PictureInfo, *, mouth: tuple[float, float] | None = None,

@@ -356,6 +356,7 @@ class Puppet:
             mask = (_polygon_mask((y1 - y0, x1 - x0), outline, (x0, y0)) * 255).astype(np.uint8)
             grow = max(1, int(round(0.1 * ew)))
             mask = cv2.dilate(mask, np.ones((3, 3), np.uint8), iterations=grow)
+            mask = cv2.GaussianBlur(mask, (0, 0), max(0.7, 0.05 * ew))  # the lid's edge fades into the skin
             return roi, mask.astype(np.float32) / 255.0
         patch = self.canvas[y0:y1, x0:x1].astype(np.float32)
         xs, ys = np.arange(x0, x1) - ex, np.arange(y0, y1) - ey
@@ -413,27 +414,36 @@ class Puppet:
             self._eyes.append((columns, top, bottom, rows, cover[:, :, None], lid, lash, thickness, lashed))
 
     def _lid(self, roi: tuple[int, int, int, int], cover: np.ndarray, eye_height: float) -> np.ndarray:
-        """The lid, coloured from the skin just above the eye, between the eye and the brow (that
-        skin is what a lid is; the darker pixels there are brow and lashes, left out), shading a
-        touch darker towards the lashes. Without skin above (an eye at the picture's edge), the skin around
-        the eye continued over it."""
+        """The lid: the skin around the eye continued over it (inpainted, so it meets the face
+        without a seam) and coloured like the skin just above the eye, between the eye and the
+        brow (that skin is what a lid is). Pixels clearly darker than that skin (brow, lashes, a
+        dark background beside the face) are never inpainted from. It shades a touch darker
+        towards the lashes."""
         x0, x1, y0, y1 = roi
         hole = cv2.dilate((cover > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2)
-        patch = self.canvas[y0:y1, x0:x1].astype(np.float32)
+        patch = self.canvas[y0:y1, x0:x1]
         band = max(3, int(round(0.5 * eye_height)))
         above = np.zeros_like(hole, bool)
         for column in np.flatnonzero(hole.max(axis=0)):
             first = int(np.argmax(hole[:, column]))
             above[max(0, first - band) : first, column] = True
-        if above.sum() < 4:
-            return cv2.inpaint(self.canvas[y0:y1, x0:x1], hole, max(3.0, 0.15 * self.eye_half_width), cv2.INPAINT_TELEA)
-        candidates = patch[above]
-        luminance = candidates.mean(axis=1)
-        skin = np.median(candidates[luminance >= np.percentile(luminance, 40)], axis=0)  # not the brow's hairs
+        luminance = patch.astype(np.float32).mean(axis=2)
+        source = hole
+        skin = None
+        if above.sum() >= 4:
+            candidates = patch[above].astype(np.float32)
+            bright = candidates.mean(axis=1) >= np.percentile(candidates.mean(axis=1), 40)
+            skin = np.median(candidates[bright], axis=0)
+            dark = (luminance < float(skin.mean()) - 35).astype(np.uint8)
+            if (hole | dark).mean() < 0.9:  # leave something to inpaint from
+                source = hole | dark
+        lid = cv2.inpaint(patch, source, max(3.0, 0.15 * self.eye_half_width), cv2.INPAINT_TELEA).astype(np.float32)
+        inside = cover > 0.5
+        if skin is not None and inside.any():
+            lid = lid + 0.6 * (skin - np.median(lid[inside], axis=0))
         rows = np.arange(patch.shape[0], dtype=np.float32)[:, None, None]
         tops = np.where(hole.any(axis=0), hole.argmax(axis=0), 0)[None, :, None]
-        shade = 1.0 - 0.07 * np.clip((rows - tops) / max(eye_height, 1.0), 0, 1)
-        lid = skin * shade
+        lid = lid * (1.0 - 0.06 * np.clip((rows - tops) / max(eye_height, 1.0), 0, 1))
         return np.clip(lid, 0, 255).astype(np.uint8)
 
     # ---- per frame -------------------------------------------------------------------------

@@ -1,0 +1,338 @@
+"""Characters from one picture on the CPU, judged on their own output frames.
+
+For every picture in ``../shared/pictures/`` (skipped cleanly when the folder is absent), this
+makes a character on the CPU path (:func:`engine.makers.make.make_character`, 512 px, the
+process pinned to one core), has it say about 20 s of TTS it never read, and measures the video
+it rendered::
+
+    python benchmarks/pictures.py                 # all pictures
+    python benchmarks/pictures.py --only s10,s33  # some (liveportrait_s10.jpg, ...)
+    python benchmarks/pictures.py --sheets /tmp/sheets
+
+People (photos, paintings, a statue) go the landmark path; the animals go the manual path, with
+the mouth corners and eyes an admin would point at on the bot's grid (:data:`POINTED`, picture
+pixels, snapped to grid cells and read back through :func:`engine.makers.grid.parse_cells`,
+exactly as the bot does).
+
+Measures, per character (the landmark model on the output frames):
+
+* ``face``: share of output frames in which the landmark model finds the face (>= 95 %);
+* ``r``: the mouth's opening (inner-lip gap over width) against the audio's loudness (>= 0.3);
+* ``centre``: where the open mouth is, against where the still's lips meet, carried into each
+  frame by a similarity fitted on landmarks that do not move with the jaw (eye corners, nose
+  bridge, forehead), in face widths; the median over open frames (<= 0.06);
+* ``lip``: the upper lip's colour on open frames against the still's, over the still's
+  lip-to-skin contrast (CIE Lab); the median (<= 0.5; at 1.0 the lip is gone);
+* ``closed``: share of frames in pauses (>= 0.3 s of silence) whose mouth is shut (>= 95 %);
+* ``s``: seconds to make the character on one core (<= 60).
+
+The animals have no face the landmark model knows, so their mouths are measured from pixels in
+the region the admin pointed at: ``r`` is the darkening there against loudness, ``closed`` the
+share of pause frames with no darkening, ``centre`` the offset of the darkened pixels' centre
+from the pointed mouth, in face widths (twice the eye distance); ``face`` and ``lip`` do not
+apply.
+
+Each character gets a contact sheet (still, a closed, a half-open and an open frame of its
+face, and the open frame whole): look at every one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+if "--all-cores" not in sys.argv:
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # before numpy and OpenCV start threads
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from engine import features as feat  # noqa: E402
+from engine import landmarks, synthetic  # noqa: E402
+from engine.characters import load_character  # noqa: E402
+from engine.makers.face_rig import UPPER_INNER, UPPER_OUTER, rig_from_points  # noqa: E402
+from engine.makers.grid import Grid, parse_cells  # noqa: E402
+from engine.makers.make import make_character, puppet_rig  # noqa: E402
+from engine.makers.picture import check_picture, read_picture  # noqa: E402
+from engine.makers.puppet import Puppet  # noqa: E402
+from engine.media import ANALYSIS_SAMPLE_RATE, iter_frames, read_audio  # noqa: E402
+from engine.say import say  # noqa: E402
+from engine.speech import VoiceSettings  # noqa: E402
+
+log = logging.getLogger("pictures")
+
+PICTURES = ROOT.parent / "shared" / "pictures"
+SIZE = 512
+TEXT = (
+    "Once upon a time, a little boat sailed across the quiet sea. The moon was round and bright, "
+    "and the waves were soft and gentle. Far away, on a small green island, an old lighthouse "
+    "blinked its friendly eye. Good night, little boat, said the moon. Good night, said the boat, "
+    "and it dreamed of morning."
+)
+# The animals: left and right mouth corner, left and right eye, as an admin points at them on the
+# bot's grid (picture pixels; they are snapped to cells before use).
+POINTED = {
+    "s22": [(451, 298), (488, 298), (440, 219), (502, 219)],
+    "s23": [(308, 410), (370, 410), (256, 343), (394, 343)],
+    "s25": [(187, 322), (263, 322), (170, 234), (303, 230)],
+    "s30": [(108, 194), (144, 194), (96, 111), (159, 111)],
+    "s31": [(105, 192), (142, 192), (94, 111), (159, 111)],
+    "s32": [(106, 187), (164, 187), (111, 105), (171, 105)],
+    "s33": [(215, 413), (290, 413), (160, 207), (349, 207)],
+    "s36": [(389, 284), (438, 284), (341, 197), (483, 197)],
+    "s38": [(412, 918), (560, 918), (317, 676), (655, 676)],
+    "s39": [(530, 626), (609, 612), (411, 479), (629, 414)],
+    "s40": [(593, 531), (652, 531), (546, 421), (694, 421)],
+}
+STABLE = (33, 133, 263, 362, 168, 6, 197, 10, 109, 338, 151)  # eye corners, nose bridge, forehead
+CHEEKS = (205, 425, 50, 280)
+TARGETS = {"face": 0.95, "r": 0.3, "centre": 0.06, "lip": 0.5, "closed": 0.95, "s": 60.0}
+
+
+@dataclass
+class Row:
+    name: str
+    path: str
+    seconds: float
+    face: float = float("nan")
+    r: float = float("nan")
+    centre: float = float("nan")
+    lip: float = float("nan")
+    closed: float = float("nan")
+
+    def passed(self) -> bool:
+        checks = [self.r >= TARGETS["r"], self.centre <= TARGETS["centre"], self.closed >= TARGETS["closed"],
+                  self.seconds <= TARGETS["s"]]
+        if self.path == "landmarks":
+            checks += [self.face >= TARGETS["face"], self.lip <= TARGETS["lip"]]
+        return all(checks)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    if len(a) < 3 or a.std() < 1e-9 or b.std() < 1e-9:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def pauses(loudness_db: np.ndarray, *, min_frames: int = 8, trim: int = 3) -> np.ndarray:
+    """Frames inside silences of at least ``min_frames`` (0.32 s), less ``trim`` at each end
+    (the mouth closing and opening again)."""
+    silent = loudness_db < loudness_db.max() - 35.0
+    out = np.zeros_like(silent)
+    start = None
+    for i, quiet in enumerate(np.append(silent, False)):
+        if quiet and start is None:
+            start = i
+        elif not quiet and start is not None:
+            if i - start >= min_frames:
+                out[start + trim : i - trim] = True
+            start = None
+    return out
+
+
+def polygon_mean_lab(frame: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
+    lab = cv2.cvtColor(frame, cv2.COLOR_BGR2LAB).astype(np.float32)
+    return lab[mask > 0].mean(axis=0) if mask.any() else np.full(3, np.nan)
+
+
+def disc_mean_lab(frame: np.ndarray, centres: np.ndarray, radius: int) -> np.ndarray:
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    for x, y in np.round(centres).astype(int):
+        cv2.circle(mask, (int(x), int(y)), radius, 255, -1)
+    lab = cv2.cvtColor(frame, cv2.COLOR_BGR2LAB).astype(np.float32)
+    return lab[mask > 0].mean(axis=0)
+
+
+def pointed_cells(picture: Path, points: list[tuple[int, int]]) -> tuple[str, object]:
+    """What an admin types on the bot's grid for these points, and what the bot reads from it."""
+    info = check_picture(picture)
+    grid = Grid.over(info.width, info.height)
+    cells = " ".join(grid.name(min(int(x / grid.cell), grid.columns - 1), min(int(y / grid.cell), grid.rows - 1))
+                     for x, y in points)
+    return cells, parse_cells(cells, grid)
+
+
+def measure_landmarks(row: Row, still: np.ndarray, frames: list[np.ndarray], loudness: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    with landmarks.FaceTracker(still=True) as tracker:
+        rest = tracker.find(still)
+    if rest is None:
+        raise RuntimeError("no face in the still")
+    openings = np.full(len(frames), np.nan)
+    faces = []
+    with landmarks.FaceTracker() as tracker:
+        for i, frame in enumerate(frames):
+            face = tracker.find(frame)
+            faces.append(face)
+            if face is not None:
+                openings[i] = face.mouth_opening
+    row.face = float(np.isfinite(openings).mean())
+    row.r = pearson(openings, loudness)
+    quiet = pauses(loudness)
+    closed_limit = rest.mouth_opening + 0.05
+    row.closed = float(np.mean(openings[quiet] <= closed_limit)) if quiet.any() else float("nan")
+    voiced = np.isfinite(openings) & ~quiet
+    threshold = max(np.nanpercentile(openings[voiced], 70), rest.mouth_opening + 0.1) if voiced.any() else np.inf
+    open_frames = [i for i in np.flatnonzero(voiced) if openings[i] >= threshold]
+    face_width = float(np.linalg.norm(rest.point(234) - rest.point(454)))
+    lip_line = (rest.point(13) + rest.point(14)) / 2
+    still_lip = polygon_mean_lab(still, rest.points[list(UPPER_OUTER) + list(UPPER_INNER[::-1])])
+    skin = disc_mean_lab(still, rest.points[list(CHEEKS)], max(2, round(0.02 * face_width)))
+    contrast = float(np.linalg.norm(still_lip - skin))
+    offsets, colours = [], []
+    for i in open_frames:
+        face = faces[i]
+        matrix, _ = cv2.estimateAffinePartial2D(rest.points[list(STABLE)].astype(np.float32),
+                                                face.points[list(STABLE)].astype(np.float32))
+        if matrix is None:
+            continue
+        expected = matrix[:, :2] @ lip_line + matrix[:, 2]
+        centre = (face.point(13) + face.point(14)) / 2
+        offsets.append(float(np.linalg.norm(centre - expected)) / face_width)
+        lip = polygon_mean_lab(frames[i], face.points[list(UPPER_OUTER) + list(UPPER_INNER[::-1])])
+        colours.append(float(np.linalg.norm(lip - still_lip)) / max(contrast, 1e-6))
+    row.centre = float(np.median(offsets)) if offsets else float("nan")
+    row.lip = float(np.median(colours)) if colours else float("nan")
+    return openings, open_frames
+
+
+def measure_pixels(row: Row, puppet: Puppet, still: np.ndarray, frames: list[np.ndarray],
+                   loudness: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    rig = puppet.rig
+    pad = puppet.pad
+    width = rig.mouth_width
+    eye_distance = float(np.linalg.norm(rig.eye_centres[1] - rig.eye_centres[0]))
+    cx, cy = rig.mouth_centre - pad
+    x0, x1 = int(max(0, cx - 0.8 * width)), int(min(SIZE, cx + 0.8 * width))
+    y0, y1 = int(max(0, cy - 0.5 * width)), int(min(SIZE, cy + 0.8 * width))
+    rest = cv2.cvtColor(still, cv2.COLOR_BGR2GRAY)[y0:y1, x0:x1].astype(np.float32)
+    darkening = np.zeros(len(frames))
+    centres = []
+    for i, frame in enumerate(frames):
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)[y0:y1, x0:x1].astype(np.float32)
+        dark = np.clip(rest - grey - 25.0, 0, None)  # clearly darker than the still: the open mouth
+        darkening[i] = dark.mean()
+        if dark.sum() > 0:
+            ys, xs = np.nonzero(dark)
+            weights = dark[ys, xs]
+            centres.append((float(np.average(xs, weights=weights)) + x0, float(np.average(ys, weights=weights)) + y0))
+        else:
+            centres.append((np.nan, np.nan))
+    row.r = pearson(darkening, loudness)
+    quiet = pauses(loudness)
+    speaking = darkening[~quiet]
+    limit = 0.1 * np.percentile(speaking, 95) if len(speaking) else 0.0
+    row.closed = float(np.mean(darkening[quiet] <= limit)) if quiet.any() else float("nan")
+    open_frames = [i for i in np.flatnonzero(~quiet) if darkening[i] >= np.percentile(speaking, 70)]
+    face_width = 2 * eye_distance
+    offsets = [float(np.hypot(centres[i][0] - cx, centres[i][1] - cy)) / face_width for i in open_frames
+               if np.isfinite(centres[i][0])]
+    row.centre = float(np.median(offsets)) if offsets else float("nan")
+    return darkening, open_frames
+
+
+def write_sheet(path: Path, still: np.ndarray, frames: list[np.ndarray], measure: np.ndarray, open_frames: list[int],
+                puppet: Puppet, label: str) -> None:
+    cx, cy = (np.asarray(puppet.rig.mouth_centre) - puppet.pad).astype(int)
+    half = int(1.6 * puppet.rig.mouth_width)
+
+    def face(image: np.ndarray) -> np.ndarray:
+        top, left = max(0, cy - 2 * half), max(0, cx - half * 3 // 2)
+        crop = image[top : cy + half, left : cx + half * 3 // 2]
+        return cv2.resize(crop, (300, 300), interpolation=cv2.INTER_AREA)
+
+    finite = np.where(np.isfinite(measure), measure, np.nanmin(measure))
+    order = np.argsort(finite)
+    closed, middle = order[len(order) // 10], order[len(order) // 2]
+    wide = open_frames[int(np.argmax(finite[open_frames]))] if open_frames else order[-1]
+    tiles = [face(still), face(frames[closed]), face(frames[middle]), face(frames[wide]),
+             cv2.resize(frames[wide], (300, 300), interpolation=cv2.INTER_AREA)]
+    for tile, text in zip(tiles, ("still", f"closed {closed}", f"mid {middle}", f"open {wide}", "open, whole")):
+        cv2.putText(tile, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(tile, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+    sheet = np.hstack(tiles)
+    cv2.putText(sheet, label, (6, 292), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 255), 2, cv2.LINE_AA)
+    cv2.imwrite(str(path), sheet)
+
+
+def run_picture(picture: Path, work: Path, sheets: Path | None) -> Row:
+    key = picture.stem.replace("liveportrait_", "")
+    folder = work / key
+    mouth = eyes = width = None
+    if key in POINTED:
+        cells, pointed = pointed_cells(picture, POINTED[key])
+        mouth, eyes, width = pointed.mouth, pointed.eyes, pointed.mouth_width
+        log.info("%s: pointed at %s", key, cells)
+    started = time.perf_counter()
+    made = make_character(picture, folder, character_id=f"p-{key}", name=key, language="en",
+                          voice=VoiceSettings(language="en", voice="en-us+f3"), mouth=mouth, eyes=eyes, mouth_width=width,
+                          size=SIZE)
+    row = Row(name=key, path=made.face, seconds=time.perf_counter() - started)
+    video = work / f"{key}.mp4"
+    say(load_character(folder), TEXT, video)
+    frames = [frame.copy() for frame in iter_frames(video, SIZE, feat.FPS)]
+    audio = read_audio(video, ANALYSIS_SAMPLE_RATE)
+    loudness = feat.frame_levels_db(audio, ANALYSIS_SAMPLE_RATE, len(frames))
+    info = check_picture(picture)
+    rig = puppet_rig(info, mouth=mouth, eyes=eyes, mouth_width=width) if made.face != "manual" else \
+        rig_from_points(mouth, width, eyes)
+    puppet = Puppet(read_picture(picture), rig, SIZE)
+    still = puppet.frame(synthetic.FaceParams())
+    if made.face == "landmarks":
+        measure, open_frames = measure_landmarks(row, still, frames, loudness)
+    else:
+        measure, open_frames = measure_pixels(row, puppet, still, frames, loudness)
+    if sheets is not None:
+        write_sheet(sheets / f"{key}.png", still, frames, measure, open_frames, puppet,
+                    f"{key} {row.path}: r {row.r:.2f} centre {row.centre:.3f} lip {row.lip:.2f} closed {row.closed:.2f}")
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", help="comma-separated picture keys (s10,s33)")
+    parser.add_argument("--sheets", type=Path, help="write a contact sheet per character here")
+    parser.add_argument("--all-cores", action="store_true", help="do not pin to one core")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not PICTURES.is_dir():
+        print(f"skipped: {PICTURES} is absent")
+        return 0
+    if not landmarks.available():
+        print("skipped: the landmark model is not installed (pip install --no-deps mediapipe==0.10.21)")
+        return 0
+    pictures = sorted(PICTURES.glob("*.jpg"), key=lambda p: int(p.stem.rsplit("s", 1)[-1]))
+    if args.only:
+        wanted = set(args.only.split(","))
+        pictures = [p for p in pictures if p.stem.replace("liveportrait_", "") in wanted]
+    if args.sheets:
+        args.sheets.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pictures-") as work:
+        for picture in pictures:
+            rows.append(run_picture(picture, Path(work), args.sheets))
+            log.info("%s", rows[-1])
+    print("\n| picture | path | s | face | r | centre | lip | closed | all met |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row.name} | {row.path} | {row.seconds:.1f} | {row.face:.3f} | {row.r:.2f} | {row.centre:.3f} | "
+              f"{row.lip:.2f} | {row.closed:.2f} | {'yes' if row.passed() else 'NO'} |")
+    print(f"targets: face >= {TARGETS['face']}, r >= {TARGETS['r']}, centre <= {TARGETS['centre']}, "
+          f"lip <= {TARGETS['lip']}, closed >= {TARGETS['closed']}, s <= {TARGETS['s']} (animals: pixels, no face/lip)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
