@@ -10,9 +10,9 @@ it rendered::
     python benchmarks/pictures.py --sheets /tmp/sheets
 
 People (photos, paintings, a statue) go the landmark path; the animals go the manual path, with
-the mouth corners and eyes an admin would point at on the bot's grid (:data:`POINTED`, picture
-pixels, snapped to grid cells and read back through :func:`engine.makers.grid.parse_cells`,
-exactly as the bot does).
+the mouth corners and eyes an admin would point at on the bot's grids (:data:`POINTED`, picture
+pixels, snapped to the cells of the whole picture and then of the closer look, and read back
+through :func:`engine.makers.grid.parse_cells`, exactly as the bot does).
 
 Measures, per character (the landmark model on the output frames):
 
@@ -81,7 +81,7 @@ TEXT = (
 # The animals: left and right mouth corner, left and right eye, as an admin points at them on the
 # bot's grid (picture pixels; they are snapped to cells before use).
 POINTED = {
-    "s22": [(451, 298), (488, 298), (440, 219), (502, 219)],
+    "s22": [(434, 300), (506, 300), (440, 219), (502, 219)],
     "s23": [(308, 410), (370, 410), (256, 343), (394, 343)],
     "s25": [(187, 322), (263, 322), (170, 234), (303, 230)],
     "s30": [(108, 194), (144, 194), (96, 111), (159, 111)],
@@ -157,12 +157,14 @@ def disc_mean_lab(frame: np.ndarray, centres: np.ndarray, radius: int) -> np.nda
 
 
 def pointed_cells(picture: Path, points: list[tuple[int, int]]) -> tuple[str, object]:
-    """What an admin types on the bot's grid for these points, and what the bot reads from it."""
+    """What an admin types on the bot's two grids (the whole picture, then the closer look) for
+    these points, and what the bot reads from it."""
     info = check_picture(picture)
     grid = Grid.over(info.width, info.height)
-    cells = " ".join(grid.name(min(int(x / grid.cell), grid.columns - 1), min(int(y / grid.cell), grid.rows - 1))
-                     for x, y in points)
-    return cells, parse_cells(cells, grid)
+    coarse = " ".join(grid.cell_at(x, y) for x, y in points)
+    closer = Grid.around(parse_cells(coarse, grid), info.width, info.height)
+    fine = " ".join(closer.cell_at(x, y) for x, y in points)
+    return f"{coarse}, then {fine}", parse_cells(fine, closer)
 
 
 def measure_landmarks(row: Row, still: np.ndarray, frames: list[np.ndarray], loudness: np.ndarray) -> tuple[np.ndarray, list[int]]:

@@ -186,6 +186,12 @@ TEXTS: dict[str, dict[str, str]] = {
               "Покажи по сетке: пришли четыре клетки — два уголка рта, потом два глаза, "
               "например {example}. Или выбери вариант ниже, или пришли другую картинку.",
     },
+    "nc_closer": {
+        "en": "Thank you! Now a closer look: send the same four cells on this grid, the mouth corners and "
+              "then the eyes, for example {example}.",
+        "ru": "Спасибо! Теперь поближе: пришли те же четыре клетки на этой сетке — уголки рта, потом глаза, "
+              "например {example}.",
+    },
     "nc_bad_cells": {
         "en": "I can't use that: {reason}. Send four cells from the grid, mouth corners first, for example {example}.",
         "ru": "Не получается: {reason}. Пришли четыре клетки сетки, сначала уголки рта, например {example}.",

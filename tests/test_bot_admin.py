@@ -117,10 +117,10 @@ async def say(api: FakeBotApi, chat: int, text: str) -> Any:
     return await reply(api, chat, mark)
 
 
-async def ask_for_character(api: FakeBotApi, chat: int, name: str, picture: bytes, mouth: str | None = "80,106",
-                            voice: str = "en-high") -> Any:
-    """/newcharacter up to the confirmation (``mouth`` None: tap "usual cartoon proportions");
-    returns the confirmation message."""
+async def ask_for_character(api: FakeBotApi, chat: int, name: str, picture: bytes,
+                            mouth: str | tuple[str, str] | None = "80,106", voice: str = "en-high") -> Any:
+    """/newcharacter up to the confirmation (``mouth`` None: tap "usual cartoon proportions"; a
+    pair: the cells on the whole picture, then on the closer look); returns the confirmation message."""
     assert (await say(api, chat, "/newcharacter")).text == t("nc_ask_name", "en")
     assert "Now send me a picture" in (await say(api, chat, name)).text
     mark = api.mark()
@@ -132,6 +132,10 @@ async def ask_for_character(api: FakeBotApi, chat: int, name: str, picture: byte
             mark = api.mark()
             api.press_button(chat, answer.message_id, "nc:pos:cartoon")
             answer = await reply(api, chat, mark)
+        elif isinstance(mouth, tuple):
+            closer = await say(api, chat, mouth[0])
+            assert closer.method == "sendPhoto" and closer.text.startswith("Thank you! Now a closer look"), closer.text
+            answer = await say(api, chat, mouth[1])
         else:
             answer = await say(api, chat, mouth)
     assert answer.text == t("nc_ask_voice", "en", name=name), answer.text
@@ -249,11 +253,10 @@ def test_new_character_on_the_cpu_path_from_name_to_preview(stack: Stack) -> Non
 
     async def main() -> None:
         async with running_bot(stack.settings()):
-            # no face found: the admin points at the mouth corners and eyes on the grid
-            confirm = await ask_for_character(api, admin, "Bunny Rabbit", cartoon(), mouth="F11 K11 F7 K7")
+            # no face anywhere: the admin points at the mouth corners and eyes on the grid (the manual path)
+            confirm = await ask_for_character(api, admin, "Bunny Rabbit", faceless(), mouth=("F11 K11 F7 K7", "d9 j9, d4 j4"))
             text = api.message(admin, confirm.message_id)["text"]
-            assert "Made on: the CPU (puppet)" in text
-            assert "face found" in text or "mouth and eyes at F11 K11 F7 K7" in text, text
+            assert "Made on: the CPU (puppet)" in text and "mouth and eyes at D9 J9 D4 J4" in text, text
             mark = api.mark()
             api.press_button(admin, confirm.message_id, "nc:make")
             status.append(confirm.message_id)
@@ -266,10 +269,12 @@ def test_new_character_on_the_cpu_path_from_name_to_preview(stack: Stack) -> Non
     (job,) = [j for j in jobs(stack) if j["chat_id"] == admin]
     assert (job["status"], job["path_used"], job["character_id"], job["route"]) == ("ready", "puppet", "bunny-rabbit", "cpu"), job
     assert job["picture_path"] is None and job["attempts"] == 1
+    # the closer look's cells (a 100 px square from 30,35 in 12 cells), as mouth centre and width and eye centres
     options = json.loads(job["options"])
-    if options["landmarks"] == "pointed":  # the grid's cells, as mouth centre and width and eye centres
-        assert options["mouth"] == [80.0, 105.0] and options["mouth_width"] == 50.0, options
-        assert options["eyes"] == [[55.0, 65.0], [105.0, 65.0]], options
+    cell = 100 / 12
+    assert options["landmarks"] == "pointed" and options["mouth_width"] == pytest.approx(6 * cell), options
+    assert options["mouth"] == pytest.approx([30 + 6.5 * cell, 35 + 8.5 * cell]), options
+    assert np.allclose(options["eyes"], [[30 + 3.5 * cell, 35 + 3.5 * cell], [30 + 9.5 * cell, 35 + 3.5 * cell]]), options
     edits = [c.params["text"] for c in api.calls if c.method == "editMessageText" and c.params.get("message_id") == status[0]]
     assert edits[0].startswith("Ready to make:")  # the voice keyboard became the confirmation
     assert edits[1].startswith(f"New character Bunny Rabbit (bunny-rabbit), job {job['id']}:\nwaiting, number 1 in line")

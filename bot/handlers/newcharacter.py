@@ -177,7 +177,7 @@ async def pictured(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | 
     if draft.get("picture") and draft["picture"] != str(path):
         remove_quietly(draft["picture"])
     draft.update(picture=str(path), width=int(info.width), height=int(info.height), face=info.face is not None,
-                 mouth=None, eyes=None, mouth_width=None, landmarks="face" if info.face is not None else None)
+                 mouth=None, eyes=None, mouth_width=None, grid=None, landmarks="face" if info.face is not None else None)
     if info.face is not None:
         await ask_voice(message, draft, language)
         return VOICE
@@ -198,13 +198,14 @@ def check(svc: Services, path: Path) -> Any:
     return check_picture(path, max_bytes=_max_bytes(svc), max_pixels=svc.settings.picture_max_pixels)
 
 
-def grid_picture(path: Path) -> bytes:
-    """The picture with the pointing grid over it, as a JPEG to send (decodes: call it in a thread)."""
+def grid_picture(path: Path, grid: Any = None) -> bytes:
+    """The picture (or the grid's region of it) with the pointing grid over it, as a JPEG to
+    send (decodes: call it in a thread)."""
     import cv2
     from engine.makers.grid import draw_grid
     from engine.makers.picture import read_picture
 
-    board, _ = draw_grid(read_picture(path))
+    board, _ = draw_grid(read_picture(path), grid)
     ok, data = cv2.imencode(".jpg", board, [cv2.IMWRITE_JPEG_QUALITY, 88])
     if not ok:
         raise RuntimeError("could not encode the grid picture")
@@ -217,13 +218,12 @@ def _grid(draft: dict[str, Any]) -> Any:
     return Grid.over(draft["width"], draft["height"])
 
 
-def _grid_example(draft: dict[str, Any]) -> str:
-    """Four cells about where a portrait's mouth corners and eyes are: an example of the answer."""
-    grid = _grid(draft)
+def _grid_example(draft: dict[str, Any], grid: Any = None) -> str:
+    """Four cells about where a face's mouth corners and eyes would be on ``grid``: an example."""
+    grid = grid or _grid(draft)
 
     def cell(x: float, y: float) -> str:
-        return grid.name(min(int(x * draft["width"] / grid.cell), grid.columns - 1),
-                         min(int(y * draft["height"] / grid.cell), grid.rows - 1))
+        return grid.cell_at(grid.x0 + x * grid.width, grid.y0 + y * grid.height)
 
     return " ".join((cell(0.42, 0.68), cell(0.58, 0.68), cell(0.36, 0.45), cell(0.64, 0.45)))
 
@@ -266,19 +266,28 @@ async def position_typed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 
 
 async def cells_typed(message: Message, draft: dict[str, Any], language: str) -> int | None:
-    """Four grid cells: the mouth corners, then the eyes."""
-    from engine.makers.grid import parse_cells
+    """Four grid cells: the mouth corners, then the eyes; first on the whole picture, then once
+    more on a closer look around them (a cell of the whole picture is coarse for a small face)."""
+    from engine.makers.grid import Grid, parse_cells
 
+    closer = draft.get("grid")
+    grid = Grid.from_dict(closer) if closer else _grid(draft)
     try:
-        pointed = parse_cells(message.text, _grid(draft))
+        pointed = parse_cells(message.text, grid)
     except GramophoneError as error:
-        await message.reply_text(t("nc_bad_cells", language, reason=str(error), example=_grid_example(draft)))
+        await message.reply_text(t("nc_bad_cells", language, reason=str(error), example=_grid_example(draft, grid)))
+        return None
+    if not closer:
+        zoom = Grid.around(pointed, draft["width"], draft["height"])
+        board = await asyncio.to_thread(grid_picture, Path(draft["picture"]), zoom)
+        draft["grid"] = zoom.to_dict()
+        await message.reply_photo(board, caption=t("nc_closer", language, example=_grid_example(draft, zoom)))
         return None
     left, right = pointed.eyes
     draft.update(landmarks="pointed", mouth=(float(pointed.mouth[0]), float(pointed.mouth[1])),
                  mouth_width=float(pointed.mouth_width),
                  eyes=((float(left[0]), float(left[1])), (float(right[0]), float(right[1]))),
-                 cells=" ".join(message.text.upper().replace(",", " ").split()))
+                 cells=" ".join(message.text.upper().replace(",", " ").replace(";", " ").split()))
     await ask_voice(message, draft, language)
     return VOICE
 

@@ -37,6 +37,7 @@ from typing import Callable
 
 import cv2
 import numpy as np
+from scipy.interpolate import PchipInterpolator
 from scipy.spatial import Delaunay
 
 from .. import synthetic
@@ -64,8 +65,8 @@ JAW_SHARE = 0.8
 """How far the chin drops, as a share of the lower lip's drop (the jaw rotates; the lip rolls)."""
 CORNER_DROP = 0.12
 """How far the mouth corners follow the jaw down, as a share of the opening."""
-_GAP_EXPONENT = 2.4  # superellipse profile of the gap across the mouth (flatter = wider open middle)
-_ROUND_EXPONENT = 1.5  # ... and of a narrow, rounded mouth (o, u)
+_GAP_EXPONENT = 2.0  # superellipse profile of the gap across the mouth: an ellipse, round at the corners
+_ROUND_EXPONENT = 1.6  # ... and of a narrow, rounded mouth (o, u): rounder still
 _COARSE = 2  # the warp field is computed on every other pixel
 _NONE = -1  # no triangle: the gap between the lips
 _TEETH_BGR = (226, 232, 238)
@@ -175,6 +176,24 @@ class _MouthWarp:
         self.coarse_grid = (np.mgrid[0:coarse_h, 0:coarse_w].astype(np.float32) * _COARSE + (_COARSE - 1) / 2
                             + np.array([y0, x0], np.float32)[:, None, None])
         self.smoothing = max(1.0, SMOOTHING * self.width)
+        # Smoothing spreads motion outwards: fade it out towards the region's edge, so that the
+        # region meets the untouched picture without a seam.
+        rows_c, columns_c = self.coarse_grid
+        x0, x1, y0, y1 = self.roi
+        to_edge = np.minimum.reduce([columns_c - x0, x1 - 1 - columns_c, rows_c - y0, y1 - 1 - rows_c])
+        self.border = _smoothstep(to_edge / (3.0 * self.smoothing))
+        # ... and on the lips themselves barely at all: they are a few pixels thick, and a wide blur
+        # there would pull what lies between them (the picture's own open mouth) into view
+        lips = np.zeros(rows_c.shape, np.uint8)
+        outline = np.concatenate([rig.upper_outer, rig.lower_outer[::-1]])
+        cv2.fillPoly(lips, [np.round((outline - (x0, y0)) / _COARSE).astype(np.int32)], 1)
+        distance = cv2.distanceTransform(1 - lips, cv2.DIST_L2, 3) * _COARSE
+        self.near_lips = 1.0 - _smoothstep(distance / (0.3 * self.width))
+        full_rows, full_columns = self.roi_grid
+        self.full_along = (full_columns - self.centre[0]) * across[0] + (full_rows - self.centre[1]) * across[1]
+        self.full_down = (full_columns - self.centre[0]) * down[0] + (full_rows - self.centre[1]) * down[1]
+        self.coarse_along = (columns_c - self.centre[0]) * across[0] + (rows_c - self.centre[1]) * across[1]
+        self.coarse_down = (columns_c - self.centre[0]) * down[0] + (rows_c - self.centre[1]) * down[1]
 
     # ---- where the points go ---------------------------------------------------------------
 
@@ -211,11 +230,26 @@ class _MouthWarp:
         q[s["jaw"]] = self.source[s["jaw"]] + np.outer(jaw_drop * self.jaw_weight, self.down)
         return q
 
+    def inner_lines(self, targets: np.ndarray, points: int = 41) -> tuple[np.ndarray, np.ndarray]:
+        """The upper and lower inner lip lines, corner to corner, resampled smoothly (a monotone
+        cubic through the control points) so an open mouth has round ends, not a polygon's."""
+        upper = targets[self.slices["upper_inner"]]
+        lower = np.concatenate([upper[:1], targets[self.slices["lower_inner"]], upper[-1:]])
+        along_upper = (upper - self.centre) @ self.across
+        along_lower = (lower - self.centre) @ self.across
+        if np.any(np.diff(along_upper) <= 0) or np.any(np.diff(along_lower) <= 0):
+            return upper, lower  # a line that folds back (a strongly tilted mouth): keep the points
+        grid = np.linspace(along_upper[0], along_upper[-1], points)
+        lines = []
+        for line, along in ((upper, along_upper), (lower, along_lower)):
+            depth = PchipInterpolator(along, (line - self.centre) @ self.down)(grid)
+            lines.append(self.centre + np.outer(grid, self.across) + np.outer(depth, self.down))
+        return lines[0], lines[1]
+
     def gap_polygon(self, targets: np.ndarray) -> np.ndarray:
         """The open mouth: the upper inner line left to right, the lower one back."""
-        upper = targets[self.slices["upper_inner"]]
-        lower = targets[self.slices["lower_inner"]]
-        return np.concatenate([upper, lower[::-1]])
+        upper, lower = self.inner_lines(targets)
+        return np.concatenate([upper, lower[-2:0:-1]])
 
     # ---- maps --------------------------------------------------------------------------------
 
@@ -243,13 +277,29 @@ class _MouthWarp:
         shift_x = columns * shifts[..., 0] + rows * shifts[..., 2] + shifts[..., 4]
         shift_y = columns * shifts[..., 1] + rows * shifts[..., 3] + shifts[..., 5]
         # Piecewise-affine fields crease along triangle edges (a jaw line would come out as a saw):
-        # smooth them, leaving the gap out so the two lips keep their own motion.
+        # smooth them. The two lips move apart (or together, closing a mouth open in the picture),
+        # so each side of the line between them is smoothed on its own, and the gap is left out.
         solid = (ids != _NONE).astype(np.float32)
-        sigma = self.smoothing / _COARSE
-        weight = cv2.GaussianBlur(solid, (0, 0), sigma) + 1e-6
+        upper = targets[self.slices["upper_inner"]]
+        lower = np.concatenate([upper[:1], targets[self.slices["lower_inner"]], upper[-1:]])
+        along = (upper - self.centre) @ self.across
+        middle = ((upper + lower) / 2 - self.centre) @ self.down
+        coarse_below = (self.coarse_down > np.interp(self.coarse_along, along, middle)).astype(np.float32)
+        full_below = self.full_down > np.interp(self.full_along, along, middle)
         size = (x1 - x0, y1 - y0)
-        shift_x = cv2.resize(cv2.GaussianBlur(shift_x * solid, (0, 0), sigma) / weight, size, interpolation=cv2.INTER_LINEAR)
-        shift_y = cv2.resize(cv2.GaussianBlur(shift_y * solid, (0, 0), sigma) / weight, size, interpolation=cv2.INTER_LINEAR)
+        fields = []
+        for shift in (shift_x, shift_y):
+            sides = []
+            for side in (coarse_below, 1.0 - coarse_below):
+                weight = solid * side
+                sigma = self.smoothing / _COARSE
+                spread = cv2.GaussianBlur(shift * weight, (0, 0), sigma) / (cv2.GaussianBlur(weight, (0, 0), sigma) + 1e-6)
+                # the raw field on this side's own lip pixels, extended by the spread beyond them
+                own = np.where(weight > 0, shift, spread)
+                smooth = spread + self.near_lips * (own - spread)
+                sides.append(cv2.resize(smooth * self.border, size, interpolation=cv2.INTER_LINEAR))
+            fields.append(np.where(full_below, sides[0], sides[1]))  # never mix the two lips' motion
+        shift_x, shift_y = fields
         full_rows, full_columns = self.roi_grid
         return full_columns + shift_x, full_rows + shift_y
 
@@ -479,8 +529,7 @@ class Puppet:
         offset_x, offset_y = columns - warp.centre[0], rows - warp.centre[1]
         a = offset_x * warp.across[0] + offset_y * warp.across[1]
         b = offset_x * warp.down[0] + offset_y * warp.down[1]
-        upper = targets[warp.slices["upper_inner"]]
-        lower = np.concatenate([upper[:1], targets[warp.slices["lower_inner"]], upper[-1:]])
+        upper, lower = warp.inner_lines(targets)
         along = lambda points: (points - warp.centre) @ warp.across  # noqa: E731
         deep = lambda points: (points - warp.centre) @ warp.down  # noqa: E731
         top = np.interp(a, along(upper), deep(upper))
@@ -493,8 +542,8 @@ class Puppet:
         depth = 1.0 - np.abs(2 * v - 1)  # 1 in the middle of the gap: the back of the mouth
         colour = self.gap_bgr * (1.0 - 0.45 * depth[..., None]) * (1.0 - 0.25 * u[..., None])
         pixel = max(1.0, self.size / 512.0)
-        teeth_height = np.minimum(0.09 * warp.width, 0.45 * height)
-        teeth = (_smoothstep((teeth_height - (b - top)) / (1.2 * pixel)) * _smoothstep((0.7 - u) / 0.2)
+        teeth_height = np.minimum(0.08 * warp.width, 0.4 * height)
+        teeth = (_smoothstep((teeth_height - (b - top)) / (1.2 * pixel)) * _smoothstep((0.62 - u) / 0.2)
                  * min(1.0, open_share / 0.25))
         teeth_colour = self.teeth_bgr * (1.0 - 0.35 * u[..., None]) * (0.85 + 0.15 * ((b - top) < 0.6 * teeth_height))[..., None]
         colour = colour + teeth[..., None] * 0.9 * (teeth_colour - colour)
