@@ -45,7 +45,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="gramophone-fox-"))
     characters = work / "characters"
     shutil.copytree(ROOT / "characters", characters, ignore=shutil.ignore_patterns("library.gchar", ".build.lock"))
-    os.environ["GRAMOPHONE_CHARACTERS_DIR"] = str(characters)
+    os.environ["GRAMOPHONE_BUILTIN_CHARACTERS_DIR"] = str(characters)
 
     fox = Catalogue(characters).get("fox")
     started = time.perf_counter()
@@ -69,7 +69,7 @@ def main() -> int:
     with open_library(fox.library_path) as library:
         report = measure(out, audio, 16_000, result.timeline, library)
 
-    env = {**os.environ, "GRAMOPHONE_CHARACTERS_DIR": str(work / "fresh")}
+    env = {**os.environ, "GRAMOPHONE_BUILTIN_CHARACTERS_DIR": str(work / "fresh")}
     shutil.copytree(ROOT / "characters", work / "fresh", ignore=shutil.ignore_patterns("library.gchar", ".build.lock"))
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "engine.cli", "demo", "-o", str(work / "demo.mp4")], env=env, check=True, capture_output=True)

@@ -9,13 +9,22 @@ from typing import Any
 from .settings import load_settings
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings given on the command line win over GRAMOPHONE_* variables."""
+    from engine.cli import log_level
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "workers", None):
+        overrides["workers"] = args.workers
+    if log_level(args):
+        overrides["log_level"] = log_level(args)
+    return overrides
+
+
 def cmd_bot(args: argparse.Namespace) -> int:
     from .app import run
 
-    overrides: dict[str, Any] = {}
-    if args.workers:
-        overrides["workers"] = args.workers
-    return run(load_settings(**overrides), webhook_url=args.webhook_url)
+    return run(load_settings(**_overrides(args)), webhook_url=args.webhook_url)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -24,7 +33,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from .logs import configure_logging
     from .worker import run_worker
 
-    settings = load_settings()
+    overrides = _overrides(args)
+    overrides.pop("workers", None)  # run_worker takes it as an argument
+    settings = load_settings(**overrides)
     os.umask(0o077)  # voices, texts and videos of children: this user's alone
     configure_logging(settings.log_level, secrets=settings.secrets())
     route = "gpu" if args.gpu else "cpu" if args.make else None
@@ -37,6 +48,9 @@ def register(commands: Any) -> None:
         "bot",
         help="run the Telegram bot (TELEGRAM_BOT_TOKEN; settings from GRAMOPHONE_* variables or .env)",
         description="Run the Telegram bot. Without GRAMOPHONE_REDIS_URL it also runs the render workers.",
+        epilog="examples:\n  TELEGRAM_BOT_TOKEN=123:abc gramophone bot\n"
+        "  gramophone --log-level DEBUG bot --webhook-url https://bot.example.org/telegram",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bot.add_argument("--webhook-url", help="public HTTPS URL for Telegram to post updates to (default: polling)")
     bot.add_argument("--workers", type=int, help="embedded render processes (default: GRAMOPHONE_WORKERS or one per core)")
@@ -45,6 +59,10 @@ def register(commands: Any) -> None:
     worker = commands.add_parser(
         "worker",
         help="run render workers for the bot's queue (GRAMOPHONE_REDIS_URL to serve a bot on another machine)",
+        description="Run workers for the bot's queues: render processes, or a maker of new characters.",
+        epilog="examples:\n  GRAMOPHONE_REDIS_URL=redis://:secret@queue:6379/0 gramophone worker --workers 4\n"
+        "  gramophone -v worker --make      # new characters on this machine's CPU",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     worker.add_argument("--workers", type=int, help="processes (default: GRAMOPHONE_WORKERS or one per core; makers: 1)")
     kind = worker.add_mutually_exclusive_group()

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from engine.errors import GramophoneError
+from engine.errors import GramophoneError, InputError
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -99,7 +100,7 @@ class Settings(BaseSettings):
     )
     default_character: str = "fox"
     stories_dir: Path = Field(
-        default=Path(__file__).resolve().parent / "stories",
+        default_factory=lambda: Path(str(resources.files("bot") / "stories")),
         description="Bedtime stories: <lang>/<slug>.txt, the title on the first line.",
     )
 
@@ -337,8 +338,9 @@ class Settings(BaseSettings):
         return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
-class SettingsError(GramophoneError):
-    """A setting that cannot be used; the message names its variable and what it expects."""
+class SettingsError(InputError):
+    """A setting that cannot be used; the message names its variable and what it expects (a
+    usage error: the ``gramophone`` command exits 2)."""
 
 
 def load_settings(**overrides: Any) -> Settings:

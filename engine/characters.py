@@ -39,6 +39,7 @@ with a message naming the folder and the others still load.
 from __future__ import annotations
 
 import fcntl
+from importlib import resources
 import logging
 import os
 import re
@@ -58,16 +59,38 @@ ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 SOURCES = ("drawn", "video")
 
 
-def builtin_characters_dir() -> Path:
-    """The characters shipped in this repository (``GRAMOPHONE_CHARACTERS_DIR`` overrides)."""
-    configured = os.environ.get("GRAMOPHONE_CHARACTERS_DIR")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[1] / "characters"
-
-
+BUILTIN_DIR_ENV = "GRAMOPHONE_BUILTIN_CHARACTERS_DIR"
+_OLD_BUILTIN_DIR_ENV = "GRAMOPHONE_CHARACTERS_DIR"
 DATA_DIR_ENV = "GRAMOPHONE_DATA_DIR"
 """The bot's data folder (its state, queue and made characters), ``data`` by default."""
+
+
+def builtin_characters_dir() -> Path:
+    """The characters shipped with Gramophone (``GRAMOPHONE_BUILTIN_CHARACTERS_DIR`` overrides).
+
+    An installed package carries them as the package data ``engine.assets`` (the checkout's
+    ``characters/`` folder, mapped there by ``pyproject.toml``), read through
+    :mod:`importlib.resources`; a checkout, or an editable install of one, reads the folder."""
+    configured = os.environ.get(BUILTIN_DIR_ENV)
+    if not configured and os.environ.get(_OLD_BUILTIN_DIR_ENV):
+        configured = os.environ[_OLD_BUILTIN_DIR_ENV]
+        log.warning("%s is now called %s (the bot's %sS lists every catalogue root)", _OLD_BUILTIN_DIR_ENV,
+                    BUILTIN_DIR_ENV, _OLD_BUILTIN_DIR_ENV)
+    if configured:
+        return Path(configured)
+    try:
+        return Path(str(resources.files("engine.assets")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / "characters"
+
+
+def library_cache_dir() -> Path:
+    """Where libraries go whose character folder is read-only (an installed package):
+    ``$XDG_CACHE_HOME/gramophone/libraries`` (``~/.cache/...`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gramophone" / "libraries"
+
+
 
 
 def made_characters_dir() -> Path:
@@ -99,7 +122,12 @@ class Character:
 
     @property
     def library_path(self) -> Path:
-        return self.folder / LIBRARY_FILE
+        """``library.gchar`` in the character's folder, or in the library cache when the folder
+        is read-only and holds none (the built-in characters of an installed package)."""
+        own = self.folder / LIBRARY_FILE
+        if own.is_file() or os.access(self.folder, os.W_OK):
+            return own
+        return library_cache_dir() / self.id / LIBRARY_FILE
 
     @property
     def is_built(self) -> bool:
@@ -237,7 +265,9 @@ def ensure_library(character: Character, progress: Callable[[int], None] | None 
     """
     if character.is_built and not rebuild:
         return character.library_path
-    lock_path = character.folder / ".build.lock"
+    library = character.library_path
+    library.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = library.parent / ".build.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if character.is_built and not rebuild:

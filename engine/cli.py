@@ -1,5 +1,9 @@
 """The ``gramophone`` command: a thin layer over the engine's API.
 
+Exit status: 0 done; 1 the work failed (a video that cannot be decoded, a broken library, a full
+disk); 2 a usage error (bad options or arguments, an unknown character, a malformed setting:
+:class:`~engine.errors.InputError`); 130 interrupted (Ctrl-C). Errors are one line on stderr.
+
 Other packages add subcommands through the ``gramophone.commands`` entry-point group (each entry
 point is a function taking the argparse sub-parsers), so the engine never imports them: the bot
 adds ``gramophone bot`` and ``gramophone worker`` that way.
@@ -18,7 +22,7 @@ from typing import Callable, Iterator
 
 from tqdm import tqdm
 
-from .errors import GramophoneError
+from .errors import GramophoneError, InputError
 
 log = logging.getLogger("gramophone")
 
@@ -106,20 +110,21 @@ def cmd_say(args: argparse.Namespace) -> int:
         try:
             text = Path(args.file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
-            raise GramophoneError(f"cannot read {args.file}: {getattr(error, 'strerror', None) or error}") from None
+            raise InputError(f"cannot read {args.file}: {getattr(error, 'strerror', None) or error}") from None
     elif args.text is not None:
         text = args.text
     else:
-        raise GramophoneError("nothing to say: give TEXT or --file")
+        raise InputError("nothing to say: give TEXT or --file")
     character = _catalogue().get(args.character)
     voice = character.voice_for(args.lang)
     overrides = {key: value for key, value in (("voice", args.voice), ("rate", args.rate), ("pitch", args.pitch)) if value is not None}
     if overrides:
         voice = dataclasses.replace(voice, **overrides)  # VoiceSettings checks the values
     _ensure_built(character)
+    output = args.output or f"{character.id}-says.mp4"
     with progress_bar(None, "rendering") as update:
         result = say(
-            character, text, args.output, language=args.lang, video_note=args.video_note, voice=voice,
+            character, text, output, language=args.lang, video_note=args.video_note, voice=voice,
             max_chars=args.max_chars, size=args.size, progress=update,
         )
     print(
@@ -191,7 +196,7 @@ def _numbers(text: str | None, count: int, what: str, example: str) -> tuple[flo
     except ValueError:
         values = ()
     if len(values) != count:
-        raise GramophoneError(f"{what} must be {count} numbers in picture pixels, like {example}")
+        raise InputError(f"{what} must be {count} numbers in picture pixels, like {example}")
     return values
 
 
@@ -206,7 +211,7 @@ def cmd_characters_make(args: argparse.Namespace) -> int:
 
     name = clean_name(args.name)
     if name is None:
-        raise GramophoneError("--name must be 1 to 40 characters, not only spaces")
+        raise InputError("--name must be 1 to 40 characters, not only spaces")
     mouth = _numbers(args.mouth, 2, "--mouth", "--mouth 250,410")
     eyes = _numbers(args.eyes, 4, "--eyes", "--eyes 190,260,310,262")
     into = Path(args.into) if args.into else made_characters_dir()
@@ -243,12 +248,26 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gramophone", description="Talking-character videos on a CPU.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser = argparse.ArgumentParser(
+        prog="gramophone", description="Talking-character videos on a CPU.", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  gramophone demo                         # the fox tells a story: demo.mp4\n"
+        "  gramophone say \"Hello!\" --character fox\n  gramophone characters make grandma.jpg --name Grandma\n\n"
+        "exit status: 0 done, 1 the work failed, 2 a usage error, 130 interrupted. `gramophone COMMAND --help` for more.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (the same as --log-level INFO)")
+    parser.add_argument("--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="how much to log (default WARNING; bot and worker: GRAMOPHONE_LOG_LEVEL, else INFO)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    build = commands.add_parser("build", help="build a character library from a speech video")
+    examples = argparse.RawDescriptionHelpFormatter
+    build = commands.add_parser(
+        "build", help="build a character library from a speech video", formatter_class=examples,
+        description="Build a character library: the video is cut into overlapping 10-frame segments with acoustic "
+        "fingerprints and mouth measures, framed on the face unless --crop says otherwise.",
+        epilog="examples:\n  gramophone build grandma.mp4 --idle grandma-idle.mp4 -o grandma.gchar\n"
+        "  gramophone build fox.mp4 --crop centre -o fox.gchar",
+    )
     build.add_argument("speech_video", help="video of the character speaking, with its audio")
     build.add_argument("--idle", help="video of the character silent (blinks, mouth closed)")
     build.add_argument("-o", "--output", required=True, help="the character library file to write")
@@ -261,11 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--jpeg-quality", type=int, default=85, help="JPEG quality of stored frames (default 85)")
     build.set_defaults(handler=cmd_build)
 
-    info = commands.add_parser("info", help="show what a character library holds")
+    info = commands.add_parser("info", help="show what a character library holds", formatter_class=examples,
+                               description="Frames, segments, idle source, crop and the mouth model of a library.",
+                               epilog="example:\n  gramophone info grandma.gchar")
     info.add_argument("character", help="character library file")
     info.set_defaults(handler=cmd_info)
 
-    render = commands.add_parser("render", help="render a character saying an audio file")
+    render = commands.add_parser("render", help="render a character saying an audio file", formatter_class=examples,
+                                 description="Lip-sync a library to any audio ffmpeg reads: H.264 + AAC at 25 fps.",
+                                 epilog="examples:\n  gramophone render grandma.gchar voice.ogg -o answer.mp4\n"
+                                 "  gramophone render fox.gchar voice.ogg -o note.mp4 --video-note")
     render.add_argument("character", help="character library file")
     render.add_argument("audio", help="any audio ffmpeg reads (ogg/opus, wav, mp3, m4a)")
     render.add_argument("-o", "--output", required=True, help="mp4 to write")
@@ -274,11 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--planner", choices=("global", "greedy"), default="global", help="segment planner (default global)")
     render.set_defaults(handler=cmd_render)
 
-    say = commands.add_parser("say", help="a character says a text (text-to-speech + render)")
+    say = commands.add_parser("say", help="a character says a text (text-to-speech + render)", formatter_class=examples,
+                              description="Text to speech in the character's voice, rendered sentence by sentence.",
+                              epilog="examples:\n  gramophone say \"Hello, little one!\"            # writes fox-says.mp4\n"
+                              "  gramophone say --file story.txt --character grandma -o story.mp4\n"
+                              "  gramophone say \"Привет!\" --lang ru --video-note -o note.mp4")
     say.add_argument("text", nargs="?", help="what to say")
     say.add_argument("--file", help="read the text from a file (long texts and stories)")
     say.add_argument("--character", default="fox", help="character id (default fox; see `gramophone characters list`)")
-    say.add_argument("-o", "--output", required=True, help="mp4 to write")
+    say.add_argument("-o", "--output", help="mp4 to write (default: CHARACTER-says.mp4)")
     say.add_argument("--lang", help="language of the text (default: the character's)")
     say.add_argument("--voice", help="eSpeak NG voice, e.g. en-gb, ru, en-us+f3 (default: the character's)")
     say.add_argument("--rate", type=int, help="words per minute, 80-450 (default: the character's)")
@@ -288,7 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--max-chars", type=int, default=10_000, help="refuse longer texts (default 10000)")
     say.set_defaults(handler=cmd_say)
 
-    demo = commands.add_parser("demo", help="the fox tells a bedtime story: builds it if needed, writes demo.mp4")
+    demo = commands.add_parser("demo", help="the fox tells a bedtime story: builds it if needed, writes demo.mp4",
+                               formatter_class=examples, description="The main job on the embedded default: no token, "
+                               "no GPU, no server. Builds the fox on first use (about 30 s on one core).",
+                               epilog="examples:\n  gramophone demo\n  gramophone demo --story my-story.txt -o story.mp4")
     demo.add_argument("-o", "--output", default="demo.mp4", help="mp4 to write (default demo.mp4)")
     demo.add_argument("--character", default="fox", help="character id (default fox)")
     demo.add_argument("--story", help="a story file: a title line, a blank line, the text")
@@ -300,14 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
         "($GRAMOPHONE_DATA_DIR/characters, by default data/characters, shared with the bot).",
     )
     actions = characters.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="every character, and whether its library is built")
+    listing = actions.add_parser("list", help="every character, and whether its library is built",
+                                 epilog="example: gramophone characters list")
     listing.set_defaults(handler=cmd_characters_list)
     building = actions.add_parser("build", help="build the libraries not built yet (or --rebuild)",
                                   epilog="example: gramophone characters build fox --rebuild")
     building.add_argument("id", nargs="?", help="one character (default: all)")
     building.add_argument("--rebuild", action="store_true", help="build again even if built (upgrades old libraries)")
     building.set_defaults(handler=cmd_characters_build)
-    inspecting = actions.add_parser("info", help="what a character's library holds")
+    inspecting = actions.add_parser("info", help="what a character's library holds",
+                                    epilog="example: gramophone characters info fox")
     inspecting.add_argument("id", nargs="?", help="one character (default: all)")
     inspecting.set_defaults(handler=cmd_characters_info)
     making = actions.add_parser(
@@ -335,15 +368,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def log_level(args: argparse.Namespace) -> str | None:
+    """The level asked for on the command line (``--log-level``, or ``-v`` for INFO), or None."""
+    return args.log_level or ("INFO" if args.verbose else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level(args) or "WARNING", format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args) or 0)
-    except GramophoneError as error:
+    except InputError as error:
         print(f"gramophone: error: {error}", file=sys.stderr)
         return 2
+    except GramophoneError as error:
+        print(f"gramophone: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # the machine, not the input: a full disk, a folder we may not write
+        where = f": {error.filename}" if getattr(error, "filename", None) else ""
+        print(f"gramophone: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("gramophone: interrupted", file=sys.stderr)
         return 130

@@ -48,7 +48,7 @@ def test_the_repository_ships_the_fox_and_both_passages():
     assert "fox" in fox.greeting_for("en").lower() and fox.greeting_for("ru")
     for language in ("en", "ru"):
         assert len((REPO_CHARACTERS / "passages" / f"{language}.txt").read_text(encoding="utf-8").split()) > 150
-    assert builtin_characters_dir() == REPO_CHARACTERS or os.environ.get("GRAMOPHONE_CHARACTERS_DIR")
+    assert builtin_characters_dir() == REPO_CHARACTERS or os.environ.get("GRAMOPHONE_BUILTIN_CHARACTERS_DIR")
 
 
 def write(folder: Path, text: str) -> Path:
@@ -114,7 +114,7 @@ def test_say_bad_input_leaves_nothing(fox, tmp_path):
 
 
 def gramophone(*args: str, characters: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GRAMOPHONE_CHARACTERS_DIR": str(characters)}
+    env = {**os.environ, "GRAMOPHONE_BUILTIN_CHARACTERS_DIR": str(characters)}
     return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, env=env, cwd=cwd)
 
 
