@@ -22,7 +22,14 @@ from typing import Any
 from engine.characters import Catalogue
 from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, SimpleUpdateProcessor
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    PersistenceInput,
+    PicklePersistence,
+    SimpleUpdateProcessor,
+)
 
 from .character_store import CharacterStore
 from .dispatcher import Dispatcher
@@ -88,9 +95,16 @@ def build_application(settings: Settings, guard: ChatGuard) -> Application:
         .rate_limiter(AIORateLimiter(max_retries=0))
         .media_write_timeout(MEDIA_WRITE_TIMEOUT_S)
         .concurrent_updates(UpdateProcessor(UPDATE_CONCURRENCY, settings.admins))
+        # Admins' half-finished /newcharacter drafts (user_data and the conversation's state)
+        # survive a restart; nothing of the children's is kept here (the state database has it).
+        .persistence(PicklePersistence(
+            settings.conversations_path,
+            store_data=PersistenceInput(bot_data=False, chat_data=False, user_data=True, callback_data=False),
+            update_interval=5,
+        ))
     )
     application = builder.build()
-    register(application, guard)
+    register(application, guard, draft_timeout_s=settings.draft_timeout_s)
     return application
 
 
@@ -166,6 +180,14 @@ class GramophoneBot:
                 await bot.set_my_commands(commands, scope=BotCommandScopeDefault(), language_code=code)
         except TelegramError as error:
             log.warning("could not set the command menu: %s", error)
+        days = f"{self.settings.retention_days:g}"
+        try:
+            for language in LANGUAGES:  # what a parent reads before pressing Start
+                code = None if language == "en" else language
+                await bot.set_my_description(t("bot_description", language, days=days), language_code=code)
+                await bot.set_my_short_description(t("bot_short_description", language), language_code=code)
+        except TelegramError as error:
+            log.warning("could not set the bot's description: %s", error)
         for admin in self.settings.admins:  # the admins see their commands too, in their own chat
             try:
                 for language in LANGUAGES:

@@ -46,6 +46,8 @@ class Video:
     duration_s: float
     size: int
     video_note: bool
+    caption: str | None = None
+    """Shown under a regular video (a story's part, to read along); video notes have none."""
 
 
 def _ambiguous(error: TimedOut) -> bool:
@@ -78,7 +80,7 @@ async def send_video(bot: Bot, request: Request, video: Video, read_timeout_s: f
                 )
             return await bot.send_video(
                 request.chat_id, video.data, duration=duration, width=video.size, height=video.size,
-                supports_streaming=True, reply_parameters=reply, read_timeout=read_timeout_s,
+                caption=video.caption, supports_streaming=True, reply_parameters=reply, read_timeout=read_timeout_s,
             )
         except RetryAfter as error:
             wait = _seconds(error.retry_after)

@@ -53,6 +53,9 @@ from .polling import PollingLoop
 
 log = logging.getLogger(__name__)
 
+CAPTION_MAX_CHARS = 1024
+"""Telegram's limit on a media caption."""
+
 RESEND_DELAY_S = 30.0
 """After a send failed several times in a row (Telegram unreachable), wait this long."""
 RESEND_ROUNDS = 20
@@ -369,6 +372,21 @@ class Dispatcher(PollingLoop):
             text = character.greeting_for(language)
         return make_job(**common, text=text, max_chars=max(self.settings.text_max_chars, len(text)))
 
+    def _caption(self, request: Request) -> str | None:
+        """A story's part as the caption of its video, so a parent can read along: its text (the
+        first part's begins with the title), then which part it is (at most Telegram's 1024
+        characters)."""
+        if request.kind != "story":
+            return None
+        story = self.storybook.get_id(request.input or "")
+        if story is None:
+            return None
+        parts = story.parts(self.settings.story_part_chars)
+        if request.part >= len(parts):
+            return None
+        caption = parts[request.part] + (f"\n({request.part + 1}/{len(parts)})" if len(parts) > 1 else "")
+        return caption if len(caption) <= CAPTION_MAX_CHARS else caption[: CAPTION_MAX_CHARS - 1] + "…"
+
     async def _voice_input(self, request: Request) -> bytes:
         """The voice note's bytes, as the inbox stored and checked them."""
         if not request.input_path or not os.path.exists(request.input_path):
@@ -428,7 +446,7 @@ class Dispatcher(PollingLoop):
             self._fail_rest_of_story(request)
             remove_quietly(path)
             return
-        video = Video(data, request.duration_s or 0.0, request.size or 0, bool(request.video_note))
+        video = Video(data, request.duration_s or 0.0, request.size or 0, bool(request.video_note), self._caption(request))
         try:
             message = await send_video(self.bot, request, video, self.settings.send_read_timeout_s)
         except MaybeDelivered as error:

@@ -26,11 +26,11 @@ from typing import Any
 
 from engine.characters import Catalogue, Character, ensure_library
 from engine.errors import GramophoneError
+from engine.render import VIDEO_NOTE_MAX_SIDE
 from engine.library import Library, open_library
 
 log = logging.getLogger(__name__)
 
-VIDEO_NOTE_MAX_SIDE = 640
 VOICE_KINDS = ("voice",)
 TEXT_KINDS = ("text", "story", "greeting", "preview")
 
@@ -124,7 +124,7 @@ def run_job(job: dict[str, Any], characters: CharacterCache) -> dict[str, Any]:
 
 
 def _note_size(library_size: int, duration: float, job: dict[str, Any]) -> int | None:
-    """Output side: the library's, capped at 640 px when the answer will be a video note."""
+    """Output side: the library's, capped at VIDEO_NOTE_MAX_SIDE (512 px) when the answer will be a video note."""
     if job["video_note"] and duration <= job["video_note_max_s"] and library_size > VIDEO_NOTE_MAX_SIDE:
         return VIDEO_NOTE_MAX_SIDE
     return None

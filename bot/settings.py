@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from engine.errors import GramophoneError, InputError
+from engine.errors import InputError
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -168,6 +168,9 @@ class Settings(BaseSettings):
         default=None, description="The recorded reference performance FLP animates the picture with (speech)."
     )
     flp_reference_idle: Path | None = Field(default=None, description="... and its idle take (blinks, mouth closed).")
+    draft_timeout_s: float = Field(
+        default=3600.0, gt=0, description="An unfinished /newcharacter conversation is dropped after this long idle."
+    )
     make_size: int = Field(default=512, ge=64, description="Side in pixels of a new character's videos (even).")
     make_attempts: int = Field(default=2, ge=1, description="Tries per new character before giving up.")
     make_timeout_s: float = Field(default=3600.0, gt=0, description="Longest making one character may take.")
@@ -237,6 +240,11 @@ class Settings(BaseSettings):
     @property
     def state_path(self) -> Path:
         return self.data_dir / "state.db"
+
+    @property
+    def conversations_path(self) -> Path:
+        """Admins' unfinished /newcharacter conversations (PTB's PicklePersistence)."""
+        return self.data_dir / "conversations.pickle"
 
     @property
     def queue_path(self) -> Path:

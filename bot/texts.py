@@ -102,6 +102,29 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     # -- characters -------------------------------------------------------------------------------
     "characters_prompt": {"en": "Who should answer you?", "ru": "Кто будет тебе отвечать?"},
+    "characters_share": {
+        "en": "To give a friend a character, send them its link:",
+        "ru": "Чтобы подарить героя другу, пошли ему ссылку:",
+    },
+    "deep_link_unknown": {
+        "en": "I don't know that character (the link may be old); here is who answers now. /characters shows them all.",
+        "ru": "Я не знаю такого героя (может быть, ссылка устарела); вот кто отвечает сейчас. Все герои: /characters.",
+    },
+    # what a parent sees before pressing Start (setMyDescription: <= 512; setMyShortDescription: <= 120)
+    "bot_description": {
+        "en": "A storybook character (a little fox, Grandma...) answers your child in a short video, lips "
+              "moving with every word. Send a voice note or a message, or ask for a bedtime story with /story. "
+              "What is kept: a voice note or message only until its answer is sent; a record of each request for "
+              "{days} days; the chat's language and character. Nothing is shared with other chats.",
+        "ru": "Сказочный герой (лисёнок, бабушка...) отвечает ребёнку коротким видео, шевеля губами на каждом слове. "
+              "Пришли голосовое или сообщение, или попроси сказку на ночь: /story. Что хранится: голосовое или "
+              "сообщение только пока не отправлен ответ; запись о каждом запросе {days} дн.; язык и герой чата. "
+              "Ничего не передаётся в другие чаты.",
+    },
+    "bot_short_description": {
+        "en": "A storybook character answers your child in a talking video. Voice notes are deleted once answered.",
+        "ru": "Сказочный герой отвечает ребёнку говорящим видео. Голосовые удаляются после ответа.",
+    },
     "character_chosen": {
         "en": "{name} will answer you now! Here it is saying hello.",
         "ru": "Теперь тебе будет отвечать {name}! Послушай приветствие.",
@@ -185,6 +208,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Я не нашёл лицо на этой картинке: животные и рисунки часто сбивают поиск лиц. "
               "Покажи по сетке: пришли четыре клетки — два уголка рта, потом два глаза, "
               "например {example}. Или выбери вариант ниже, или пришли другую картинку.",
+    },
+    "nc_timed_out": {
+        "en": "That new character waited too long, so I put it away. Send /newcharacter to start again.",
+        "ru": "Новый герой ждал слишком долго, я его убрал. Пришли /newcharacter, чтобы начать заново.",
     },
     "nc_closer": {
         "en": "Thank you! Now a closer look: send the same four cells on this grid, the mouth corners and "

@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("audio", help="any audio ffmpeg reads (ogg/opus, wav, mp3, m4a)")
     render.add_argument("-o", "--output", required=True, help="mp4 to write")
     render.add_argument("--size", type=int, help="output side in pixels (default: the library's)")
-    render.add_argument("--video-note", action="store_true", help="Telegram video note: square, <= 640 px, <= 60 s")
+    render.add_argument("--video-note", action="store_true", help="Telegram video note: square, <= 512 px, <= 60 s")
     render.add_argument("--planner", choices=("global", "greedy"), default="global", help="segment planner (default global)")
     render.set_defaults(handler=cmd_render)
 
@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--voice", help="eSpeak NG voice, e.g. en-gb, ru, en-us+f3 (default: the character's)")
     say.add_argument("--rate", type=int, help="words per minute, 80-450 (default: the character's)")
     say.add_argument("--pitch", type=int, help="0-100, 50 is the voice's own (default: the character's)")
-    say.add_argument("--video-note", action="store_true", help="Telegram video note: square, <= 640 px, <= 60 s")
+    say.add_argument("--video-note", action="store_true", help="Telegram video note: square, <= 512 px, <= 60 s")
     say.add_argument("--size", type=int, help="output side in pixels (default: the library's)")
     say.add_argument("--max-chars", type=int, default=10_000, help="refuse longer texts (default 10000)")
     say.set_defaults(handler=cmd_say)

@@ -34,7 +34,11 @@ from .planner import Piece, PlannerSettings, plan
 log = logging.getLogger(__name__)
 
 VIDEO_NOTE_MAX_SECONDS = 60.0
-VIDEO_NOTE_MAX_SIDE = 640
+VIDEO_NOTE_MAX_SIDE = 512
+"""Side of a round video note. The Bot API documents no limit, but a ``length`` of 640 or more is
+refused ("Bad Request: wrong video note length": pyTelegramBotAPI pull 338, TelegramBotPHP issue
+77; 639 works), and Telegram's own apps record notes at 384 (Android) and 400 px (iOS; Nekogram
+issue 317). 512 is our libraries' size, well inside what is accepted, and even (H.264)."""
 
 
 @dataclass(frozen=True)
@@ -317,9 +321,9 @@ def render(
     out_path
         The mp4 to write; written atomically, nothing is left behind on failure.
     size
-        Side of the square output; default: the library's (at most 640 for a video note).
+        Side of the square output; default: the library's (at most 512 for a video note).
     video_note
-        A Telegram round video note: square, side at most 640, at most 60 s of audio.
+        A Telegram round video note: square, side at most 512, at most 60 s of audio.
     progress
         Called with the number of frames just written, for a progress bar.
 

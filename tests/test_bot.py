@@ -8,6 +8,7 @@ directory (so every test is also a restart of the one before) and uses its own c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -148,6 +149,24 @@ def test_story_arrives_in_parts_in_order(stack: Stack) -> None:
     assert [v.message_id for v in videos(api, chat)] == replies
 
 
+def test_a_story_part_sent_as_a_regular_video_carries_its_text(stack: Stack) -> None:
+    api, chat = stack.api, 122
+
+    async def main() -> None:
+        async with running_bot(stack.settings(video_note_max_s=1)):  # every part too long for a note
+            api.send_text(chat, "/story")
+            await api.wait_for(api.sends_to(chat, "sendMessage"), timeout=90)
+            menu = api.sent_messages(chat)[-1]
+            api.press_button(chat, menu.message_id, "story:en:short")
+            await api.wait_for(api.sends_to(chat, "sendVideo"), timeout=120)
+            await until(lambda: _answered(stack, chat))
+
+    run(main(), timeout=240)
+    (video,) = videos(api, chat)
+    assert video.method == "sendVideo"
+    assert video.params["caption"] == "A Short One. The cat sat on the mat. The end.", video.params.get("caption")
+
+
 def test_character_choice_survives_a_restart(stack: Stack) -> None:
     api, chat = stack.api, 131
 
@@ -158,6 +177,8 @@ def test_character_choice_survives_a_restart(stack: Stack) -> None:
             menu = api.sent_messages(chat)[-1]
             assert [data for _, data in menu.buttons] == ["char:owl", "char:tester"]
             assert menu.buttons[0][0] == "Owl - A wise old owl" and menu.buttons[1][0].startswith("✓ Tester")
+            assert "Owl: https://t.me/gramophone_test_bot?start=owl" in menu.text  # share links
+            assert "Tester: https://t.me/gramophone_test_bot?start=tester" in menu.text
             api.press_button(chat, menu.message_id, "char:owl")
             await api.wait_for(api.sends_to(chat, "sendVideoNote"), timeout=90)  # the owl says hello
             await until(lambda: _answered(stack, chat))
@@ -362,7 +383,8 @@ def test_forged_callback_data_is_refused_politely(stack: Stack) -> None:
     run(main())
     answers = [c for c in api.calls if c.method == "answerCallbackQuery"][-len(forged):]
     assert all(c.params.get("text") == t("button_invalid", "en") and c.params.get("show_alert") for c in answers)
-    assert stack.requests(chat) == [] and texts(api, chat) == [t("characters_prompt", "en")]
+    assert stack.requests(chat) == [] and len(texts(api, chat)) == 1
+    assert texts(api, chat)[0].startswith(t("characters_prompt", "en"))
 
 
 def test_a_redelivered_update_is_not_a_second_request(stack: Stack) -> None:
@@ -495,3 +517,31 @@ def test_start_greets_with_a_video_note_and_sets_the_command_menu(stack: Stack) 
     assert (greeting["kind"], greeting["language"], greeting["input"]) == ("greeting", "ru", "Привет! Я Tester.")
     assert [c["command"] for c in api.commands()] == ["start", "story", "characters", "language", "help"]
     assert api.commands(language_code="ru")[1]["description"] == "Сказка на ночь"
+    days = f"{stack.settings().retention_days:g}"
+    assert api.description() == t("bot_description", "en", days=days) and f"{days} days" in api.description()
+    assert api.description(language_code="ru") == t("bot_description", "ru", days=days)
+    assert api.description("short_description") == t("bot_short_description", "en")
+
+
+def test_a_deep_link_picks_its_character(stack: Stack) -> None:
+    api, chat, other = stack.api, 262, 263
+
+    async def main() -> None:
+        async with running_bot(stack.settings()):
+            api.send_text(chat, "/start owl")  # what t.me/<bot>?start=owl sends
+            await api.wait_for(api.sends_to(chat, "sendVideoNote"), timeout=90)
+            await until(lambda: _answered(stack, chat))
+            mark = api.mark()
+            api.send_text(other, "/start ../../etc")
+            await api.wait_for(api.sends_to(other, "sendVideoNote"), since=mark, timeout=90)
+            await until(lambda: _answered(stack, other))
+
+    run(main())
+    (greeting,) = stack.requests(chat)
+    assert (greeting["kind"], greeting["character"]) == ("greeting", "owl")
+    with contextlib.closing(stack.state()) as connection:
+        (chosen,) = connection.execute("SELECT character FROM chats WHERE chat_id = ?", (chat,)).fetchone()
+    assert chosen == "owl"
+    unknown, welcome = texts(api, other)
+    assert unknown == t("deep_link_unknown", "en") and welcome.startswith("Hello")
+    assert stack.requests(other)[0]["character"] == stack.settings().default_character

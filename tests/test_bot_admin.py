@@ -538,3 +538,34 @@ def test_a_publish_that_hits_a_full_disk_is_published_on_a_later_pass(stack: Sta
     (job,) = [j for j in jobs(stack) if j["chat_id"] == admin]
     assert failures == ["disk-full", "disk-full"]
     assert (job["status"], job["attempts"]) == ("ready", 1), job
+
+
+def test_a_draft_survives_a_restart_and_an_idle_one_is_dropped(stack: Stack) -> None:
+    api, admin, idle = stack.api, 906, 907
+
+    async def main() -> None:
+        async with running_bot(stack.settings()):
+            assert (await say(api, admin, "/newcharacter")).text == t("nc_ask_name", "en")
+            assert "Now send me a picture" in (await say(api, admin, "Patient Pup")).text
+        async with running_bot(stack.settings()):  # a new bot process: the conversation goes on
+            mark = api.mark()
+            api.send_photo(admin, faceless())
+            said = await reply(api, admin, mark)
+            assert said.text.startswith("I couldn't find a face in this picture"), said.text
+            assert (await say(api, admin, "/cancel")).text == t("nc_cancelled", "en")
+        async with running_bot(stack.settings(draft_timeout_s=1.0)):
+            assert (await say(api, idle, "/newcharacter")).text == t("nc_ask_name", "en")
+            mark = api.mark()
+            api.send_text(idle, "Sleepy Sloth")
+            await reply(api, idle, mark)
+            mark = api.mark()
+            api.send_photo(idle, faceless())
+            await reply(api, idle, mark)  # the grid: a picture is now kept for the draft
+            assert len(list(stack.settings().pictures_dir.glob(f"{idle}-*"))) == 1
+            mark = api.mark()
+            said = await reply(api, idle, mark, timeout=20)  # nothing typed: the draft times out
+            assert said.text == t("nc_timed_out", "en")
+            assert list(stack.settings().pictures_dir.glob(f"{idle}-*")) == []  # its picture went too
+
+    run(main(), timeout=120)
+    assert stack.settings().conversations_path.is_file()

@@ -9,7 +9,6 @@ known), so every figure here has a known answer; real portraits are the benchmar
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import cv2
 import numpy as np

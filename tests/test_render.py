@@ -75,7 +75,7 @@ def test_video_note_limits(character, tmp_path):
     long = write_wav(tmp_path / "long.wav", np.zeros(61 * SAMPLE_RATE, np.float32) + 0.01, SAMPLE_RATE)
     with pytest.raises(InputError, match="too long for a video note"):
         render(character.library, long, tmp_path / "note.mp4", video_note=True)
-    with pytest.raises(InputError, match="at most 640"):
+    with pytest.raises(InputError, match="at most 512"):
         render(character.library, long, tmp_path / "note.mp4", video_note=True, size=800)
     assert not (tmp_path / "note.mp4").exists()
 

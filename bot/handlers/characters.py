@@ -1,5 +1,7 @@
 """/characters: a keyboard of the characters (name and description); a press remembers the
-choice for the chat and the new character says hello in a short preview video."""
+choice for the chat and the new character says hello in a short preview video. Below the
+question, each character's share link (``t.me/<bot>?start=<id>``: whoever opens it starts the
+bot with that character)."""
 
 from __future__ import annotations
 
@@ -38,7 +40,14 @@ async def character_menu(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         [InlineKeyboardButton(_label(c.name, c.description, c.id == chat.character), callback_data=f"char:{c.id}")]
         for c in listed
     ]
-    await message.reply_text(t("characters_prompt", chat.language), reply_markup=InlineKeyboardMarkup(keyboard))
+    links = "\n".join(f"{c.name}: {share_link(context.bot.username, c.id)}" for c in listed)
+    text = f"{t('characters_prompt', chat.language)}\n\n{t('characters_share', chat.language)}\n{links}"
+    await message.reply_text(text, reply_markup=InlineKeyboardMarkup(keyboard), disable_web_page_preview=True)
+
+
+def share_link(bot_username: str, character_id: str) -> str:
+    """The deep link that starts the bot with this character chosen."""
+    return f"https://t.me/{bot_username}?start={character_id}"
 
 
 async def character_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

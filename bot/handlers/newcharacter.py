@@ -11,9 +11,11 @@ four cells: the mouth corners, then the eyes (``E9 H9 D5 I5``). The admin may in
 mouth position in picture pixels (``x,y``), take the usual cartoon proportions, or, with a GPU
 worker configured, let FasterLivePortrait's own detector try.
 
-The conversation lives in memory (``user_data``): a restart in the middle only means the admin
-types /newcharacter again. What must survive (the job) is written to the store only at "Make
-it", in one row, and the confirmation message becomes the job's status message.
+The draft lives in ``user_data``, kept with the conversation's state by the application's
+PicklePersistence (``data/conversations.pickle``), so a restart in the middle loses nothing; a
+draft idle for ``draft_timeout_s`` is dropped, its picture deleted, and the admin told. What must
+survive as work (the job) is written to the store only at "Make it", in one row, and the
+confirmation message becomes the job's status message.
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ from typing import Any
 from engine.errors import GramophoneError
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, NetworkError
-from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes, ConversationHandler, MessageHandler, filters
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    ConversationHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
 
 from ..character_store import clean_name, unique_id
 from ..files import remove_quietly, write_atomic
@@ -453,7 +464,16 @@ async def use_buttons(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     await update.effective_message.reply_text(t("nc_use_buttons", chat_language(services(context), update)))
 
 
-def handlers() -> list[BaseHandler]:
+async def timed_out(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The conversation sat idle past ``draft_timeout_s``: drop the draft and its picture, say so."""
+    _drop_draft(context)
+    if update.effective_message is not None:
+        await update.effective_message.reply_text(t("nc_timed_out", chat_language(services(context), update)))
+
+
+def handlers(*, timeout_s: float | None = None) -> list[BaseHandler]:
+    """The conversation: persistent (a draft survives a restart, through the application's
+    PicklePersistence), and dropped after ``timeout_s`` idle (PTB's job queue)."""
     new = filters.UpdateType.MESSAGE
     anything_else = new & ~filters.COMMAND
     conversation = quiet_conversation(
@@ -472,10 +492,13 @@ def handlers() -> list[BaseHandler]:
             ],
             VOICE: [CallbackQueryHandler(voice_chosen, pattern=r"^nc:voice:"), MessageHandler(anything_else, use_buttons)],
             CONFIRM: [CallbackQueryHandler(confirmed, pattern=r"^nc:(make|stop)$"), MessageHandler(anything_else, use_buttons)],
+            ConversationHandler.TIMEOUT: [TypeHandler(Update, timed_out)],
         },
         fallbacks=[CommandHandler("cancel", cancelled)],
         allow_reentry=True,
         name="newcharacter",
+        persistent=True,
+        conversation_timeout=timeout_s,
     )
     return [conversation]
 

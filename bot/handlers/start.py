@@ -1,7 +1,12 @@
-"""/start: a short help text at once, then the current character says hello in a video note."""
+"""/start: a short help text at once, then the current character says hello in a video note.
+
+``/start fox`` (what Telegram sends for the deep link ``t.me/<bot>?start=fox``, the share link
+of each character in /characters) picks that character first; an unknown one is said so and the
+chat keeps its own."""
 
 from __future__ import annotations
 
+from engine.characters import ID_PATTERN
 from telegram import Update
 from telegram.ext import BaseHandler, CommandHandler, ContextTypes
 
@@ -17,6 +22,15 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     chat = chat_of(svc, update)
     if svc.store.find(chat.chat_id, message.message_id, "greeting") is not None:
         return  # a redelivered /start: already greeted
+    if context.args:  # a deep link: t.me/<bot>?start=<character id>
+        wanted = context.args[0]
+        svc.catalogue.reload()
+        picked = svc.catalogue.characters.get(wanted) if ID_PATTERN.match(wanted) else None
+        if picked is None:
+            await message.reply_text(t("deep_link_unknown", chat.language))
+        elif picked.id != chat.character:
+            svc.store.update_chat(chat.chat_id, character=picked.id)
+            chat = chat_of(svc, update)
     character = await answering_character(svc, chat, message)
     if character is None:
         return

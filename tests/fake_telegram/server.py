@@ -353,6 +353,7 @@ class FakeBotApi:
         self._webhook: dict[str, Any] = {}
         self._allowed_updates: list[str] | None = None
 
+        self._descriptions: dict[tuple[str, str], str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._pollers: list[_Poller] = []  # touched only in the server loop
@@ -375,6 +376,10 @@ class FakeBotApi:
                 "setMyCommands": self._set_my_commands,
                 "getMyCommands": self._get_my_commands,
                 "deleteMyCommands": self._delete_my_commands,
+                "setMyDescription": self._set_my_description,
+                "setMyShortDescription": self._set_my_short_description,
+                "getMyDescription": self._get_my_description,
+                "getMyShortDescription": self._get_my_short_description,
                 "sendMessage": self._send_message,
                 "editMessageText": self._edit_message_text,
                 "editMessageCaption": self._edit_message_caption,
@@ -1287,6 +1292,32 @@ class FakeBotApi:
             self._commands[self._commands_key(params)] = commands
         return True
 
+    async def _set_my_description(self, params: dict[str, Any], uploads: dict[str, Upload]) -> bool:
+        return self._set_description("description", params, 512)
+
+    async def _set_my_short_description(self, params: dict[str, Any], uploads: dict[str, Upload]) -> bool:
+        return self._set_description("short_description", params, 120)
+
+    def _set_description(self, kind: str, params: dict[str, Any], limit: int) -> bool:
+        """Like the Bot API: 0-``limit`` characters per language; empty clears it."""
+        text = str(params.get(kind) or "")
+        if len(text) > limit:
+            raise ApiError(400, f"Bad Request: {kind} is too long")
+        with self._lock:
+            self._descriptions[(kind, params.get("language_code") or "")] = text
+        return True
+
+    async def _get_my_description(self, params: dict[str, Any], uploads: dict[str, Upload]) -> dict[str, str]:
+        return {"description": self.description(language_code=params.get("language_code") or "")}
+
+    async def _get_my_short_description(self, params: dict[str, Any], uploads: dict[str, Upload]) -> dict[str, str]:
+        return {"short_description": self.description("short_description", params.get("language_code") or "")}
+
+    def description(self, kind: str = "description", language_code: str = "") -> str:
+        """The bot's description (or ``short_description``) last set for a language."""
+        with self._lock:
+            return self._descriptions.get((kind, language_code), "")
+
     async def _get_my_commands(
         self, params: dict[str, Any], uploads: dict[str, Upload]
     ) -> list[dict[str, Any]]:
@@ -1561,6 +1592,9 @@ class FakeBotApi:
         return self._store_sent(method, chat_id, params, message, stored)
 
     async def _send_video_note(self, p: dict[str, Any], u: dict[str, Upload]) -> dict[str, Any]:
+        # Undocumented, but what the real server answers (pyTelegramBotAPI pull 338): 640 or more.
+        if p.get("length") is not None and not 0 < int(p["length"]) < 640:
+            raise ApiError(400, "Bad Request: wrong video note length")
         return await self._send_media("sendVideoNote", "video_note", p, u)
 
     async def _send_video(self, p: dict[str, Any], u: dict[str, Upload]) -> dict[str, Any]:
