@@ -162,7 +162,7 @@ def pointed_cells(picture: Path, points: list[tuple[int, int]]) -> tuple[str, ob
     info = check_picture(picture)
     grid = Grid.over(info.width, info.height)
     coarse = " ".join(grid.cell_at(x, y) for x, y in points)
-    closer = Grid.around(parse_cells(coarse, grid), info.width, info.height)
+    closer = Grid.around(parse_cells(coarse, grid, rough=True), info.width, info.height, coarse=grid)
     fine = " ".join(closer.cell_at(x, y) for x, y in points)
     return f"{coarse}, then {fine}", parse_cells(fine, closer)
 

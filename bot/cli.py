@@ -42,6 +42,28 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(settings, args.workers, prebuild=not args.no_prebuild, route=route)
 
 
+HEALTHY_WITHIN_S = 60.0
+"""``gramophone health``: the bot is healthy when its dispatcher touched its file this recently."""
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the bot sharing this data folder is passing work on, 1 when not (a container
+    health check: ``HEALTHCHECK CMD gramophone health``)."""
+    import time
+
+    settings = load_settings()
+    try:
+        age = time.time() - settings.alive_path.stat().st_mtime
+    except FileNotFoundError:
+        print(f"unhealthy: {settings.alive_path} is missing (is the bot running on this data folder?)")
+        return 1
+    if age > args.within:
+        print(f"unhealthy: the bot's dispatcher last passed work on {age:.0f} s ago")
+        return 1
+    print(f"healthy: the bot's dispatcher passed work on {age:.0f} s ago")
+    return 0
+
+
 def register(commands: Any) -> None:
     """Entry point: add the bot's subcommands to the ``gramophone`` argparse sub-parsers."""
     bot = commands.add_parser(
@@ -71,3 +93,12 @@ def register(commands: Any) -> None:
     kind.add_argument("--make", action="store_true", help="make new characters on the CPU (the puppet path); one process")
     worker.add_argument("--no-prebuild", action="store_true", help="do not build missing character libraries first")
     worker.set_defaults(handler=cmd_worker)
+
+    health = commands.add_parser(
+        "health", help="exit 0 if the bot on this data folder is alive (a container health check)",
+        description="Reads how long ago the bot's dispatcher last passed work on (GRAMOPHONE_DATA_DIR/bot.alive).",
+        epilog="example:\n  gramophone health || echo the bot is stuck",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    health.add_argument("--within", type=float, default=HEALTHY_WITHIN_S, help="seconds (default 60)")
+    health.set_defaults(handler=cmd_health)

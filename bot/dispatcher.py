@@ -53,6 +53,8 @@ from .polling import PollingLoop
 
 log = logging.getLogger(__name__)
 
+ALIVE_EVERY_S = 5.0
+"""How often the dispatcher touches its liveness file."""
 CAPTION_MAX_CHARS = 1024
 """Telegram's limit on a media caption."""
 
@@ -104,6 +106,7 @@ class Dispatcher(PollingLoop):
         self._last_action: dict[int, float] = {}
         self._actions: set[asyncio.Task[None]] = set()
         self._swept_at = -float("inf")
+        self._beat_at = -float("inf")
         settings.results_dir.mkdir(parents=True, exist_ok=True)
         settings.inbox_dir.mkdir(parents=True, exist_ok=True)
 
@@ -127,6 +130,7 @@ class Dispatcher(PollingLoop):
             task.cancel()
 
     async def run_once(self) -> None:
+        self._beat()
         self.inbox.adopt_orphans()
         await self._collect()
         if self._stopping:
@@ -137,6 +141,18 @@ class Dispatcher(PollingLoop):
         if time.monotonic() - self._swept_at >= self.settings.retention_sweep_s:
             self._swept_at = time.monotonic()
             forget_old(self.settings, self.store)  # on the loop: the store is this thread's
+
+    def _beat(self) -> None:
+        """Touch ``alive_path`` (at most every few seconds): the container's health check reads
+        its age (``gramophone health``), so a dispatcher that stopped passing work is noticed."""
+        now = time.monotonic()
+        if now - self._beat_at < ALIVE_EVERY_S:
+            return
+        self._beat_at = now
+        try:
+            self.settings.alive_path.touch()
+        except OSError as error:
+            log.warning("cannot touch %s: %s", self.settings.alive_path, error)
 
     async def _each(self, request: Request, step: Any, *args: Any) -> Any:
         """One request's step, isolated: an error (a full disk, a bug tripped by one row) is

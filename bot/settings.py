@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     flp_cfg: str | None = Field(default=None, description="FLP's inference config, relative to the checkout (cli mode).")
     flp_url: str | None = Field(default=None, repr=False, description="FLP's HTTP endpoint (http mode).")
     flp_timeout_s: float | None = Field(default=None, gt=0, description="Longest one FLP run may take.")
+    flp_start_wait_s: float | None = Field(
+        default=None, ge=0, description="http: how long the GPU worker waits for FLP's port to open (900 s)."
+    )
     flp_max_lost_fraction: float | None = Field(
         default=None, ge=0, le=1, description="Frames FLP may fail to animate before the CPU puppet is used instead."
     )
@@ -200,7 +203,7 @@ class Settings(BaseSettings):
         return _split(value, ",")
 
     @field_validator("flp_mode", "flp_checkout", "flp_python", "flp_cfg", "flp_url", "flp_reference_speech",
-                     "flp_reference_idle", "flp_timeout_s", "flp_max_lost_fraction", mode="before")
+                     "flp_reference_idle", "flp_timeout_s", "flp_max_lost_fraction", "flp_start_wait_s", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         """``GRAMOPHONE_FLP_MODE=`` (what a compose file passes for an unset variable) means unset."""
@@ -240,6 +243,11 @@ class Settings(BaseSettings):
     @property
     def state_path(self) -> Path:
         return self.data_dir / "state.db"
+
+    @property
+    def alive_path(self) -> Path:
+        """Touched by the running bot's dispatcher every few seconds (``gramophone health``)."""
+        return self.data_dir / "bot.alive"
 
     @property
     def conversations_path(self) -> Path:
@@ -295,7 +303,7 @@ class Settings(BaseSettings):
         from engine.makers.flp import FlpConfig
 
         values: dict[str, Any] = {"mode": self.flp_mode}
-        for name in ("checkout", "python", "cfg", "url", "timeout_s", "max_lost_fraction"):
+        for name in ("checkout", "python", "cfg", "url", "timeout_s", "max_lost_fraction", "start_wait_s"):
             value = getattr(self, f"flp_{name}")
             if value is not None:
                 values[name] = value

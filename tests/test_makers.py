@@ -314,6 +314,63 @@ def test_flp_cli_keeps_the_right_half_aligns_lost_frames_and_retimes(rig_picture
     assert r_opening > 0.9 and r_width > 0.8, (r_opening, r_width)
 
 
+def test_flp_cli_gets_a_silent_driving_video_no_paste_back_and_a_config_that_keeps_frames_whole(
+        rig_picture, reference, checkout, tmp_path, monkeypatch):
+    speech, _ = reference
+    assert probe(speech).has_audio
+    record = tmp_path / "record.jsonl"
+    monkeypatch.setenv("FLP_STANDIN_RECORD", str(record))
+    animate(rig_picture, speech, FlpConfig("cli", checkout=checkout, python=sys.executable), tmp_path / "run")
+    (run,) = [json.loads(line) for line in record.read_text().splitlines()]
+    assert run["driving_has_audio"] is False and run["paste_back"] is False and "--paste_back" not in run["argv"]
+    cropping = checkout / "configs" / "cropping.yaml"
+    cropping.write_text("infer_params:\n  flag_pasteback: true\n  flag_crop_driving_video: True  # FLP's own flag\n")
+    with pytest.raises(InputError, match="flag_crop_driving_video: true; set it to false"):
+        FlpConfig("cli", checkout=checkout, python=sys.executable, cfg="configs/cropping.yaml")
+    with pytest.raises(InputError, match="cannot read FLP's config"):
+        FlpConfig("cli", checkout=checkout, python=sys.executable, cfg="configs/missing.yaml")
+
+
+def test_flp_http_waits_for_a_late_server_one_run_at_a_time_with_unique_uploads(rig_picture, reference, tmp_path):
+    """FLP opens its port only after loading its models, and runs one request at a time."""
+    speech, idle = reference
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    record = tmp_path / "record.jsonl"
+    env = {**os.environ, "FLIP_PORT": str(port), "FLP_STANDIN_HOME": str(tmp_path / "home"), "FLP_STANDIN_START_S": "3",
+           "FLP_STANDIN_RECORD": str(record)}
+    env.pop("FLP_STANDIN_DROP", None)
+    server = subprocess.Popen([sys.executable, str(STANDIN / "api.py")], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        config = FlpConfig("http", url=f"http://127.0.0.1:{port}", start_wait_s=60)
+        results: dict[str, Path] = {}
+        errors: list[BaseException] = []
+
+        def run(name: str, driving: Path) -> None:
+            try:
+                results[name] = animate(rig_picture, driving, config, tmp_path / name)
+            except BaseException as error:  # noqa: BLE001 -- reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=run, args=(name, driving)) for name, driving in (("a", speech), ("b", idle))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not errors, errors
+        assert sorted(results) == ["a", "b"] and all(probe(path).width == 512 for path in results.values())
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    runs = sorted((json.loads(line) for line in record.read_text().splitlines()), key=lambda run: run["started"])
+    assert len(runs) == 2 and runs[0]["ended"] <= runs[1]["started"]  # one at a time
+    names = [name for run in runs for name in run["uploads"].values()]
+    assert len(set(names)) == 4 and not {"driving.mp4", "source.png"} & set(names)  # unique per run
+    assert all(run["driving_has_audio"] is False for run in runs)
+
+
 def test_flp_refuses_when_too_many_frames_are_lost_or_there_is_no_face(rig_picture, reference, checkout, tmp_path, monkeypatch):
     speech, _ = reference
     config = FlpConfig("cli", checkout=checkout, python=sys.executable)
@@ -355,8 +412,8 @@ def test_flp_http_errors_are_one_line_messages(rig_picture, reference, tmp_path)
     finally:
         server.shutdown()
         server.server_close()
-    with pytest.raises(MediaError, match="cannot reach FasterLivePortrait"):
-        animate(rig_picture, speech, FlpConfig("http", url=f"http://127.0.0.1:{server.server_port}"), tmp_path)
+    with pytest.raises(MediaError, match="did not come up in 0 s"):  # nobody listens: waited, then told
+        animate(rig_picture, speech, FlpConfig("http", url=f"http://127.0.0.1:{server.server_port}", start_wait_s=0), tmp_path)
 
 
 def test_make_character_over_flp_http_loads_and_renders(rig_picture, reference, flp_server, tmp_path):

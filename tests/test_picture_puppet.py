@@ -144,7 +144,9 @@ def test_the_grid_is_drawn_with_its_labels_and_its_cells_parse():
     # an edge cell cut by the picture: its centre is inside the picture
     assert Grid.over(1000, 610).centre(0, 9)[1] < 610
     # the closer look: a square around what was pointed at, inside the picture, with cells of its own
-    closer = Grid.around(pointed, 1000, 600)
+    closer = Grid.around(pointed, 1000, 600, coarse=grid)
+    tiny = parse_cells("E6 E6 D3 D3", grid, rough=True)  # a small face: points share cells on the first grid
+    assert tiny.mouth_width == 0 and Grid.around(tiny, 1000, 600, coarse=grid).width == 375
     assert (closer.columns, closer.rows) == (12, 12) and closer.x0 >= 0 and closer.y0 >= 0
     assert closer.x0 + closer.width <= 1000 and closer.y0 + closer.height <= 600
     assert closer.cell < grid.cell

@@ -284,12 +284,12 @@ async def cells_typed(message: Message, draft: dict[str, Any], language: str) ->
     closer = draft.get("grid")
     grid = Grid.from_dict(closer) if closer else _grid(draft)
     try:
-        pointed = parse_cells(message.text, grid)
+        pointed = parse_cells(message.text, grid, rough=not closer)
     except GramophoneError as error:
         await message.reply_text(t("nc_bad_cells", language, reason=str(error), example=_grid_example(draft, grid)))
         return None
     if not closer:
-        zoom = Grid.around(pointed, draft["width"], draft["height"])
+        zoom = Grid.around(pointed, draft["width"], draft["height"], coarse=grid)
         board = await asyncio.to_thread(grid_picture, Path(draft["picture"]), zoom)
         draft["grid"] = zoom.to_dict()
         await message.reply_photo(board, caption=t("nc_closer", language, example=_grid_example(draft, zoom)))

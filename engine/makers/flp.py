@@ -7,15 +7,20 @@ videos, re-timed onto the reference's audio, are built into a library like any f
 
 Two ways to reach FLP, both honouring its own contracts (read from its ``run.py`` and ``api.py``):
 
-* ``cli``: ``python run.py --src_image PIC --dri_video DRIVING --cfg CFG --paste_back`` in the
-  FLP checkout. It writes ``results/<YYYY-mm-dd-HHMMSS>/<pic>-<driving>-crop.mp4`` (1024 x 512:
-  the driving frame LEFT, the animated 512 x 512 crop RIGHT, mp4v, at ``int(fps)``), the
-  paste-back ``...-org.mp4``, ``-audio`` copies when the driving video has sound, and a
-  motion ``.pkl``. Files are named after the inputs, so each run gets uniquely named links.
+* ``cli``: ``python run.py --src_image PIC --dri_video DRIVING --cfg CFG`` in the FLP checkout
+  (no ``--paste_back``: its picture-sized ``...-org.mp4`` is never used). It writes
+  ``results/<YYYY-mm-dd-HHMMSS>/<pic>-<driving>-crop.mp4`` (1024 x 512: the driving frame LEFT,
+  the animated 512 x 512 crop RIGHT, mp4v, at ``int(fps)``), ``...-org.mp4``, ``-audio`` copies
+  when the driving video has sound (so it is sent silent), and a motion ``.pkl``. Files are
+  named after the inputs, so each run gets uniquely named inputs. A config with
+  ``flag_crop_driving_video: true`` is refused (see below).
 * ``http``: ``POST {url}/predict/`` (FLP's ``api.py``, port 9871 by default) with the multipart
   files ``source_image`` and ``driving_video`` and *every* form flag it declares (all are
   required there); the reply is a zip of that run's results folder. An empty zip means FLP
-  found no face in the picture (``api.py`` logs it and returns what it has: nothing).
+  found no face in the picture (``api.py`` logs it and returns what it has: nothing). Uploads
+  carry this run's unique names (FLP saves them in a folder named to the second). FLP's port
+  opens only after it has loaded every model, minutes after its start: until then the worker
+  waits and tries again (up to ``start_wait_s``) instead of failing the job.
 
 What both have in common, and why :func:`retime` exists: FLP *skips* driving frames in which it
 finds no face, so its output can be shorter than the driving video, and it writes at the
@@ -35,6 +40,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -53,7 +59,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, MediaError
-from ..media import EncodeSettings, VideoEncoder, probe
+from ..media import EncodeSettings, VideoEncoder, ffmpeg_exe, ffmpeg_failure, probe, run_bounded
 from .picture import detect_face, face_detector
 
 log = logging.getLogger(__name__)
@@ -133,6 +139,8 @@ class FlpConfig:
         Longest one animation may take.
     max_lost_fraction
         Most driving frames FLP may lose (no face found) before the result is refused.
+    start_wait_s
+        http: how long to wait for FLP's port to open (it loads its models first).
     """
 
     mode: str
@@ -142,16 +150,37 @@ class FlpConfig:
     url: str | None = None
     timeout_s: float = 3600
     max_lost_fraction: float = 0.05
+    start_wait_s: float = 900
+    """http: how long to wait for FLP's port to open (it loads its models first)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("cli", "http"):
             raise InputError(f"FLP mode {self.mode!r} must be 'cli' or 'http'")
         if self.mode == "cli" and (self.checkout is None or not (Path(self.checkout) / "run.py").is_file()):
             raise InputError(f"FLP checkout {self.checkout} has no run.py; set it to the FasterLivePortrait repository")
+        if self.mode == "cli":
+            _check_cli_config(Path(self.checkout) / self.cfg)
         if self.mode == "http" and (not self.url or urlsplit(self.url).scheme not in ("http", "https")):
             raise InputError(f"FLP url {self.url!r} must be an http(s) URL such as http://flp:9871")
         if not self.timeout_s > 0 or not 0 <= self.max_lost_fraction < 1:
             raise InputError("FLP timeout must be positive and max_lost_fraction between 0 and 1")
+
+
+_CROP_DRIVING = re.compile(r"^\s*flag_crop_driving_video\s*:\s*(\S+)", re.MULTILINE)
+
+
+def _check_cli_config(path: Path) -> None:
+    """Refuse an FLP config that crops the driving video: the crop video's left half must be the
+    whole driving frame, which is how its frames are matched to the reference (:func:`align`).
+    One flag of a YAML file, so one pattern, not a YAML parser."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"cannot read FLP's config {path}: {error.strerror or error}") from None
+    match = _CROP_DRIVING.search(text)
+    if match and match.group(1).strip("'\"").lower() in ("true", "yes", "on", "1"):
+        raise InputError(f"FLP's config {path} sets flag_crop_driving_video: true; set it to false "
+                         "(the reference is framed already, and its frames are matched whole)")
 
 
 class _Cancelled(Exception):
@@ -248,6 +277,16 @@ def _link(source: Path, target: Path) -> Path:
     return target
 
 
+def _silent_copy(source: Path, target: Path) -> Path:
+    """The driving video without its sound (the frames copied as they are): given sound, FLP
+    writes two more 10 Mbit/s copies with it into every reply, which we never use."""
+    run = run_bounded([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-i", str(source), "-map", "0:v:0",
+                       "-c:v", "copy", "-an", str(target)], timeout_s=300)
+    if run.returncode != 0:
+        raise ffmpeg_failure(source, "copying the driving video", run.message)
+    return target
+
+
 def _tail(path: Path, lines: int = 20) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -263,7 +302,7 @@ def _run_cli(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
     checkout = Path(config.checkout).resolve()
     log_path = work_dir / "flp.log"
     command = [config.python, "run.py", "--src_image", str(picture), "--dri_video", str(driving),
-               "--cfg", config.cfg, "--paste_back"]
+               "--cfg", config.cfg]  # no --paste_back: its -org.mp4 is never used
     log.info("running FLP: %s (in %s)", " ".join(command), checkout)
     deadline = time.monotonic() + config.timeout_s
     with open(log_path, "wb") as output:
@@ -330,6 +369,36 @@ def _multipart(fields: dict[str, str], files: dict[str, tuple[str, str, Path]], 
     return boundary
 
 
+READY_POLL_S = 5.0
+
+
+def _wait_until_up(config: FlpConfig, cancelled: Callable[[], bool] | None) -> None:
+    """Wait for FLP's server to answer ``GET /openapi.json`` (FastAPI's own page): a server
+    still loading its models refuses connections, which is not a failure of this job."""
+    assert config.url is not None
+    url = urlsplit(config.url)
+    connection_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    deadline = time.monotonic() + config.start_wait_s
+    while True:
+        connection = connection_type(url.hostname, url.port, timeout=10)
+        try:
+            connection.request("GET", url.path.rstrip("/") + "/openapi.json")
+            connection.getresponse().read()
+            return
+        except (ConnectionRefusedError, ConnectionResetError, socket.timeout, http.client.RemoteDisconnected) as error:
+            if time.monotonic() > deadline:
+                raise MediaError(f"FasterLivePortrait at {config.url} did not come up in {config.start_wait_s:.0f} s: {error}")
+            log.info("FLP at %s is not up yet (%s): waiting", config.url, error)
+        except OSError:
+            return  # something else (a DNS failure...): let the request say what it is
+        finally:
+            connection.close()
+        for _ in range(int(READY_POLL_S / 0.5)):
+            if cancelled is not None and cancelled():
+                raise _Cancelled()
+            time.sleep(0.5)
+
+
 def _run_http(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
               cancelled: Callable[[], bool] | None) -> Path:
     """POST to FLP's /predict/; returns the crop video taken out of the reply's zip."""
@@ -339,8 +408,9 @@ def _run_http(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
     connection = connection_type(url.hostname, url.port, timeout=config.timeout_s)
     body = work_dir / "request.body"
     boundary = _multipart(HTTP_FORM, {
-        "source_image": (f"source{picture.suffix.lower() or '.png'}", "application/octet-stream", picture),
-        "driving_video": ("driving.mp4", "video/mp4", driving),
+        # unique names: FLP saves uploads in a folder named to the second, by their file names
+        "source_image": (picture.name, "application/octet-stream", picture),
+        "driving_video": (driving.name, "video/mp4", driving),
     }, body)
     reply = work_dir / "reply.zip"
     outcome: dict[str, object] = {}
@@ -359,6 +429,7 @@ def _run_http(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
         except BaseException as error:  # reported by the waiting thread
             outcome["error"] = error
 
+    _wait_until_up(config, cancelled)
     log.info("posting to FLP at %s", config.url)
     thread = threading.Thread(target=post, name="flp-http", daemon=True)
     thread.start()
@@ -535,7 +606,7 @@ def animate(picture: Path, driving_video: Path, config: FlpConfig, work_dir: Pat
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".flp-") as scratch:
         scratch_dir = Path(scratch)
         source = _link(picture, scratch_dir / f"g{token}{picture.suffix.lower()}")
-        driving = _link(driving_video, scratch_dir / f"g{token}-{driving_video.stem}.mp4")
+        driving = _silent_copy(driving_video, scratch_dir / f"g{token}-{driving_video.stem}.mp4")
         runner = _run_cli if config.mode == "cli" else _run_http
         crop = runner(source, driving, config, scratch_dir, cancelled)
         animated = work_dir / f"{driving_video.stem}-animated.mp4"

@@ -57,15 +57,18 @@ class Grid:
         return cls(width, height, math.ceil(width / cell - 1e-9), math.ceil(height / cell - 1e-9), cell)
 
     @classmethod
-    def around(cls, pointed: PointedFace, width: int, height: int, cells: int = CLOSER_CELLS) -> Grid:
+    def around(cls, pointed: PointedFace, width: int, height: int, cells: int = CLOSER_CELLS, *,
+               coarse: Grid | None = None) -> Grid:
         """A closer look: a square around a face pointed at once (its corners and eyes, with as
-        much again around them), inside the ``width`` x ``height`` picture."""
+        much again around them, and at least four cells of the ``coarse`` grid it was pointed
+        on, since each point is only known to within its cell), inside the picture."""
         points = np.array([pointed.mouth, *pointed.eyes], np.float64)
         half_width = pointed.mouth_width / 2
         points = np.vstack([points, (pointed.mouth[0] - half_width, pointed.mouth[1]),
                             (pointed.mouth[0] + half_width, pointed.mouth[1])])
         low, high = points.min(axis=0), points.max(axis=0)
-        side = min(max(float((high - low).max()) * 2.0, 32.0), float(min(width, height)))
+        least = 4 * coarse.cell if coarse is not None else 32.0
+        side = min(max(float((high - low).max()) * 2.0, least, 32.0), float(min(width, height)))
         centre = (low + high) / 2
         x0 = int(round(min(max(centre[0] - side / 2, 0), width - side)))
         y0 = int(round(min(max(centre[1] - side / 2, 0), height - side)))
@@ -146,8 +149,12 @@ class PointedFace:
     eyes: tuple[tuple[float, float], tuple[float, float]]
 
 
-def parse_cells(text: str | None, grid: Grid) -> PointedFace:
+def parse_cells(text: str | None, grid: Grid, *, rough: bool = False) -> PointedFace:
     """Four cells, mouth corners then eyes, as the mouth centre and width and the eye centres.
+
+    ``rough``: the first, whole-picture answer, which only says where to look closer. On a
+    small face two points may share a cell, or the mouth a row with the eyes, so only the cells
+    themselves are checked.
 
     Raises
     ------
@@ -170,10 +177,12 @@ def parse_cells(text: str | None, grid: Grid) -> PointedFace:
         if not (0 <= column < grid.columns and 0 <= row < grid.rows):
             raise InputError(f"{letter}{number} is not on the grid: columns A-{last_column}, rows 1-{last_row}")
         points.append((column, row))
-    if len(set(points)) != 4:
-        raise InputError("each of the four cells must be a different one")
     (c1, c2, e1, e2) = (grid.centre(column, row) for column, row in points)
     mouth = ((c1[0] + c2[0]) / 2, (c1[1] + c2[1]) / 2)
+    if rough:
+        return PointedFace(mouth=mouth, mouth_width=math.dist(c1, c2), eyes=(e1, e2))
+    if len(set(points)) != 4:
+        raise InputError("each of the four cells must be a different one")
     eye_line = max(e1[1], e2[1])
     if mouth[1] <= eye_line:
         raise InputError("the mouth corners must be below the eyes (first the mouth, then the eyes)")

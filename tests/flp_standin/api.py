@@ -13,7 +13,9 @@ The contract copied (from reading warmshao/FasterLivePortrait ``api.py``, not it
   ``results/<timestamp>/`` exactly as ``run.py`` does, and the reply is that folder zipped
   (``application/zip``, ``attachment; filename=output.zip``); both folders are then removed. No
   face in the picture: the folder stays empty and the zip is empty (HTTP 200).
-* listens on ``FLIP_IP`` (127.0.0.1) and ``FLIP_PORT`` (9871).
+* listens on ``FLIP_IP`` (127.0.0.1) and ``FLIP_PORT`` (9871), and only once its models are
+  loaded: the port opens late (here after ``FLP_STANDIN_START_S``, default 1 s).
+* one request at a time (a synchronous FastAPI handler on one GPU): others wait their turn.
 
 Unlike FLP, results go under ``FLP_STANDIN_HOME`` (default: the working directory), not beside
 this file, so tests never write into the repository. The knobs of ``run.py`` apply.
@@ -27,6 +29,7 @@ import importlib.util
 import io
 import os
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -52,7 +55,20 @@ def _stamp() -> str:
     return datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
 
 
+_ONE_AT_A_TIME = asyncio.Lock()
+
+
 async def predict(request: web.Request) -> web.Response:
+    async with _ONE_AT_A_TIME:
+        return await _predict(request)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """FastAPI serves its schema here; a readiness probe reads it."""
+    return web.json_response({"openapi": "3.1.0", "info": {"title": "FastAPI", "version": "0.1.0"}, "paths": {"/predict/": {}}})
+
+
+async def _predict(request: web.Request) -> web.Response:
     form = await request.post()
     for name in BOOLS:
         if name not in form:
@@ -77,10 +93,13 @@ async def predict(request: web.Request) -> web.Response:
             paths[name].write_bytes(field.file.read())
     save_dir = result_dir / _stamp()
     save_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     if "source_image" in paths and "driving_video" in paths:
         await asyncio.get_running_loop().run_in_executor(
             None, standin.run_with_video, str(paths["source_image"]), str(paths["driving_video"]), str(save_dir),
             lambda line: None)
+    standin.record(uploads={name: path.name for name, path in paths.items()}, started=started, ended=time.time(),
+                   driving_has_audio=standin._video_has_audio(str(paths["driving_video"])) if "driving_video" in paths else None)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for path in sorted(save_dir.rglob("*")):
@@ -95,9 +114,11 @@ async def predict(request: web.Request) -> web.Response:
 def make_app() -> web.Application:
     app = web.Application(client_max_size=1 << 30)
     app.router.add_post("/predict/", predict)
+    app.router.add_get("/openapi.json", openapi)
     return app
 
 
 if __name__ == "__main__":
+    time.sleep(float(os.environ.get("FLP_STANDIN_START_S", "1")))  # loading the models: no port yet
     web.run_app(make_app(), host=os.environ.get("FLIP_IP", "127.0.0.1"), port=int(os.environ.get("FLIP_PORT", 9871)),
                 print=None, shutdown_timeout=1.0)

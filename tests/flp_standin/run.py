@@ -28,6 +28,13 @@ Environment (test knobs, not FLP's):
 ``FLP_STANDIN_LANDMARKS``
     ``mx,my,mouth_width,e1x,e1y,e2x,e2y`` as shares of the picture's width/height (default: the
     rig's ``test`` face).
+``FLP_STANDIN_RECORD``
+    A file to append one JSON line per run to: the arguments, the inputs' names, whether the
+    driving video had sound (what the tests check the adapter sends).
+
+As FLP does, ``flag_crop_driving_video: true`` in the config crops the driving frame around its
+face before the left half of the crop video is made (here: the centre 70 %), so that half is no
+longer the whole driving frame.
 """
 
 from __future__ import annotations
@@ -86,7 +93,29 @@ def _video_has_audio(path: str) -> bool:
         return False
 
 
-def run_with_video(src_image: str, dri_video: str, save_dir: str, say=print) -> tuple[str, str] | None:
+def record(**facts) -> None:
+    path = os.environ.get("FLP_STANDIN_RECORD")
+    if path:
+        import json
+
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(facts) + "\n")
+
+
+def crops_driving_video(cfg: str) -> bool:
+    """``infer_params.flag_crop_driving_video`` of an FLP config (a YAML file)."""
+    try:
+        text = open(cfg, encoding="utf-8").read()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flag_crop_driving_video":
+            return value.strip().lower() in ("true", "yes", "on")
+    return False
+
+
+def run_with_video(src_image: str, dri_video: str, save_dir: str, say=print, crop_driving: bool = False) -> tuple[str, str] | None:
     """Animate ``src_image`` with ``dri_video`` into ``save_dir``; None when the picture has no face."""
     picture = cv2.imread(src_image)
     if picture is None or not source_has_face():
@@ -122,6 +151,10 @@ def run_with_video(src_image: str, dri_video: str, save_dir: str, say=print) -> 
         (dx, dy), _ = cv2.phaseCorrelate(first_grey, grey)
         unit = 512.0 / frame.shape[1]
         animated = puppet.frame(synthetic.FaceParams(opening=opening, width=width, head_dx=dx * unit, head_dy=dy * unit))
+        if crop_driving:  # FLP crops around the driving face: the left half is no longer the whole frame
+            fh, fw = frame.shape[:2]
+            side = int(0.7 * min(fh, fw))
+            frame = frame[(fh - side) // 2 : (fh + side) // 2, (fw - side) // 2 : (fw + side) // 2]
         driving_crop = cv2.resize(cv2.resize(frame, (256, 256)), (512, 512))
         crop_out.write(np.concatenate([driving_crop, animated], axis=1))
         org_out.write(cv2.resize(animated, (w, h), interpolation=cv2.INTER_AREA))
@@ -163,7 +196,8 @@ def main() -> int:
         return 1
     save_dir = f"./results/{datetime.datetime.now().strftime('%Y-%m-%d-%H%M%S')}"
     os.makedirs(save_dir, exist_ok=True)
-    done = run_with_video(args.src_image, args.dri_video, save_dir)
+    record(argv=sys.argv[1:], driving_has_audio=_video_has_audio(args.dri_video), paste_back=args.paste_back)
+    done = run_with_video(args.src_image, args.dri_video, save_dir, crop_driving=crops_driving_video(args.cfg))
     return 0 if done else 1
 
 
