@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -140,6 +140,19 @@ def _crops(speech_video: Path, idle_video: Path | None, crop: Crop | str) -> tup
     return speech_crop, speech_crop if same else face_crop(idle_video)
 
 
+def _within_takes(starts: np.ndarray, take_frames: Sequence[int] | None, speech_frames: int) -> np.ndarray:
+    """The segment starts whose segment lies inside one take."""
+    if not take_frames:
+        return starts
+    if sum(take_frames) != speech_frames or min(take_frames) < feat.SEGMENT_FRAMES:
+        raise InputError(f"the takes' {sum(take_frames)} frames do not make the speech video's {speech_frames}")
+    boundaries = np.cumsum(take_frames)[:-1]
+    crossing = np.zeros(len(starts), bool)
+    for boundary in boundaries:
+        crossing |= (starts < boundary) & (starts + feat.SEGMENT_FRAMES > boundary)
+    return starts[~crossing]
+
+
 def _describe_crop(asked: Crop | str, used: Crop | None) -> str:
     if used is None:
         return "centre"
@@ -153,6 +166,8 @@ def build_library(
     idle_video: str | os.PathLike | None = None,
     settings: BuildSettings = BuildSettings(),
     progress: Progress | None = None,
+    *,
+    take_frames: Sequence[int] | None = None,
 ) -> LibraryInfo:
     """Build a character library from a speech video (and optionally an idle video).
 
@@ -168,6 +183,10 @@ def build_library(
         Frame size, crop, JPEG quality, voice activity settings.
     progress
         Called with the number of frames processed, for a progress bar.
+    take_frames
+        When the speech video is several takes joined (:func:`engine.makers.takes.join_takes`),
+        each take's frame count: no segment is cut across two takes, whose frames do not follow
+        each other.
 
     Raises
     ------
@@ -201,7 +220,7 @@ def build_library(
         analysis = feat.analyse(audio, ANALYSIS_SAMPLE_RATE, speech_frames, settings.vad)
         features, speech, levels = analysis.features, analysis.speech, analysis.levels_db
         idle = ~speech
-        starts = feat.segment_starts(speech_frames)
+        starts = _within_takes(feat.segment_starts(speech_frames), take_frames, speech_frames)
         kinds = ["speech"] * len(starts)
 
         idle_frames = 0
