@@ -224,7 +224,7 @@ class Dispatcher(PollingLoop):
             if self.store.transition(request.id, IN_QUEUE, "failed", error=error):
                 log.warning("%s failed: %s", request.label, error)
                 await self._apologise(request, user_error=outcome.get("error_kind") in USER_ERRORS)
-                self._fail_rest_of_story(request)
+                await self._fail_rest_of_story(request)
             await asyncio.to_thread(self.queue.forget, request.task_id)
             return
         path = self.settings.results_dir / f"{request.id}.mp4"
@@ -257,16 +257,18 @@ class Dispatcher(PollingLoop):
         if self.store.transition(request.id, request.status, "failed", error=reason):
             log.error("%s failed after %d attempts: %s", request.label, request.attempts, reason)
             await self._apologise(request)
-            self._fail_rest_of_story(request)
+            await self._fail_rest_of_story(request)
 
-    def _fail_rest_of_story(self, request: Request) -> None:
+    async def _fail_rest_of_story(self, request: Request) -> None:
+        """A story part failed for good: the later parts will not be told either. Their tasks are
+        abandoned through a thread, as every other queue call (Redis may block)."""
         if request.parts <= 1:
             return
         for part in self.store.story_parts(request):
             if part.part > request.part and part.status in ACTIVE:
                 if self.store.transition(part.id, part.status, "failed", error=f"part {request.part + 1} failed"):
                     if part.task_id and part.status in IN_QUEUE:
-                        self.queue.abandon(part.task_id)
+                        await asyncio.to_thread(self.queue.abandon, part.task_id)
                     remove_quietly(part.result_path)
 
     async def _apologise(self, request: Request, user_error: bool = False) -> None:
@@ -328,7 +330,7 @@ class Dispatcher(PollingLoop):
             if self.store.transition(request.id, "received", "failed", error=request.error or "too many attempts"):
                 log.error("%s failed after %d attempts: %s", request.label, request.attempts, request.error)
                 await self._apologise(request)
-                self._fail_rest_of_story(request)
+                await self._fail_rest_of_story(request)
             return False
         try:
             job = await self._job(request)
@@ -336,7 +338,7 @@ class Dispatcher(PollingLoop):
             if self.store.transition(request.id, "received", "failed", error=str(error)):
                 log.warning("%s failed: %s", request.label, error)
                 await self._apologise(request, user_error=True)
-                self._fail_rest_of_story(request)
+                await self._fail_rest_of_story(request)
             return False
         except Refetch as why:
             if self.store.transition(request.id, "received", "fetching", input_path=None, error=str(why)):
@@ -459,7 +461,7 @@ class Dispatcher(PollingLoop):
             self.store.transition(request.id, "rendered", "failed", error=f"video of {len(data)} bytes is over the upload limit")
             log.error("%s: the video is %d MB, over Telegram's upload limit", request.label, len(data) // 2**20)
             await self._apologise(request)
-            self._fail_rest_of_story(request)
+            await self._fail_rest_of_story(request)
             remove_quietly(path)
             return
         video = Video(data, request.duration_s or 0.0, request.size or 0, bool(request.video_note), self._caption(request))
@@ -471,7 +473,7 @@ class Dispatcher(PollingLoop):
         except Undeliverable as error:
             self.store.transition(request.id, "rendered", "failed", error=str(error))
             log.warning("%s: cannot deliver: %s", request.label, error)
-            self._fail_rest_of_story(request)
+            await self._fail_rest_of_story(request)
         except NotNow as error:
             self.store.annotate(request.id, "rendered", send_started=None)  # known not delivered
             rounds = self._send_rounds.get(request.id, 0) + 1
@@ -482,7 +484,7 @@ class Dispatcher(PollingLoop):
                 return
             self.store.transition(request.id, "rendered", "failed", error=f"could not send: {error}")
             log.error("%s: giving up sending after %d rounds: %s", request.label, rounds, error)
-            self._fail_rest_of_story(request)
+            await self._fail_rest_of_story(request)
         else:
             self.store.transition(request.id, "rendered", "sent", reply_message_id=message.message_id)
             log.info("%s sent as message %s", request.label, message.message_id)

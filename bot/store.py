@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
+from enum import StrEnum
 from typing import Any, Literal
 
 import sqlite_utils
@@ -36,14 +37,47 @@ import sqlite_utils
 log = logging.getLogger(__name__)
 
 KINDS = ("voice", "text", "story", "greeting", "preview")
-STATUSES = ("fetching", "received", "queued", "rendering", "rendered", "sent", "failed")
-"""``fetching``: a voice note recorded (with its file id) before its file is downloaded and
-checked, so a bot killed mid-download still owes the answer and fetches it after the restart."""
+
+
+class Status(StrEnum):
+    """A request's life. ``fetching``: a voice note recorded (with its file id) before its file
+    is downloaded and checked, so a bot killed mid-download still owes the answer and fetches it
+    after the restart."""
+
+    FETCHING = "fetching"
+    RECEIVED = "received"
+    QUEUED = "queued"
+    RENDERING = "rendering"
+    RENDERED = "rendered"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+STATUSES = tuple(Status)
+TRANSITIONS: dict[str, frozenset[str]] = {
+    # from -> where it may go; Store.transition refuses any other move (staying put is annotate)
+    Status.FETCHING: frozenset({Status.RECEIVED, Status.FAILED}),
+    Status.RECEIVED: frozenset({Status.QUEUED, Status.FETCHING, Status.FAILED}),  # fetching: its checked file is gone
+    # a task finished, was lost (received: try again) or the story it belongs to failed
+    Status.QUEUED: frozenset({Status.RENDERING, Status.RENDERED, Status.RECEIVED, Status.FAILED}),
+    Status.RENDERING: frozenset({Status.QUEUED, Status.RENDERED, Status.RECEIVED, Status.FAILED}),
+    Status.RENDERED: frozenset({Status.SENT, Status.RECEIVED, Status.FAILED}),  # received: its file is gone
+    Status.SENT: frozenset(),
+    Status.FAILED: frozenset(),
+}
 ACTIVE = ("fetching", "received", "queued", "rendering", "rendered")
 """Statuses of a request that still owes the chat an answer."""
 IN_QUEUE = ("queued", "rendering")
 """Statuses of a request that has a task in the queue."""
 FINAL = ("sent", "failed")
+
+
+def _check_moves(what: str, table: dict[str, frozenset[str]], expected: tuple[str, ...], status: str) -> None:
+    """Refuse a move the life-cycle table does not have (a bug, never a race: races are the
+    compare-and-set's). From a status to itself is allowed: that only sets fields."""
+    illegal = [source for source in expected if source != status and status not in table[source]]
+    if illegal:
+        raise ValueError(f"a {what} cannot move from {', '.join(illegal)} to {status}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -153,7 +187,26 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_de
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-MAKE_STATUSES = ("queued", "running", "ready", "failed", "cancelled")
+class MakeStatus(StrEnum):
+    """A make job's life (a new character from a picture)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+MAKE_STATUSES = tuple(MakeStatus)
+MAKE_TRANSITIONS: dict[str, frozenset[str]] = {
+    # ready from queued: a maker's result that arrives after its job was queued again (a restart)
+    MakeStatus.QUEUED: frozenset({MakeStatus.RUNNING, MakeStatus.READY, MakeStatus.FAILED, MakeStatus.CANCELLED}),
+    # queued again: a crashed or killed maker, or a GPU job moved to the CPU
+    MakeStatus.RUNNING: frozenset({MakeStatus.QUEUED, MakeStatus.READY, MakeStatus.FAILED, MakeStatus.CANCELLED}),
+    MakeStatus.READY: frozenset(),
+    MakeStatus.FAILED: frozenset(),
+    MakeStatus.CANCELLED: frozenset(),
+}
 MAKE_ACTIVE = ("queued", "running")
 """Statuses of a make job that is not over."""
 MAKE_ROUTES = ("gpu", "cpu")
@@ -473,6 +526,7 @@ class Store:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         expected = (expected,) if isinstance(expected, str) else tuple(expected)
+        _check_moves("request", TRANSITIONS, expected, status)
         return self._compare_and_set("requests", _REQUEST_FIELDS, request_id, expected, status, values)
 
     def _compare_and_set(self, table: str, fields: set[str], row_id: int, expected: tuple[str, ...], status: str, values: dict[str, Any]) -> bool:
@@ -601,6 +655,7 @@ class Store:
         if status not in MAKE_STATUSES:
             raise ValueError(f"unknown make job status {status!r}")
         expected = (expected,) if isinstance(expected, str) else tuple(expected)
+        _check_moves("make job", MAKE_TRANSITIONS, expected, status)
         for key in ("voice", "options"):
             if key in values and not isinstance(values[key], str):
                 values[key] = json.dumps(values[key], ensure_ascii=False)

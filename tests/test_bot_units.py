@@ -89,6 +89,30 @@ def test_store_duplicates_and_compare_and_set(tmp_path: Path) -> None:
     store.close()
 
 
+def test_the_life_cycle_table_refuses_moves_it_does_not_have(tmp_path: Path) -> None:
+    from bot.store import TRANSITIONS, MakeStatus, Status
+
+    store = Store(tmp_path / "state.db")
+    (request,) = store.add_requests([_row()])
+    assert set(TRANSITIONS) == set(Status) and not TRANSITIONS[Status.SENT] and not TRANSITIONS[Status.FAILED]
+    for source, target in [("sent", "queued"), ("failed", "received"), ("fetching", "rendered"), ("received", "sent")]:
+        with pytest.raises(ValueError, match=f"cannot move from {source} to {target}"):
+            store.transition(request.id, source, target)
+    with pytest.raises(ValueError, match="from sent to"):  # one illegal source in a set is enough
+        store.transition(request.id, ("rendered", "sent"), "received")
+    assert store.annotate(request.id, "received", error="noted")  # staying put only sets fields
+    for source, target in [("received", "queued"), ("queued", "rendering"), ("rendering", "rendered"), ("rendered", "sent")]:
+        assert store.transition(request.id, source, target)
+    assert store.get(request.id).status == Status.SENT == "sent"
+    job = store.add_make_job(user_id=1, chat_id=1, name="Owl", character_id="owl", language="en", voice={}, options={},
+                             picture_path=str(tmp_path / "p.png"), route="cpu", status_message_id=None)
+    assert store.transition_make_job(job.id, MakeStatus.QUEUED, MakeStatus.RUNNING)
+    assert store.transition_make_job(job.id, "running", "ready")
+    with pytest.raises(ValueError, match="make job cannot move from ready to queued"):
+        store.transition_make_job(job.id, "ready", "queued")
+    store.close()
+
+
 def test_store_upgrades_a_version_1_file_keeping_its_data(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     connection = sqlite3.connect(path, isolation_level=None)
