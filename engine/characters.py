@@ -286,5 +286,7 @@ def ensure_library(character: Character, progress: Callable[[int], None] | None 
             idle = character.folder / idle_name if idle_name else None
             crop = str(character.source.get("crop", "face"))
             settings = BuildSettings(size=int(character.source.get("size", 512)), crop=Crop.parse(crop) if "," in crop else crop)
-            build_library(speech, character.library_path, idle, settings, progress=progress)
+            takes = character.source.get("takes")  # a person recorded in takes: no segment across two
+            take_frames = [int(count) for count in takes] if isinstance(takes, list) and takes else None
+            build_library(speech, character.library_path, idle, settings, progress=progress, take_frames=take_frames)
     return character.library_path

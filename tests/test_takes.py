@@ -84,3 +84,34 @@ def test_takes_join_and_no_segment_crosses_a_take(recorded, tmp_path):
     assert np.any(starts + feat.SEGMENT_FRAMES == 200) and np.any(starts == 200)  # both sides still used
     with pytest.raises(Exception, match="do not make the speech video"):
         build_library(joined, tmp_path / "bad.gchar", idle, BuildSettings(size=SIDE, crop="centre"), take_frames=[100, 100])
+
+
+def test_a_character_made_from_a_person_loads_renders_and_keeps_its_takes_apart(recorded, tmp_path):
+    from engine.characters import Catalogue, ensure_library
+    from engine.makers.make import make_character_from_person
+    from engine.render import render
+    from engine.speech import VoiceSettings
+
+    speech, idle = recorded
+    second = tmp_path / "second.mp4"
+    synthetic.write_character_videos(tmp_path / "b", seed=7, duration_s=5.0, size=320, idle_s=2.0)  # another size
+    (tmp_path / "b" / "speech.mp4").rename(second)
+    stages: list[str] = []
+    folder = tmp_path / "characters" / "grandma"
+    made = make_character_from_person([speech, second], idle, folder, character_id="grandma", name="Grandma",
+                                      language="en", voice=VoiceSettings(), size=128,
+                                      progress=lambda stage, fraction: stages.append(stage))
+    assert made.path == "person" and made.info.size == 128 and stages[-1] == "ready"
+    assert sorted(p.name for p in folder.iterdir()) == ["character.toml", "idle.mp4", "library.gchar", "portrait.jpg", "speech.mp4"]
+    grandma = Catalogue(tmp_path / "characters").get("grandma")
+    assert grandma.source["takes"] == [200, 125] and grandma.source["maker"] == "person"
+    with open_library(grandma.library_path) as library:
+        starts = library.segment_starts[~library.segment_is_idle]
+    assert not np.any((starts < 200) & (starts + feat.SEGMENT_FRAMES > 200))
+    grandma.library_path.unlink()  # a rebuild (characters build --rebuild) keeps the takes apart too
+    ensure_library(grandma)
+    with open_library(grandma.library_path) as library:
+        assert not np.any((library.segment_starts < 200) & (library.segment_starts + feat.SEGMENT_FRAMES > 200)
+                          & ~library.segment_is_idle)
+    wav = write_wav(tmp_path / "hi.wav", synthetic.synth_speech(2.0, seed=3, sample_rate=16_000), 16_000)
+    assert render(grandma.library_path, wav, tmp_path / "hi.mp4").frames == 50

@@ -28,11 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import cv2
+
 from ..build import BuildSettings, build_library
 from ..characters import CHARACTER_FILE, ID_PATTERN, LIBRARY_FILE, Character, load_character
-from ..errors import GramophoneError, InputError
+from ..errors import GramophoneError, InputError, MediaError
 from ..library import LibraryInfo
-from ..media import probe
+from ..media import iter_frames, probe
 from ..speech import VoiceSettings
 from . import flp as flp_maker
 from .drawn import performance_audio
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 STAGE_GPU = "animating on GPU"
 STAGE_CPU = "animating on CPU"
 STAGE_BUILD = "building library"
+STAGE_JOIN = "joining the recorded takes"
 STAGE_READY = "ready"
 SPEECH_VIDEO, IDLE_VIDEO = "speech.mp4", "idle.mp4"
 IDLE_SECONDS = 12.0
@@ -119,7 +122,7 @@ def _toml(value: object) -> str:
 
 
 def _character_toml(*, character_id: str, name: str, description: str, language: str, voice: VoiceSettings,
-                    pitch_semitones: float, portrait: str, maker: str, size: int) -> str:
+                    pitch_semitones: float, portrait: str, maker: str, size: int, takes: list[int] | None = None) -> str:
     voice_table = {"language": voice.language, "rate": voice.rate, "pitch": voice.pitch}
     if voice.piper_model:
         voice_table["piper_model"] = voice.piper_model
@@ -128,7 +131,8 @@ def _character_toml(*, character_id: str, name: str, description: str, language:
     if voice.voice:
         voice_table["voice"] = voice.voice
     lines = [
-        f"# Made from one picture ({portrait}) by engine.makers ({maker}); the library is a build output.",
+        (f"# Recorded by a person in {len(takes)} takes, joined by engine.makers; the library is a build output."
+         if takes else f"# Made from one picture ({portrait}) by engine.makers ({maker}); the library is a build output."),
         f"id = {_toml(character_id)}",
         f"name = {_toml(name)}",
         f"description = {_toml(description)}",
@@ -149,6 +153,7 @@ def _character_toml(*, character_id: str, name: str, description: str, language:
         f"idle_video = {_toml(IDLE_VIDEO)}",
         f"size = {size}",
         f"maker = {_toml(maker)}",
+        *([f"takes = [{', '.join(str(int(count)) for count in takes)}]"] if takes else []),
         "",
     ]
     return "\n".join(lines)
@@ -283,6 +288,72 @@ def make_character(
     tracker.report(STAGE_READY, 1.0, check=False)
     log.info("made character %s (%s) in %s by %s in %.1f s", character_id, name, folder, maker, seconds)
     return MadeCharacter(folder=folder, path=maker, info=library, seconds=seconds, face=found_by)
+
+
+def make_character_from_person(
+    takes: list[Path],
+    idle_take: Path,
+    folder: Path,
+    *,
+    character_id: str,
+    name: str,
+    language: str,
+    voice: VoiceSettings,
+    description: str = "",
+    pitch_semitones: float = 0.0,
+    progress: Callable[[str, float], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    size: int = 512,
+) -> MadeCharacter:
+    """Make a character from a person who recorded the passage in takes (Telegram video notes,
+    each checked by :func:`engine.makers.takes.check_take` when it arrived) and one silent take.
+
+    The speech takes are joined into one recording at ``size`` (video notes of 384-640 px are
+    scaled to it with Lanczos: the library has one size), the idle take likewise, and the library
+    is built with no segment across two takes. Video notes are square on the face already, so
+    the crop is the centred square. A still of the idle take is the portrait. Into ``folder``,
+    removed again on any failure, as :func:`make_character`.
+    """
+    from .takes import join_takes
+
+    started = time.perf_counter()
+    folder = Path(folder)
+    _check_identity(character_id, name, language, pitch_semitones, size)
+    if not takes:
+        raise InputError("a character from a person needs at least one recorded take")
+    tracker = _Tracker(progress, cancelled)
+    tracker.report(STAGE_JOIN, 0.0)
+    folder.mkdir(parents=True, exist_ok=True)
+    portrait = folder / "portrait.jpg"
+    partial = folder / f".{CHARACTER_FILE}.part"
+    written = [portrait, folder / SPEECH_VIDEO, folder / IDLE_VIDEO, folder / LIBRARY_FILE, partial, folder / CHARACTER_FILE]
+    try:
+        counts = join_takes([Path(take) for take in takes], folder / SPEECH_VIDEO, size=size)
+        tracker.report(STAGE_JOIN, 0.15)
+        join_takes([Path(idle_take)], folder / IDLE_VIDEO, size=size)
+        still = next(iter_frames(folder / IDLE_VIDEO, size), None)
+        if still is None or not cv2.imwrite(str(portrait), still):
+            raise MediaError("the silent take has no frame to make a portrait of")
+        tracker.report(STAGE_BUILD, 0.2)
+        speech, idle = folder / SPEECH_VIDEO, folder / IDLE_VIDEO
+        library = build_library(speech, folder / LIBRARY_FILE, idle, BuildSettings(size=size, crop="centre"),
+                                progress=tracker.frames(STAGE_BUILD, 0.2, _BUILT, _frame_estimate(speech, idle)),
+                                take_frames=counts)
+        tracker.check()
+        toml = _character_toml(character_id=character_id, name=name, description=description, language=language,
+                               voice=voice, pitch_semitones=pitch_semitones, portrait=portrait.name, maker="person",
+                               size=size, takes=counts)
+        partial.write_text(toml, encoding="utf-8")
+        partial.replace(folder / CHARACTER_FILE)
+        load_character(folder)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - started
+    tracker.report(STAGE_READY, 1.0, check=False)
+    log.info("made character %s (%s) from %d recorded takes in %.1f s", character_id, name, len(takes), seconds)
+    return MadeCharacter(folder=folder, path="person", info=library, seconds=seconds, face="recorded")
 
 
 def puppet_rig(info: PictureInfo, *, mouth: tuple[float, float] | None = None,
