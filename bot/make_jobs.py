@@ -53,14 +53,18 @@ def make_make_job(
     mouth: tuple[float, float] | None = None,
     eyes: tuple[tuple[float, float], tuple[float, float]] | None = None,
     mouth_width: float | None = None,
+    takes: list[bytes] | None = None,
+    idle_take: bytes | None = None,
     route: str = "cpu",
     size: int = 512,
 ) -> dict[str, Any]:
     """A make job dict, checked here so that a malformed one fails in the bot, not in a worker."""
     if size < 64 or size % 2:
         raise ValueError(f"size {size} must be even and at least 64")
-    if not picture:
-        raise ValueError("a make job needs the picture bytes")
+    if not picture and not takes:
+        raise ValueError("a make job needs the picture bytes, or a person's takes")
+    if takes and not idle_take:
+        raise ValueError("a person's make job needs the silent take too")
     if route not in ("cpu", "gpu"):
         raise ValueError(f"unknown route {route!r}")
     suffix = picture_suffix.lower() if picture_suffix.startswith(".") else f".{picture_suffix.lower()}"
@@ -78,6 +82,8 @@ def make_make_job(
         "mouth": tuple(float(v) for v in mouth) if mouth is not None else None,
         "eyes": tuple(tuple(float(v) for v in eye) for eye in eyes) if eyes is not None else None,
         "mouth_width": float(mouth_width) if mouth_width is not None else None,
+        "takes": [bytes(take) for take in takes] if takes else None,
+        "idle_take": bytes(idle_take) if idle_take else None,
         "route": route,
         "size": int(size),
     }
@@ -116,17 +122,35 @@ def run_make_job(
     its FLP settings, the CPU maker None (the puppet path). ``deliver`` gets the finished tar
     file (removed afterwards) and returns what the result carries instead of it: by default
     its bytes under ``"tar"``; the queue task stores it in parts."""
-    from engine.makers.make import make_character
+    from engine.makers.make import make_character, make_character_from_person
     from engine.speech import VoiceSettings
 
     started = time.perf_counter()
     label = f"make job {job.get('job_id')} ({job.get('character_id')}, {job.get('route')})"
     try:
         with tempfile.TemporaryDirectory(prefix="gramophone-make-") as scratch:
-            picture = Path(scratch) / f"picture{job['picture_suffix']}"
-            picture.write_bytes(job["picture"])
             folder = Path(scratch) / job["character_id"]
             folder.mkdir()
+            if job.get("takes"):  # a person who recorded themselves
+                takes = []
+                for index, data in enumerate(job["takes"]):
+                    takes.append(Path(scratch) / f"take-{index}.mp4")
+                    takes[-1].write_bytes(data)
+                idle = Path(scratch) / "take-idle.mp4"
+                idle.write_bytes(job["idle_take"])
+                made = make_character_from_person(
+                    takes, idle, folder, character_id=job["character_id"], name=job["name"], language=job["language"],
+                    voice=VoiceSettings(**job["voice"]), description=job.get("description", ""),
+                    pitch_semitones=job.get("pitch_semitones", 0.0), progress=progress, cancelled=cancelled,
+                    size=int(job.get("size", 512)),
+                )
+                tar = tar_folder(folder, Path(scratch) / "character.tar")
+                assert isinstance(tar, Path)
+                size = tar.stat().st_size
+                delivered = deliver(tar)
+                return _success(made, delivered, size, started, label)
+            picture = Path(scratch) / f"picture{job['picture_suffix']}"
+            picture.write_bytes(job["picture"])
             made = make_character(
                 picture,
                 folder,
@@ -152,6 +176,10 @@ def run_make_job(
     except GramophoneError as error:
         log.warning("%s: cannot make it: %s", label, error)
         return {"ok": False, "error": str(error), "error_kind": type(error).__name__}
+    return _success(made, delivered, size, started, label)
+
+
+def _success(made: Any, delivered: dict[str, Any], size: int, started: float, label: str) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     log.info("%s: made by %s in %.0f s (%.1f MB)", label, made.path, seconds, size / 1e6)
     return {

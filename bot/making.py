@@ -110,6 +110,7 @@ class Workshop(PollingLoop):
         """Leftovers of a crash: staging folders of jobs that are over, pictures nobody uses."""
         self.characters.clean_up(keep={f"{STAGING_PREFIX}{job.character_id}-{job.id}" for job in active})
         used = {Path(job.picture_path).name for job in active if job.picture_path}
+        used |= {Path(take).name for job in active for take in job.option_values.get("takes") or []}
         now = time.time()
         for path in self.settings.pictures_dir.iterdir():
             try:
@@ -283,6 +284,8 @@ class Workshop(PollingLoop):
         elif status == "cancelled":
             log.info("%s cancelled", job.label)
         remove_quietly(job.picture_path)
+        for take in job.option_values.get("takes") or []:  # a person's recordings: in the character now, or gone
+            remove_quietly(take)
         self._owed.add(job.id)
         if seconds is not None:
             self._seconds[job.id] = seconds
@@ -350,6 +353,17 @@ class Workshop(PollingLoop):
         async with aiofiles.open(job.picture_path, "rb") as handle:
             picture = await handle.read()
         options = job.option_values
+        if options.get("takes"):  # a person: picture_path is their silent take
+            takes = []
+            for take in options["takes"]:
+                async with aiofiles.open(take, "rb") as handle:
+                    takes.append(await handle.read())
+            return make_make_job(
+                job_id=job.id, character_id=job.character_id, name=job.name, language=job.language,
+                voice=job.voice_settings, picture=b"", takes=takes, idle_take=picture,
+                description=options.get("description", ""), pitch_semitones=float(options.get("pitch_semitones", 0.0)),
+                route=job.route, size=self.settings.make_size,
+            )
         return make_make_job(
             job_id=job.id,
             character_id=job.character_id,
@@ -446,7 +460,7 @@ class Workshop(PollingLoop):
             seconds = self._seconds.get(job.id)
             if seconds is None and job.started and job.finished:
                 seconds = job.finished - job.started
-            where = t("path_flp" if job.path_used == "flp" else "path_puppet", language)
+            where = t({"flp": "path_flp", "person": "path_person"}.get(job.path_used or "", "path_puppet"), language)
             text = t("jobs_ready" if listing else "job_ready", language, where=where, duration=_duration(seconds or 0.0), name=job.name)
             if job.error:  # what happened on the way (a retry, the move to the CPU)
                 text += "\n" + t("job_note", language, note=job.error)
@@ -464,6 +478,7 @@ STAGES = {
     "animating on GPU": "stage_animating_gpu",
     "animating on CPU": "stage_animating_cpu",
     "building library": "stage_building",
+    "joining the recorded takes": "stage_joining",
     "ready": "stage_building",  # the maker is done; the bot is publishing
 }
 """The engine's stages (``engine.makers.make.STAGE_*``) and the texts that say them."""
@@ -480,6 +495,8 @@ def stage_text(stage: str | None, route: str, language: str) -> str:
 def _cpu_can_make(job: MakeJob) -> bool:
     """Whether the puppet can make this job: it needs a face, or the mouth and eyes."""
     options = job.option_values
+    if options.get("takes"):
+        return True  # a person's recordings need no GPU at all
     return options.get("landmarks") == "face" or (options.get("mouth") is not None and options.get("eyes") is not None)
 
 

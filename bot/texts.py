@@ -102,6 +102,10 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     # -- characters -------------------------------------------------------------------------------
     "characters_prompt": {"en": "Who should answer you?", "ru": "Кто будет тебе отвечать?"},
+    "characters_recorded": {
+        "en": "{mark} a real person, recorded with their agreement.",
+        "ru": "{mark} настоящий человек, записанный с его согласия.",
+    },
     "characters_share": {
         "en": "To give a friend a character, send them its link:",
         "ru": "Чтобы подарить героя другу, пошли ему ссылку:",
@@ -209,6 +213,50 @@ TEXTS: dict[str, dict[str, str]] = {
               "Покажи по сетке: пришли четыре клетки — два уголка рта, потом два глаза, "
               "например {example}. Или выбери вариант ниже, или пришли другую картинку.",
     },
+    "nc_from_person": {"en": "Or: record a person instead", "ru": "Или: записать человека"},
+    "nc_person_intro": {
+        "en": "Let's record {name}! I'll send the reading in {parts} parts. For each, record a round video "
+              "message (hold the video button and swipe up to lock it) reading the part aloud: face in the circle, "
+              "even light, looking at the camera, starting with your mouth closed. Then one silent video.",
+        "ru": "Запишем героя {name}! Я пришлю текст частями, их {parts}. Для каждой запиши круглое видеосообщение "
+              "(зажми кнопку видео и смахни вверх, чтобы не держать) и прочитай часть вслух: лицо в круге, светло, "
+              "смотри в камеру, начни с закрытым ртом. Потом одно видео без слов.",
+    },
+    "nc_take": {
+        "en": "Part {part} of {parts}. Record a round video reading this:\n\n{text}",
+        "ru": "Часть {part} из {parts}. Запиши круглое видео и прочитай это:\n\n{text}",
+    },
+    "nc_take_ok": {"en": "Part {part} of {parts}: recorded, thank you.", "ru": "Часть {part} из {parts}: записано, спасибо."},
+    "nc_take_again": {
+        "en": "Could you record that one again? {reasons}.",
+        "ru": "Запиши, пожалуйста, ещё раз: {reasons}.",
+    },
+    "nc_send_take": {
+        "en": "Please send a round video message (or a video) for this part, or /cancel.",
+        "ru": "Пришли, пожалуйста, круглое видеосообщение (или видео) для этой части или /cancel.",
+    },
+    "nc_take_too_big": {
+        "en": "That video is too big (more than {mb} MB); record a shorter one, or /cancel.",
+        "ru": "Это видео слишком большое (больше {mb} МБ); запиши покороче или /cancel.",
+    },
+    "nc_ask_idle": {
+        "en": "All parts recorded! Last one: look at the camera and smile, without talking, for 10 seconds.",
+        "ru": "Все части записаны! Последнее: посмотри в камеру и улыбнись, без слов, 10 секунд.",
+    },
+    "nc_consent": {
+        "en": "Before I make {name}: did the person in these videos agree to become a character children talk to? "
+              "Their recordings stay on this bot until the character is deleted (/delcharacter).",
+        "ru": "Прежде чем делать героя {name}: человек на видео согласен стать героем, с которым говорят дети? "
+              "Записи хранятся у бота, пока героя не удалят (/delcharacter).",
+    },
+    "nc_consent_yes": {"en": "Yes, they agreed", "ru": "Да, согласен"},
+    "nc_consent_given": {"en": "Thank you: agreed.", "ru": "Спасибо: согласие есть."},
+    "nc_confirm_person": {
+        "en": "Ready to make:\nName: {name} (id {id})\nMade from: {parts} recorded parts and a silent one\n"
+              "Voice for written texts: {voice}\nMade on: the CPU\n\nMake it?",
+        "ru": "Всё готово:\nИмя: {name} (id {id})\nИз чего: {parts} записанных частей и одна без слов\n"
+              "Голос для текстов: {voice}\nГде делаем: процессор\n\nДелаем?",
+    },
     "nc_timed_out": {
         "en": "That new character waited too long, so I put it away. Send /newcharacter to start again.",
         "ru": "Новый герой ждал слишком долго, я его убрал. Пришли /newcharacter, чтобы начать заново.",
@@ -271,6 +319,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "stage_animating_gpu": {"en": "animating on GPU", "ru": "оживляем на GPU"},
     "stage_animating_cpu": {"en": "animating on CPU", "ru": "оживляем на процессоре"},
     "stage_building": {"en": "building library", "ru": "собираем библиотеку"},
+    "stage_joining": {"en": "joining the recorded videos", "ru": "склеиваем записанные видео"},
     "job_ready": {
         "en": "ready! Made on {where} in {duration}. {name} is in /characters now; here it is saying hello.",
         "ru": "готово! Сделано на: {where}, за {duration}. {name} уже в /characters; вот приветствие.",
@@ -279,6 +328,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "jobs_ready": {"en": "ready, made on {where} in {duration}", "ru": "готово, сделано на: {where}, за {duration}"},
     "path_flp": {"en": "the GPU (FasterLivePortrait)", "ru": "GPU (FasterLivePortrait)"},
     "path_puppet": {"en": "the CPU (puppet)", "ru": "процессоре (кукла)"},
+    "path_person": {"en": "the CPU, from the recorded videos", "ru": "процессоре, из записанных видео"},
     "job_failed": {"en": "failed: {error}", "ru": "не получилось: {error}"},
     "job_cancelled": {"en": "cancelled.", "ru": "отменено."},
     # -- admins: /jobs, /cancel, /delcharacter, /renamecharacter ------------------------------------

@@ -358,6 +358,38 @@ def untrusted_input_args(path: str | os.PathLike, container: str, *, max_seconds
     return [*args, "-i", str(path)]
 
 
+USER_VIDEO_CONTAINERS = {"mp4": "mov", "mkv": "matroska"}
+"""The containers a user's video may be in: Telegram's video notes and videos are MP4; WebM too."""
+
+
+def remux_untrusted_video(path: str | os.PathLike, out: str | os.PathLike, *, max_seconds: float,
+                          timeout_s: float = UNTRUSTED_TIMEOUT_S) -> Path:
+    """A user's video copied (not re-encoded) into a plain MP4 we made, through the one demuxer its
+    bytes showed, local files only, at most ``max_seconds`` of it: everything after reads our
+    copy, never the user's file (which could be a playlist naming other files or URLs).
+
+    Raises
+    ------
+    MediaError
+        Not MP4 or Matroska/WebM, no video track, unreadable, or ffmpeg took too long.
+    """
+    path, out = Path(path), Path(out)
+    with open(path, "rb") as handle:
+        container = sniff_container(handle.read(64))
+    demuxer = USER_VIDEO_CONTAINERS.get(container or "")
+    if demuxer is None:
+        raise MediaError(f"{path.name}: not a video I accept (send an MP4 video or a round video message)")
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+           "-protocol_whitelist", UNTRUSTED_PROTOCOLS, "-format_whitelist", demuxer, "-f", demuxer,
+           "-t", f"{max_seconds:.3f}", "-i", str(path), "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy",
+           "-f", "mp4", str(out)]
+    run = run_bounded(cmd, timeout_s=timeout_s)
+    if run.returncode != 0 or not out.exists():
+        out.unlink(missing_ok=True)
+        raise ffmpeg_failure(path, "reading the video", run.message or "no video track")
+    return out
+
+
 @dataclass(frozen=True)
 class UntrustedAudio:
     """A user's audio file as measured by decoding it (never from what its metadata says)."""

@@ -569,3 +569,91 @@ def test_a_draft_survives_a_restart_and_an_idle_one_is_dropped(stack: Stack) -> 
 
     run(main(), timeout=120)
     assert stack.settings().conversations_path.is_file()
+
+
+@pytest.fixture(scope="module")
+def person_takes(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[bytes], bytes, bytes]:
+    """Two takes of the rig reading (long enough for the passage's two parts), its silent take,
+    and a take too short and silent to be a reading."""
+    from engine import synthetic
+
+    root = tmp_path_factory.mktemp("person")
+    takes = []
+    for seed in (1, 2):
+        speech, idle = synthetic.write_character_videos(root / str(seed), seed=seed, duration_s=24.0, size=240, idle_s=8.0)
+        takes.append(speech.read_bytes())
+    _, short = synthetic.write_character_videos(root / "short", seed=3, duration_s=5.0, size=240, idle_s=4.0)
+    return takes, idle.read_bytes(), short.read_bytes()
+
+
+@needs_maker
+def test_a_person_records_themselves_in_round_videos_and_becomes_a_character(stack: Stack, person_takes) -> None:
+    api, admin, child = stack.api, 905, 315
+    takes, idle, short = person_takes
+    timings: dict[str, float] = {}
+
+    async def main() -> None:
+        async with running_bot(stack.settings()):
+            assert (await say(api, admin, "/newcharacter")).text == t("nc_ask_name", "en")
+            named = await say(api, admin, "Grandma Rose")
+            assert ("Or: record a person instead", "nc:src:person") in named.buttons
+            mark = api.mark()
+            api.press_button(admin, named.message_id, "nc:src:person")
+            await api.wait_for(api.sends_to(admin, "sendMessage"), count=2, since=mark, timeout=30)
+            intro, part_one = api.sent_messages(admin)[-2:]
+            assert "2 parts" in intro.text and part_one.text.startswith("Part 1 of 2. Record a round video reading this:")
+            mark = api.mark()
+            api.send_video_note(admin, short, duration=4)  # too short, and no reading in it
+            again = await reply(api, admin, mark, timeout=60)
+            assert again.text.startswith("Could you record that one again?") and "only 4 s long" in again.text, again.text
+            mark = api.mark()
+            api.send_video_note(admin, takes[0], duration=24)
+            await api.wait_for(api.sends_to(admin, "sendMessage"), count=2, since=mark, timeout=60)
+            done, part_two = api.sent_messages(admin)[-2:]
+            assert done.text == "Part 1 of 2: recorded, thank you." and part_two.text.startswith("Part 2 of 2.")
+            assert (await say(api, admin, "hello?")).text == t("nc_send_take", "en")
+            mark = api.mark()
+            api.send_video(admin, takes[1], duration=24, width=240, height=240)  # an ordinary video works too
+            assert (await reply(api, admin, mark, timeout=60)).text == t("nc_ask_idle", "en")
+            mark = api.mark()
+            api.send_video_note(admin, idle, duration=8)
+            consent = await reply(api, admin, mark, timeout=60)
+            assert consent.text == t("nc_consent", "en", name="Grandma Rose")
+            assert [data for _, data in consent.buttons] == ["nc:consent", "nc:stop"]
+            mark = api.mark()
+            api.press_button(admin, consent.message_id, "nc:consent")
+            voice = await reply(api, admin, mark)
+            assert voice.text == t("nc_ask_voice", "en", name="Grandma Rose")
+            mark = api.mark()
+            api.press_button(admin, voice.message_id, "nc:voice:en-low")
+            await api.wait_for("editMessageText", since=mark, timeout=30)
+            confirm = api.message(admin, voice.message_id)
+            assert "Made from: 2 recorded parts and a silent one" in confirm["text"], confirm["text"]
+            mark, pressed = api.mark(), asyncio.get_running_loop().time()
+            api.press_button(admin, voice.message_id, "nc:make")
+            await until(lambda: bool(jobs(stack)) and job_done(stack, jobs(stack)[-1]["id"]), timeout=150, what="the job")
+            await api.wait_for(api.sends_to(admin, "sendVideoNote"), since=mark, timeout=60)
+            timings["preview"] = asyncio.get_running_loop().time() - pressed
+            api.send_text(child, "/characters")
+            await api.wait_for(api.sends_to(child, "sendMessage"), timeout=30)
+
+    run(main(), timeout=400)
+    (job,) = [j for j in jobs(stack) if j["chat_id"] == admin and j["name"] == "Grandma Rose"]
+    assert (job["status"], job["path_used"], job["route"]) == ("ready", "person", "cpu"), job
+    options = json.loads(job["options"])
+    assert options["consent"] is True and len(options["takes"]) == 2
+    assert not any(Path(take).exists() for take in options["takes"])  # the recordings live in the character now
+    assert not [p for p in stack.settings().pictures_dir.iterdir() if p.name.startswith(f"{admin}-")]
+    folder = stack.data_dir / "characters" / "grandma-rose"
+    assert {"speech.mp4", "idle.mp4", "library.gchar", "portrait.jpg"} <= {p.name for p in folder.iterdir()}
+    assert json.loads((folder / "made-by.json").read_text())["path"] == "person"
+    menu = api.sent_messages(child)[-1]
+    assert ("🎥 Grandma Rose", "char:grandma-rose") in menu.buttons and "a real person" in menu.text
+    edits = [c.params["text"] for c in api.calls if c.method == "editMessageText" and c.params.get("message_id") == voice_id(api, admin)]
+    assert any("ready! Made on the CPU, from the recorded videos" in edit for edit in edits), edits
+    logging.getLogger(__name__).info("person: make pressed -> preview in %.1f s", timings["preview"])
+
+
+def voice_id(api: FakeBotApi, chat: int) -> int:
+    """The message that asked for the voice and became the job's status message."""
+    return [m for m in api.sent_messages(chat) if m.text == t("nc_ask_voice", "en", name="Grandma Rose")][-1].message_id

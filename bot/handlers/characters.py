@@ -19,8 +19,12 @@ CALLBACK = re.compile(r"char:([a-z0-9][a-z0-9-]{0,39})")
 BUTTON_CHARS = 60
 
 
-def _label(name: str, description: str, current: bool) -> str:
-    label = f"{'✓ ' if current else ''}{name}"
+RECORDED_MARK = "🎥 "
+"""Marks a character made from a real person's recordings (not drawn, not a picture)."""
+
+
+def _label(name: str, description: str, current: bool, recorded: bool = False) -> str:
+    label = f"{'✓ ' if current else ''}{RECORDED_MARK if recorded else ''}{name}"
     if description:
         label = f"{label} - {description}"
     return label if len(label) <= BUTTON_CHARS else label[: BUTTON_CHARS - 1] + "…"
@@ -36,12 +40,15 @@ async def character_menu(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if not listed:
         await message.reply_text(t("no_characters", chat.language))
         return
+    recorded = {c.id for c in listed if svc.characters.made_by(c.id).get("path") == "person"}
     keyboard = [
-        [InlineKeyboardButton(_label(c.name, c.description, c.id == chat.character), callback_data=f"char:{c.id}")]
+        [InlineKeyboardButton(_label(c.name, c.description, c.id == chat.character, c.id in recorded), callback_data=f"char:{c.id}")]
         for c in listed
     ]
     links = "\n".join(f"{c.name}: {share_link(context.bot.username, c.id)}" for c in listed)
     text = f"{t('characters_prompt', chat.language)}\n\n{t('characters_share', chat.language)}\n{links}"
+    if recorded:
+        text += "\n\n" + t("characters_recorded", chat.language, mark=RECORDED_MARK.strip())
     await message.reply_text(text, reply_markup=InlineKeyboardMarkup(keyboard), disable_web_page_preview=True)
 
 

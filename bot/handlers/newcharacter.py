@@ -51,11 +51,16 @@ from .common import acknowledge, chat_language, edit_text, invalid_button, messa
 
 log = logging.getLogger(__name__)
 
-NAME, PICTURE, POSITION, VOICE, CONFIRM = range(5)
+NAME, PICTURE, POSITION, VOICE, CONFIRM, TAKE, IDLE, CONSENT = range(8)
 DRAFT = "newcharacter"
 POSITION_CALLBACK = re.compile(r"nc:pos:(cartoon|gpu)")
 VOICE_CALLBACK = re.compile(r"nc:voice:([a-z]{2}-(?:high|low))")
 CONFIRM_CALLBACK = re.compile(r"nc:(make|stop)")
+PART_CHARS = 520
+"""A part of the passage to read in one round video: about 40 s read aloud (video notes: 60 s)."""
+READING_CHARS_PER_S = 14.0
+"""A calm reading pace, to know how long a part's take should be (at least half of it)."""
+IDLE_SECONDS = (6.0, 30.0)
 CARTOON_MOUTH_Y = 0.68
 """Usual cartoon proportions: the mouth centred, this far down a portrait of the character."""
 POSITION_TEXT = re.compile(r"\s*\(?\s*(\d{1,6}(?:\.\d+)?)\s*[,;x ]\s*(\d{1,6}(?:\.\d+)?)\s*\)?\s*")
@@ -87,8 +92,10 @@ def _draft(context: ContextTypes.DEFAULT_TYPE) -> dict[str, Any]:
 def _drop_draft(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Forget the conversation, and its picture unless a job took it over."""
     draft = context.user_data.pop(DRAFT, None)  # type: ignore[union-attr]
-    if draft and draft.get("picture") and not draft.get("queued"):
-        remove_quietly(draft["picture"])
+    if draft and not draft.get("queued"):
+        for path in [draft.get("picture"), *draft.get("takes", [])]:
+            if path:
+                remove_quietly(path)
 
 
 # -- name ----------------------------------------------------------------------------------------
@@ -115,7 +122,8 @@ async def named(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | Non
         return None
     identifier = unique_id(name, taken_ids(svc))
     _draft(context).update(name=name, id=identifier)
-    await message.reply_text(t("nc_ask_picture", language, name=name, id=identifier))
+    await message.reply_text(t("nc_ask_picture", language, name=name, id=identifier), reply_markup=InlineKeyboardMarkup(
+        [[InlineKeyboardButton(t("nc_from_person", language), callback_data="nc:src:person")]]))
     return PICTURE
 
 
@@ -349,6 +357,156 @@ def estimate(svc: Services, picture: Path, mouth: tuple[float, float] | None) ->
     return (float(landmarks.mouth[0]), float(landmarks.mouth[1])), ((float(left[0]), float(left[1])), (float(right[0]), float(right[1])))
 
 
+# -- from a person: round videos of the passage, then a silent one --------------------------------
+
+
+def passage_parts(language: str) -> list[str]:
+    """The reading passage in parts of about 40 s each (split at sentences)."""
+    from engine.characters import builtin_characters_dir
+
+    from ..storybook import split_parts
+
+    folder = builtin_characters_dir() / "passages"
+    path = folder / f"{language}.txt"
+    if not path.is_file():
+        path = folder / "en.txt"
+    text = " ".join(path.read_text(encoding="utf-8").split())
+    return split_parts(text, PART_CHARS, PART_CHARS)
+
+
+@admin_only
+async def person_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    svc = services(context)
+    query = update.callback_query
+    assert query is not None
+    language = chat_language(svc, update)
+    message = message_of(query)
+    draft = _draft(context)
+    if message is None or not draft.get("name"):
+        await invalid_button(query, language)
+        return None
+    await acknowledge(query)
+    draft.update(landmarks="person", parts=passage_parts(language), takes=[])
+    await message.reply_text(t("nc_person_intro", language, name=draft["name"], parts=len(draft["parts"])))
+    await _ask_take(message, draft, language)
+    return TAKE
+
+
+async def _ask_take(message: Message, draft: dict[str, Any], language: str) -> None:
+    index = len(draft["takes"])
+    await message.reply_text(t("nc_take", language, part=index + 1, parts=len(draft["parts"]), text=draft["parts"][index]))
+
+
+async def _received_take(update: Update, context: ContextTypes.DEFAULT_TYPE, kind: str) -> tuple[Path, list[str]] | None:
+    """The take of this message, made safe (remuxed by us) and checked; None when there was
+    nothing to check (the admin was told why)."""
+    from engine.makers.takes import check_take
+    from engine.media import remux_untrusted_video
+
+    svc = services(context)
+    message = update.effective_message
+    assert message is not None
+    language = chat_language(svc, update)
+    attachment = message.video_note or message.video
+    if attachment is None:
+        await message.reply_text(t("nc_send_take", language))
+        return None
+    limit = svc.settings.download_max_bytes
+    if attachment.file_size is not None and attachment.file_size > limit:
+        await message.reply_text(t("nc_take_too_big", language, mb=max(1, round(limit / 1e6))))
+        return None
+    try:
+        file = await attachment.get_file()
+        data = bytes(await file.download_as_bytearray())
+    except (BadRequest, NetworkError) as error:
+        log.warning("admin %s: take download failed: %s", message.chat_id, error)
+        await message.reply_text(t("download_failed", language))
+        return None
+    svc.settings.pictures_dir.mkdir(parents=True, exist_ok=True)
+    raw = svc.settings.pictures_dir / f"{message.chat_id}-{message.message_id}-raw"
+    take = svc.settings.pictures_dir / f"{message.chat_id}-{message.message_id}-{kind}.mp4"
+    await write_atomic(raw, data[:limit])
+    draft = _draft(context)
+    if kind == "speech":
+        expected = len(draft["parts"][len(draft["takes"])]) / READING_CHARS_PER_S
+        seconds = (max(3.0, 0.5 * expected), 61.0)
+    else:
+        seconds = IDLE_SECONDS
+    try:
+        await asyncio.to_thread(remux_untrusted_video, raw, take, max_seconds=seconds[1] + 5)
+        report = await asyncio.to_thread(check_take, take, kind=kind, seconds=seconds)
+    except GramophoneError as error:
+        take.unlink(missing_ok=True)
+        await message.reply_text(t("nc_take_again", language, reasons=str(error)))
+        return None
+    finally:
+        raw.unlink(missing_ok=True)
+    if not report.ok:
+        take.unlink(missing_ok=True)
+        await message.reply_text(t("nc_take_again", language, reasons="; ".join(report.problems)))
+        return None
+    return take, report.problems
+
+
+@admin_only
+async def take_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    received = await _received_take(update, context, "speech")
+    if received is None:
+        return None
+    message = update.effective_message
+    assert message is not None
+    language = chat_language(services(context), update)
+    draft = _draft(context)
+    draft["takes"].append(str(received[0]))
+    if len(draft["takes"]) < len(draft["parts"]):
+        await message.reply_text(t("nc_take_ok", language, part=len(draft["takes"]), parts=len(draft["parts"])))
+        await _ask_take(message, draft, language)
+        return TAKE
+    await message.reply_text(t("nc_ask_idle", language))
+    return IDLE
+
+
+@admin_only
+async def idle_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    received = await _received_take(update, context, "idle")
+    if received is None:
+        return None
+    message = update.effective_message
+    assert message is not None
+    language = chat_language(services(context), update)
+    draft = _draft(context)
+    if draft.get("picture"):
+        remove_quietly(draft["picture"])
+    draft["picture"] = str(received[0])  # the silent take stands where a picture would
+    await message.reply_text(t("nc_consent", language, name=draft["name"]), reply_markup=InlineKeyboardMarkup([[
+        InlineKeyboardButton(t("nc_consent_yes", language), callback_data="nc:consent"),
+        InlineKeyboardButton(t("nc_stop", language), callback_data="nc:stop"),
+    ]]))
+    return CONSENT
+
+
+@admin_only
+async def consent_given(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    svc = services(context)
+    query = update.callback_query
+    assert query is not None
+    language = chat_language(svc, update)
+    message = message_of(query)
+    draft = _draft(context)
+    if message is None or not draft.get("picture") or draft.get("landmarks") != "person":
+        await invalid_button(query, language)
+        return None
+    await acknowledge(query)
+    if query.data == "nc:stop":
+        _drop_draft(context)
+        await edit_text(message, t("nc_cancelled", language))
+        return ConversationHandler.END
+    draft["consent"] = True
+    await edit_text(message, t("nc_consent_given", language))
+    await ask_voice(message, draft, language)
+    return VOICE
+
+
 # -- language and voice --------------------------------------------------------------------------
 
 
@@ -386,6 +544,9 @@ def confirmation(svc: Services, draft: dict[str, Any], language: str) -> str:
         face = t("face_mouth", language, x=round(draft["mouth"][0]), y=round(draft["mouth"][1]))
     elif how == "pointed":
         face = t("face_pointed", language, cells=draft.get("cells", ""))
+    elif how == "person":
+        return t("nc_confirm_person", language, name=draft["name"], id=draft["id"], parts=len(draft.get("takes", [])),
+                 voice=t(VOICE_PRESETS[draft["voice"]].label, language))
     else:
         face = t("face_cartoon" if how == "cartoon" else "face_gpu", language)
     return t(
@@ -418,7 +579,8 @@ async def confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int |
     preset = VOICE_PRESETS[draft["voice"]]
     taken = taken_ids(svc)
     identifier = draft["id"] if draft["id"] not in taken else unique_id(draft["name"], taken)
-    route = "gpu" if svc.settings.gpu_configured else "cpu"
+    person = draft.get("landmarks") == "person"
+    route = "gpu" if svc.settings.gpu_configured and not person else "cpu"
     job = svc.store.add_make_job(
         user_id=query.from_user.id,
         chat_id=message.chat_id,
@@ -429,6 +591,7 @@ async def confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int |
         options={
             "preset": draft["voice"], "pitch_semitones": preset.pitch_semitones, "landmarks": draft.get("landmarks"),
             "mouth": draft.get("mouth"), "eyes": draft.get("eyes"), "mouth_width": draft.get("mouth_width"),
+            **({"takes": draft["takes"], "consent": True, "made_from": "person"} if person else {}),
         },
         picture_path=draft["picture"],
         route=route,
@@ -482,8 +645,12 @@ def handlers(*, timeout_s: float | None = None) -> list[BaseHandler]:
             NAME: [MessageHandler(new & filters.TEXT & ~filters.COMMAND, named), MessageHandler(anything_else, start_over_name)],
             PICTURE: [
                 MessageHandler(new & (filters.PHOTO | filters.Document.ALL), pictured),
+                CallbackQueryHandler(person_chosen, pattern=r"^nc:src:person$"),
                 MessageHandler(anything_else, not_a_picture),
             ],
+            TAKE: [MessageHandler(new & ~filters.COMMAND, take_received)],
+            IDLE: [MessageHandler(new & ~filters.COMMAND, idle_received)],
+            CONSENT: [CallbackQueryHandler(consent_given, pattern=r"^nc:(consent|stop)$"), MessageHandler(anything_else, use_buttons)],
             POSITION: [
                 CallbackQueryHandler(position_chosen, pattern=r"^nc:pos:"),
                 MessageHandler(new & (filters.PHOTO | filters.Document.ALL), pictured),
