@@ -14,12 +14,10 @@ import logging
 import os
 import secrets
 import signal
-from urllib.parse import urlparse
-
 from collections.abc import Awaitable
 from typing import Any
+from urllib.parse import urlparse
 
-from engine.characters import Catalogue
 from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
@@ -31,19 +29,22 @@ from telegram.ext import (
     SimpleUpdateProcessor,
 )
 
+from engine.characters import Catalogue
+
 from .character_store import CharacterStore
 from .dispatcher import Dispatcher
 from .guard import ChatGuard
 from .handlers import register
 from .inbox import Inbox
+from .logs import configure_logging
 from .making import Workshop
+from .recorded_stories import RecordedStories
 from .services import KEY, Services
 from .settings import Settings
-from .storybook import Storybook
 from .store import Store
+from .storybook import Storybook
 from .tasks import MAKE_QUEUE_NAMES, MakeQueue, RenderQueue
 from .texts import LANGUAGES, t
-from .logs import configure_logging
 from .worker import EmbeddedWorker
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 ALLOWED_UPDATES = ["message", "callback_query"]
 COMMANDS = ("start", "story", "characters", "language", "help")
-ADMIN_COMMANDS = ("newcharacter", "jobs", "cancel", "delcharacter", "renamecharacter")
+ADMIN_COMMANDS = ("newcharacter", "newstory", "jobs", "cancel", "delcharacter", "renamecharacter")
 MEDIA_WRITE_TIMEOUT_S = 120.0
 UPDATE_CONCURRENCY = 16
 """Updates handled at once: a slow download for one child must not hold up the others."""
@@ -135,10 +136,12 @@ class GramophoneBot:
         application = build_application(settings, guard)
         await _initialize(application)
         inbox = Inbox(settings, store, application.bot)
-        dispatcher = Dispatcher(settings, store, queue, application.bot, catalogue, storybook, inbox)
+        recorded = RecordedStories(settings.recorded_stories_dir, part_s=settings.recorded_story_part_s)
+        dispatcher = Dispatcher(settings, store, queue, application.bot, catalogue, storybook, inbox, recorded=recorded)
         inbox.on_received = dispatcher.wake
         workshop = Workshop(settings, store, make_queues, application.bot, catalogue, characters, on_request=dispatcher.wake)
-        self.services = Services(settings, store, queue, catalogue, storybook, dispatcher, workshop, characters, inbox, guard)
+        self.services = Services(settings, store, queue, catalogue, storybook, dispatcher, workshop, characters, inbox, guard,
+                                 recorded)
         self.make_queues = make_queues
         application.bot_data[KEY] = self.services
         self.application = application

@@ -26,30 +26,33 @@ import asyncio
 import itertools
 import logging
 import os
+import tempfile
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import aiofiles
 import aiofiles.os
-from engine.characters import Catalogue, Character
 from telegram import Bot
 from telegram.constants import ChatAction
 from telegram.error import TelegramError
+
+from engine.characters import Catalogue, Character
 
 from .delivery import MaybeDelivered, NotNow, Undeliverable, Video, send_video
 from .files import remove_quietly, write_atomic
 from .inbox import Inbox
 from .jobs import make_job
+from .polling import PollingLoop
+from .recorded_stories import RecordedStories
 from .retention import forget_old
 from .settings import Settings
-from .storybook import Storybook
 from .store import ACTIVE, IN_QUEUE, Request, Store
+from .storybook import Storybook
 from .tasks import RenderQueue, TaskFailed
 from .texts import t
-
-from .polling import PollingLoop
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +91,12 @@ class Dispatcher(PollingLoop):
         catalogue: Catalogue,
         storybook: Storybook,
         inbox: Inbox,
+        *,
+        recorded: RecordedStories | None = None,
     ) -> None:
         self.settings = settings
         self.inbox = inbox
+        self.recorded = recorded or RecordedStories(settings.recorded_stories_dir, part_s=settings.recorded_story_part_s)
         self.store = store
         self.queue = queue
         self.bot = bot
@@ -378,6 +384,8 @@ class Dispatcher(PollingLoop):
             return make_job(**common, audio=audio, max_audio_s=self.settings.voice_max_s, pitch=character.pitch_semitones)
         if request.kind == "text":
             text = request.input or ""
+        elif request.kind == "story" and (request.input or "").startswith("rec/"):
+            return await self._recorded_job(request, common)
         elif request.kind == "story":
             story = self.storybook.get_id(request.input or "")
             if story is None:
@@ -390,12 +398,29 @@ class Dispatcher(PollingLoop):
             text = character.greeting_for(language)
         return make_job(**common, text=text, max_chars=max(self.settings.text_max_chars, len(text)))
 
+    async def _recorded_job(self, request: Request, common: dict[str, Any]) -> dict[str, Any]:
+        """A part of a story recorded in a real voice: that part's audio, told as it is (no pitch
+        shift: it is the character's own voice)."""
+        story = self.recorded.get_id(request.input or "")
+        if story is None:
+            raise InputGone(f"recorded story {request.input!r} is gone")
+        if request.part >= story.parts:
+            raise InputGone(f"recorded story {request.input!r} has only {story.parts} parts")
+        with tempfile.TemporaryDirectory(prefix="gramophone-part-") as scratch:
+            wav = await asyncio.to_thread(self.recorded.part_audio, story, request.part, Path(scratch) / "part.wav")
+            audio = wav.read_bytes()
+        return make_job(**{**common, "kind": "recorded"}, audio=audio, max_audio_s=self.settings.recorded_story_part_s + 30,
+                        pitch=0.0)
+
     def _caption(self, request: Request) -> str | None:
         """A story's part as the caption of its video, so a parent can read along: its text (the
         first part's begins with the title), then which part it is (at most Telegram's 1024
         characters)."""
         if request.kind != "story":
             return None
+        recorded = self.recorded.get_id(request.input or "")
+        if recorded is not None:
+            return f"{recorded.title} ({request.part + 1}/{recorded.parts})" if recorded.parts > 1 else recorded.title
         story = self.storybook.get_id(request.input or "")
         if story is None:
             return None

@@ -31,7 +31,7 @@ from engine.library import Library, open_library
 
 log = logging.getLogger(__name__)
 
-VOICE_KINDS = ("voice",)
+VOICE_KINDS = ("voice", "recorded")  # recorded: a part of a story an admin recorded
 TEXT_KINDS = ("text", "story", "greeting", "preview")
 
 

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from engine.characters import Catalogue
 
+from .recorded_stories import RecordedStories
 from .settings import Settings
-from .storybook import Storybook
 from .store import Store
+from .storybook import Storybook
 from .tasks import RenderQueue
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Services:
     characters: CharacterStore
     inbox: Inbox
     guard: ChatGuard
+    recorded: RecordedStories
 
 
 def services(context: Any) -> Services:

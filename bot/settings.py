@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     text_max_chars: int = Field(default=2000, ge=1)
     download_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="The cloud Bot API's getFile limit.")
     story_part_chars: int = Field(default=600, ge=80, description="Characters of a story per video.")
+    recorded_story_max_s: float = Field(default=1200.0, gt=0, description="Longest story an admin may record (/newstory).")
+    recorded_story_part_s: float = Field(default=30.0, ge=10, le=55, description="Seconds of a recorded story per video.")
     probe_workers: int = Field(
         default=2, ge=1, description="Threads that check users' files: a file that hangs ffmpeg costs one, not the bot."
     )
@@ -243,6 +245,11 @@ class Settings(BaseSettings):
     @property
     def state_path(self) -> Path:
         return self.data_dir / "state.db"
+
+    @property
+    def recorded_stories_dir(self) -> Path:
+        """Stories admins recorded in a real voice (``bot.recorded_stories``)."""
+        return self.data_dir / "recorded_stories"
 
     @property
     def alive_path(self) -> Path:

@@ -173,7 +173,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Sorry, only the grown-ups who look after this bot can do that.",
         "ru": "Извини, это могут делать только взрослые, которые следят за ботом.",
     },
-    "cmd_newcharacter": {"en": "Make a character from a picture", "ru": "Новый герой из картинки"},
+    "cmd_newcharacter": {"en": "Make a character from a picture or a person", "ru": "Новый герой из картинки или человека"},
+    "cmd_newstory": {"en": "Record a story in a real voice", "ru": "Записать сказку живым голосом"},
     "cmd_jobs": {"en": "Character jobs", "ru": "Задачи по героям"},
     "cmd_cancel": {"en": "Cancel a character job", "ru": "Отменить задачу"},
     "cmd_delcharacter": {"en": "Delete a character", "ru": "Удалить героя"},
@@ -257,6 +258,33 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Всё готово:\nИмя: {name} (id {id})\nИз чего: {parts} записанных частей и одна без слов\n"
               "Голос для текстов: {voice}\nГде делаем: процессор\n\nДелаем?",
     },
+    "ns_ask_character": {"en": "Which character will tell the story, in the voice you record?",
+                         "ru": "Кто из героев расскажет сказку голосом, который ты запишешь?"},
+    "ns_ask_audio": {
+        "en": "{name} it is. Now send the story: a voice note or an audio file, up to {minutes} minutes. "
+              "Read calmly, with small pauses between sentences.",
+        "ru": "Рассказывает {name}. Теперь пришли сказку: голосовое или аудиофайл, до {minutes} мин. "
+              "Читай спокойно, с небольшими паузами между предложениями.",
+    },
+    "ns_send_audio": {"en": "Please send the story as a voice note or an audio file, or /cancel.",
+                      "ru": "Пришли, пожалуйста, сказку голосовым или аудиофайлом или /cancel."},
+    "ns_too_big": {"en": "That file is too big (more than {mb} MB). Send a shorter one, or /cancel.",
+                   "ru": "Этот файл слишком большой (больше {mb} МБ). Пришли покороче или /cancel."},
+    "ns_too_long": {"en": "That story is longer than {minutes} minutes; send a shorter one, or /cancel.",
+                    "ru": "Эта сказка длиннее {minutes} мин.; пришли покороче или /cancel."},
+    "ns_too_short": {"en": "That is only a few seconds; send the whole story, or /cancel.",
+                     "ru": "Это всего несколько секунд; пришли сказку целиком или /cancel."},
+    "ns_unreadable": {"en": "I can't play that file; send an ordinary voice note or an MP3/M4A/OGG audio file, or /cancel.",
+                      "ru": "Не получается прочитать этот файл; пришли обычное голосовое или аудио MP3/M4A/OGG или /cancel."},
+    "ns_ask_title": {"en": "Got it: about {minutes} min. What is the story called?",
+                     "ru": "Получил: около {minutes} мин. Как называется сказка?"},
+    "ns_bad_title": {"en": "Please send a title of 1 to 40 characters.", "ru": "Пришли название, от 1 до 40 символов."},
+    "ns_gone": {"en": "That character is gone; start again with /newstory.", "ru": "Этого героя больше нет; начни заново: /newstory."},
+    "ns_saved": {
+        "en": "Saved! \"{title}\" ({parts} parts) is in /story for children who chose {name}.",
+        "ru": "Сохранено! «{title}» ({parts} частей) есть в /story у детей, выбравших героя {name}.",
+    },
+    "ns_cancelled": {"en": "OK, no new story this time.", "ru": "Хорошо, в этот раз без новой сказки."},
     "nc_timed_out": {
         "en": "That new character waited too long, so I put it away. Send /newcharacter to start again.",
         "ru": "Новый герой ждал слишком долго, я его убрал. Пришли /newcharacter, чтобы начать заново.",

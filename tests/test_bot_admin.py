@@ -657,3 +657,62 @@ def test_a_person_records_themselves_in_round_videos_and_becomes_a_character(sta
 def voice_id(api: FakeBotApi, chat: int) -> int:
     """The message that asked for the voice and became the job's status message."""
     return [m for m in api.sent_messages(chat) if m.text == t("nc_ask_voice", "en", name="Grandma Rose")][-1].message_id
+
+
+def test_a_story_recorded_in_a_real_voice_is_told_in_parts_in_order(stack: Stack, tmp_path: Path) -> None:
+    """Dad records a 3-minute story once; a child picks it in /story and gets it in parts, the
+    first within seconds, every part in order, told in that voice."""
+    import soundfile
+
+    from engine import synthetic
+
+    api, admin, child = stack.api, 904, 316
+    audio = np.concatenate([np.concatenate([synthetic.synth_speech(14.0, seed=seed, sample_rate=16_000),
+                                            np.zeros(8000, np.float32)]) for seed in range(13)])  # ~188 s, pauses
+    wav = tmp_path / "story.wav"
+    soundfile.write(wav, audio, 16_000, subtype="PCM_16")
+    seconds: dict[str, float] = {}
+
+    async def main() -> None:
+        async with running_bot(stack.settings()):
+            asked = await say(api, admin, "/newstory")
+            assert asked.text == t("ns_ask_character", "en") and ("Tester", "ns:char:tester") in asked.buttons
+            mark = api.mark()
+            api.press_button(admin, asked.message_id, "ns:char:tester")
+            await api.wait_for("editMessageText", since=mark, timeout=30)
+            assert (await say(api, admin, "not a story")).text == t("ns_send_audio", "en")
+            mark = api.mark()
+            api.send_document(admin, b"#EXTM3U\nfile:///etc/passwd\n" * 10, "story.mp3", "audio/mpeg")  # hostile
+            assert (await reply(api, admin, mark, timeout=60)).text == t("ns_unreadable", "en")
+            mark = api.mark()
+            api.send_audio(admin, wav.read_bytes(), duration=188, file_name="story.wav")
+            assert (await reply(api, admin, mark, timeout=60)).text == t("ns_ask_title", "en", minutes=3)
+            saved = (await say(api, admin, "Bear Night")).text
+            assert saved.startswith('Saved! "Bear Night"') and "for children who chose Tester" in saved, saved
+            api.send_text(child, "/story")
+            await api.wait_for(api.sends_to(child, "sendMessage"), timeout=30)
+            menu = api.sent_messages(child)[-1]
+            assert menu.buttons[0] == ("🎙 Bear Night", "rs:tester:bear-night"), menu.buttons
+            mark, pressed = api.mark(), asyncio.get_running_loop().time()
+            api.press_button(child, menu.message_id, "rs:tester:bear-night")
+            first = await api.wait_for(lambda call: api.sends_to(child)(call) and call.method in ("sendVideo", "sendVideoNote"),
+                                       since=mark, timeout=60)
+            seconds["first"] = first[0].time - pressed if hasattr(first[0], "time") else 0.0
+            await until(lambda: _all_sent(stack, child), timeout=240, what="every part")
+
+    run(main(), timeout=420)
+    rows = stack.requests(child)
+    assert len(rows) >= 6 and all(r["status"] == "sent" and r["input"] == "rec/tester/bear-night" for r in rows)
+    assert [r["part"] for r in rows] == list(range(len(rows)))
+    replies = [r["reply_message_id"] for r in rows]
+    assert replies == sorted(replies), "parts were sent out of order"
+    assert seconds["first"] < 10, f"the first part took {seconds['first']:.1f} s"
+    told = sum(r["duration_s"] for r in rows)
+    assert abs(told - len(audio) / 16_000) < 1.0, told  # all of it, told once
+    captions = [v.params.get("caption") for v in videos(api, child) if v.method == "sendVideo"]
+    assert all(caption.startswith("Bear Night (") for caption in captions)
+
+
+def _all_sent(stack: Stack, chat: int) -> bool:
+    rows = stack.requests(chat)
+    return bool(rows) and all(r["status"] in ("sent", "failed") for r in rows) and len(rows) == rows[0]["parts"]

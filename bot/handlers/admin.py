@@ -222,7 +222,8 @@ async def delete_pressed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if answer == "no":
         await edit_text(message, t("del_kept", language, name=character.name))
         return
-    await asyncio.to_thread(svc.characters.delete, character.id)
+    await asyncio.to_thread(svc.characters.delete, character.id)  # its folder: recordings, library, portrait
+    await asyncio.to_thread(svc.recorded.remove_character, character.id)  # and the stories told in its voice
     svc.catalogue.reload()
     log.info("admin %s deleted the character %s", query.from_user.id, character.id)
     await edit_text(message, t("del_done", language, name=character.name))
