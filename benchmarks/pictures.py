@@ -28,9 +28,9 @@ Measures, per character (the landmark model on the output frames):
 
 The animals have no face the landmark model knows, so their mouths are measured from pixels in
 the region the admin pointed at: ``r`` is the darkening there against loudness, ``closed`` the
-share of pause frames with no darkening, ``centre`` the offset of the darkened pixels' centre
-from the pointed mouth, in face widths (twice the eye distance); ``face`` and ``lip`` do not
-apply.
+share of pause frames with no darkening, ``centre`` the offset of the centre
+of the pixels that are darker than the still and of the mouth interior's colour, from the
+pointed mouth, in face widths (twice the eye distance); ``face`` and ``lip`` do not apply.
 
 Each character gets a contact sheet (still, a closed, a half-open and an open frame of its
 face, and the open frame whole): look at every one.
@@ -220,16 +220,20 @@ def measure_pixels(row: Row, puppet: Puppet, still: np.ndarray, frames: list[np.
     x0, x1 = int(max(0, cx - 0.8 * width)), int(min(SIZE, cx + 0.8 * width))
     y0, y1 = int(max(0, cy - 0.5 * width)), int(min(SIZE, cy + 0.8 * width))
     rest = cv2.cvtColor(still, cv2.COLOR_BGR2GRAY)[y0:y1, x0:x1].astype(np.float32)
+    interior = np.asarray(puppet.gap_bgr, np.float32)
     darkening = np.zeros(len(frames))
     centres = []
     for i, frame in enumerate(frames):
-        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)[y0:y1, x0:x1].astype(np.float32)
+        patch = frame[y0:y1, x0:x1]
+        grey = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY).astype(np.float32)
         dark = np.clip(rest - grey - 25.0, 0, None)  # clearly darker than the still: the open mouth
         darkening[i] = dark.mean()
-        if dark.sum() > 0:
-            ys, xs = np.nonzero(dark)
-            weights = dark[ys, xs]
-            centres.append((float(np.average(xs, weights=weights)) + x0, float(np.average(ys, weights=weights)) + y0))
+        # where the mouth is open: darker than the still AND of the interior's own dark colour (not
+        # the dark fur or nose beside it, which the head's small motion also darkens)
+        opened = (dark > 0) & (np.linalg.norm(patch.astype(np.float32) - interior, axis=2) < 40.0)
+        if opened.sum() >= 4:
+            ys, xs = np.nonzero(opened)
+            centres.append((float(xs.mean()) + x0, float(ys.mean()) + y0))
         else:
             centres.append((np.nan, np.nan))
     row.r = pearson(darkening, loudness)

@@ -127,7 +127,30 @@ class Row:
     real_open: np.ndarray | None = None
 
 
-def run_clip(clip: Path, work: Path, size: int, config: RenderConfig, sheets: Path | None) -> Row:
+NOTE_SIDE = 480
+"""Takes are made like Telegram video notes: square on the face, 480 px."""
+
+
+def _as_takes(clip: Path, train_s: float, count: int, work: Path, size: int) -> tuple[Path, list[int], Crop]:
+    """The training part cut into ``count`` video-note takes (square on the face, 480 px), joined
+    the way a person's takes are (:func:`engine.makers.takes.join_takes`)."""
+    from engine.framing import face_crop
+    from engine.makers.takes import join_takes
+
+    crop = face_crop(clip)
+    takes = []
+    bounds = np.linspace(0.0, train_s, count + 1)
+    for index in range(count):
+        take = work / f"{clip.stem}-take{index}.mp4"
+        ffmpeg("-ss", f"{bounds[index]:.3f}", "-i", str(clip), "-t", f"{bounds[index + 1] - bounds[index]:.3f}",
+               "-vf", f"crop={crop.side}:{crop.side}:{crop.x}:{crop.y},scale={NOTE_SIDE}:{NOTE_SIDE}",
+               "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-c:a", "aac", "-b:a", "96k", str(take))
+        takes.append(take)
+    joined = work / f"{clip.stem}-takes.mp4"
+    return joined, join_takes(takes, joined, size=size), crop
+
+
+def run_clip(clip: Path, work: Path, size: int, config: RenderConfig, sheets: Path | None, *, takes: int = 0) -> Row:
     duration = probe(clip).duration or 0.0
     train_s = round(duration * TRAIN_SHARE * feat.FPS) / feat.FPS
     train = work / f"{clip.stem}-train.mp4"
@@ -139,11 +162,17 @@ def run_clip(clip: Path, work: Path, size: int, config: RenderConfig, sheets: Pa
 
     library_path = work / f"{clip.stem}.gchar"
     started = time.perf_counter()
-    build_library(train, library_path, settings=BuildSettings(size=size))
+    if takes:  # as a person would record it in Telegram: video notes, joined
+        joined, counts, take_crop = _as_takes(clip, train_s, takes, work, size)
+        build_library(joined, library_path, settings=BuildSettings(size=size, crop="centre"), take_frames=counts)
+    else:
+        build_library(train, library_path, settings=BuildSettings(size=size))
     build_s = time.perf_counter() - started
     with open_library(library_path) as library:
         crop_text = str(library.info().build.get("crop", "centre")).split()[-1]
         crop = None if crop_text == "centre" else Crop(*[int(v) for v in crop_text.split(",")[:3]])
+        if takes:
+            crop = take_crop
         train_opening = library.mouth[:, 0] if library.mouth is not None else None
         found = library.mouth_found if library.mouth_found is not None else None
         model_r = float((library.mouth_meta.get("model") or {}).get("cv_r", [np.nan])[0])
@@ -211,6 +240,9 @@ def main() -> int:
     parser.add_argument("--join-mouth", type=float, default=None, help="planner mouth_join_weight (default: the planner's)")
     parser.add_argument("--sheets", help="write contact sheets (PNG) of rendered vs real frames here")
     parser.add_argument("--work", help="keep the generated files here (default: a temporary folder)")
+    parser.add_argument("--takes", type=int, default=0,
+                        help="build from the training part cut into this many 480 px video-note takes, joined "
+                        "as a person's are (the family-character path); default: the clip itself")
     args = parser.parse_args()
     if not CLIPS.is_dir():
         print(f"no clips at {CLIPS}: nothing to measure", file=sys.stderr)
@@ -232,7 +264,7 @@ def main() -> int:
     config = RenderConfig(planner=planner)
     rows = []
     for clip in clips:
-        row = run_clip(clip, work, args.size, config, Path(args.sheets) if args.sheets else None)
+        row = run_clip(clip, work, args.size, config, Path(args.sheets) if args.sheets else None, takes=args.takes)
         rows.append(row)
         print(f"{row.clip}: r {row.r:.3f} (loop {row.loop_r:.3f})", file=sys.stderr)
     header = f"{'clip':34} {'train s':>7} {'test fr':>7} {'r':>6} {'loop r':>6} {'mouth~loud':>10} {'real~loud':>9} {'tts~loud':>8} {'jumps':>6} {'face':>5} {'width':>5} {'off':>5} {'model r':>7} {'build s':>7}"

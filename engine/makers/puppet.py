@@ -68,6 +68,8 @@ CORNER_DROP = 0.12
 _GAP_EXPONENT = 2.0  # superellipse profile of the gap across the mouth: an ellipse, round at the corners
 _ROUND_EXPONENT = 1.6  # ... and of a narrow, rounded mouth (o, u): rounder still
 _COARSE = 2  # the warp field is computed on every other pixel
+_COARSE_AREA = 60_000  # ... every third above this many pixels of region (the lips are exact anyway)
+_MIN_TRIANGLE_AREA = 3.0  # px^2: smaller destination triangles are slivers
 _NONE = -1  # no triangle: the gap between the lips
 _TEETH_BGR = (226, 232, 238)
 _TONGUE_BGR = (95, 95, 185)
@@ -116,11 +118,18 @@ class _MouthWarp:
         self.width = rig.mouth_width
         upper_in, lower_in = rig.upper_inner, rig.lower_inner
         self.meeting = (upper_in + lower_in) / 2
-        inner_half = max(2.0, float(np.linalg.norm(upper_in[-1] - upper_in[0])) / 2)
         outer_half = max(2.0, self.width / 2)
         along = lambda points: (points - self.centre) @ across  # noqa: E731
         deep = lambda points: (points - self.centre) @ down  # noqa: E731
-        self.t_inner = np.clip(along(self.meeting) / inner_half, -1, 1)
+        # Across the mouth, -1 at one corner and 1 at the other, each side on its own scale: on a
+        # face turned three-quarters the middle of the lips is much nearer the far corner.
+        def across_mouth(points: np.ndarray, left: float, right: float) -> np.ndarray:
+            position = along(points)
+            return np.clip(np.where(position >= 0, position / max(right, 2.0), position / max(-left, 2.0)), -1, 1)
+
+        inner_left, inner_right = float(along(upper_in[:1])[0]), float(along(upper_in[-1:])[0])
+        outer_left, outer_right = float(along(rig.upper_outer[:1])[0]), float(along(rig.upper_outer[-1:])[0])
+        self.t_inner = across_mouth(self.meeting, inner_left, inner_right)
         chin = rig.chin
         chin_depth = max(float(deep(chin[None])[0]), 0.6 * self.width)
         lower_depth = float(np.max(deep(rig.lower_outer)))
@@ -156,8 +165,8 @@ class _MouthWarp:
         self.source = np.concatenate([np.clip(source[keep], lo, hi), frame])
         remap = {old: new for new, old in enumerate(keep)}
         self.slices = {kind: slice(remap[s.start], remap[s.stop - 1] + 1) for kind, s in self.slices.items()}
-        self.t_upper_outer = np.clip(along(rig.upper_outer) / outer_half, -1, 1)
-        self.t_lower_outer = np.clip(along(rig.lower_outer[1:-1]) / outer_half, -1, 1)
+        self.t_upper_outer = across_mouth(rig.upper_outer, outer_left, outer_right)
+        self.t_lower_outer = across_mouth(rig.lower_outer[1:-1], outer_left, outer_right)
         self.row_t = row_t
         self.jaw_weight = _smoothstep(1.15 * np.clip(jaw_depth / chin_depth, 0, 1) ** 1.3)
         self.lower_depth, self.chin_depth = lower_depth, chin_depth
@@ -171,9 +180,12 @@ class _MouthWarp:
                            for x, y in centroids])
         self.triangles = triangles[~in_gap]
         self.roi_grid = np.mgrid[y0:y1, x0:x1].astype(np.float32)  # (2, h, w): rows, columns
-        coarse_h, coarse_w = -(-(y1 - y0) // _COARSE), -(-(x1 - x0) // _COARSE)
+        # a large region (a face filling the picture) is worked out more coarsely still
+        self.coarse = _COARSE if (x1 - x0) * (y1 - y0) <= _COARSE_AREA else _COARSE + 1
+        step = self.coarse
+        coarse_h, coarse_w = -(-(y1 - y0) // step), -(-(x1 - x0) // step)
         # pixel centres of the coarse grid, in canvas coordinates (cv2.resize's alignment)
-        self.coarse_grid = (np.mgrid[0:coarse_h, 0:coarse_w].astype(np.float32) * _COARSE + (_COARSE - 1) / 2
+        self.coarse_grid = (np.mgrid[0:coarse_h, 0:coarse_w].astype(np.float32) * step + (step - 1) / 2
                             + np.array([y0, x0], np.float32)[:, None, None])
         self.smoothing = max(1.0, SMOOTHING * self.width)
         # Smoothing spreads motion outwards: fade it out towards the region's edge, so that the
@@ -186,9 +198,10 @@ class _MouthWarp:
         # there would pull what lies between them (the picture's own open mouth) into view
         lips = np.zeros(rows_c.shape, np.uint8)
         outline = np.concatenate([rig.upper_outer, rig.lower_outer[::-1]])
-        cv2.fillPoly(lips, [np.round((outline - (x0, y0)) / _COARSE).astype(np.int32)], 1)
-        distance = cv2.distanceTransform(1 - lips, cv2.DIST_L2, 3) * _COARSE
+        cv2.fillPoly(lips, [np.round((outline - (x0, y0)) / self.coarse).astype(np.int32)], 1)
+        distance = cv2.distanceTransform(1 - lips, cv2.DIST_L2, 3) * self.coarse
         self.near_lips = 1.0 - _smoothstep(distance / (0.3 * self.width))
+        self.near_lips_full = cv2.resize(self.near_lips, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
         full_rows, full_columns = self.roi_grid
         self.full_along = (full_columns - self.centre[0]) * across[0] + (full_rows - self.centre[1]) * across[1]
         self.full_down = (full_columns - self.centre[0]) * down[0] + (full_rows - self.centre[1]) * down[1]
@@ -253,6 +266,15 @@ class _MouthWarp:
 
     # ---- maps --------------------------------------------------------------------------------
 
+    def _lip_box(self, upper: np.ndarray, lower: np.ndarray) -> tuple[int, int, int, int]:
+        """The region-of-interest pixels around the inner lips (with a margin), as slice bounds."""
+        x0, x1, y0, y1 = self.roi
+        points = np.concatenate([upper, lower])
+        margin = 0.15 * self.width + 2 * self.coarse
+        low = np.floor(points.min(axis=0) - margin).astype(int) - (x0, y0)
+        high = np.ceil(points.max(axis=0) + margin).astype(int) - (x0, y0)
+        return (max(0, low[0]), min(x1 - x0, high[0]), max(0, low[1]), min(y1 - y0, high[1]))
+
     def maps(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``cv2.remap`` maps over the region of interest (canvas coordinates): each triangle's
         pixels sample the picture through that triangle's affine map; the gap samples in place.
@@ -264,7 +286,7 @@ class _MouthWarp:
         ids = np.full(rows.shape, _NONE, np.int32)
         destination = targets[self.triangles]  # (k, 3, 2)
         source = self.source[self.triangles]
-        corners = np.round((destination - (x0, y0)) * (16 / _COARSE)).astype(np.int32)
+        corners = np.round((destination - (x0, y0)) * (16 / self.coarse)).astype(np.int32)
         for index in range(len(corners)):
             cv2.fillConvexPoly(ids, corners[index].reshape(-1, 1, 2), index, cv2.LINE_8, 4)
         homogeneous = np.concatenate([destination, np.ones((len(destination), 3, 1))], axis=2)  # (k, 3, 3)
@@ -284,22 +306,55 @@ class _MouthWarp:
         lower = np.concatenate([upper[:1], targets[self.slices["lower_inner"]], upper[-1:]])
         along = (upper - self.centre) @ self.across
         middle = ((upper + lower) / 2 - self.centre) @ self.down
-        coarse_below = (self.coarse_down > np.interp(self.coarse_along, along, middle)).astype(np.float32)
-        full_below = self.full_down > np.interp(self.full_along, along, middle)
+        # Which side of the line between the lips each pixel is on. Between the mouth corners the
+        # split is sharp (the lips part there); beyond them it fades over a band, or the jaw's
+        # motion below the line against the cheek's above would tear the face's outline.
+        left, right = float(along[0]), float(along[-1])
+        offset = self.coarse_down - np.interp(self.coarse_along, along, middle)
+        coarse_below = (offset > 0).astype(np.float32)
+        soft = _smoothstep(offset / (0.4 * self.width) + 0.5)
+        beyond = _smoothstep(np.maximum(self.coarse_along - right, left - self.coarse_along) / (0.2 * self.width))
+        coarse_blend = coarse_below * (1 - beyond) + soft * beyond
         size = (x1 - x0, y1 - y0)
-        fields = []
-        for shift in (shift_x, shift_y):
-            sides = []
-            for side in (coarse_below, 1.0 - coarse_below):
-                weight = solid * side
-                sigma = self.smoothing / _COARSE
-                spread = cv2.GaussianBlur(shift * weight, (0, 0), sigma) / (cv2.GaussianBlur(weight, (0, 0), sigma) + 1e-6)
+        full_blend = cv2.resize(coarse_blend, size, interpolation=cv2.INTER_LINEAR)
+        bx0, bx1, by0, by1 = self._lip_box(upper, lower)
+        box_along = self.full_along[by0:by1, bx0:bx1]
+        box_offset = self.full_down[by0:by1, bx0:bx1] - np.interp(box_along, along, middle)
+        box_beyond = _smoothstep(np.maximum(box_along - right, left - box_along) / (0.2 * self.width))
+        full_blend[by0:by1, bx0:bx1] = ((box_offset > 0) * (1 - box_beyond)
+                                        + _smoothstep(box_offset / (0.4 * self.width) + 0.5) * box_beyond)
+        sigma = self.smoothing / self.coarse
+        sides = []
+        for side in (coarse_below, 1.0 - coarse_below):
+            weight = solid * side
+            spread_weight = cv2.GaussianBlur(weight, (0, 0), sigma) + 1e-6
+            own_pixels = weight > 0
+            fields = []
+            for shift in (shift_x, shift_y):
+                spread = cv2.GaussianBlur(shift * weight, (0, 0), sigma) / spread_weight
                 # the raw field on this side's own lip pixels, extended by the spread beyond them
-                own = np.where(weight > 0, shift, spread)
-                smooth = spread + self.near_lips * (own - spread)
-                sides.append(cv2.resize(smooth * self.border, size, interpolation=cv2.INTER_LINEAR))
-            fields.append(np.where(full_below, sides[0], sides[1]))  # never mix the two lips' motion
-        shift_x, shift_y = fields
+                smooth = spread + self.near_lips * (np.where(own_pixels, shift, spread) - spread)
+                fields.append(cv2.resize(smooth * self.border, size, interpolation=cv2.INTER_LINEAR))
+            sides.append(fields)
+        shift_x = sides[1][0] + full_blend * (sides[0][0] - sides[1][0])  # the lips' motions never mix
+        shift_y = sides[1][1] + full_blend * (sides[0][1] - sides[1][1])
+        # On the lips themselves, the exact piecewise-affine field, pixel by pixel: the coarse grid
+        # would blur the line where they meet by a pixel or two.
+        if bx1 > bx0 and by1 > by0:
+            box_ids = np.full((by1 - by0, bx1 - bx0), _NONE, np.int32)
+            box_corners = np.round((destination - (x0 + bx0, y0 + by0)) * 16).astype(np.int32)
+            for index in range(len(box_corners)):
+                cv2.fillConvexPoly(box_ids, box_corners[index].reshape(-1, 1, 2), index, cv2.LINE_8, 4)
+            full_rows_box, full_columns_box = self.roi_grid[:, by0:by1, bx0:bx1]
+            box_shifts = (affine - identity).astype(np.float32).reshape(-1, 6)[box_ids]
+            exact_x = full_columns_box * box_shifts[..., 0] + full_rows_box * box_shifts[..., 2] + box_shifts[..., 4]
+            exact_y = full_columns_box * box_shifts[..., 1] + full_rows_box * box_shifts[..., 3] + box_shifts[..., 5]
+            # a sliver of a triangle (the corner of an almost closed mouth) has a wild affine map:
+            # keep the smooth field there
+            formed = np.append(np.abs(np.linalg.det(homogeneous)) > 2 * _MIN_TRIANGLE_AREA, False)
+            near = self.near_lips_full[by0:by1, bx0:bx1] * formed[box_ids]
+            shift_x[by0:by1, bx0:bx1] += near * (exact_x - shift_x[by0:by1, bx0:bx1])
+            shift_y[by0:by1, bx0:bx1] += near * (exact_y - shift_y[by0:by1, bx0:bx1])
         full_rows, full_columns = self.roi_grid
         return full_columns + shift_x, full_rows + shift_y
 
@@ -536,8 +591,8 @@ class Puppet:
         bottom = np.interp(a, along(lower), deep(lower))
         height = np.maximum(bottom - top, 1e-3)
         v = np.clip((b - top) / height, 0, 1)
-        half = max(1.0, float(along(upper[-1:])[0] - along(upper[:1])[0]) / 2)
-        u = np.clip(np.abs(a) / half, 0, 1)
+        left_end, right_end = float(along(upper[:1])[0]), float(along(upper[-1:])[0])
+        u = np.clip(np.where(a >= 0, a / max(right_end, 1.0), a / min(left_end, -1.0)), 0, 1)  # 1 at either corner
         open_share = float(np.clip(opening, 0, 1))
         depth = 1.0 - np.abs(2 * v - 1)  # 1 in the middle of the gap: the back of the mouth
         colour = self.gap_bgr * (1.0 - 0.45 * depth[..., None]) * (1.0 - 0.25 * u[..., None])
@@ -547,7 +602,7 @@ class Puppet:
                  * min(1.0, open_share / 0.25))
         teeth_colour = self.teeth_bgr * (1.0 - 0.35 * u[..., None]) * (0.85 + 0.15 * ((b - top) < 0.6 * teeth_height))[..., None]
         colour = colour + teeth[..., None] * 0.9 * (teeth_colour - colour)
-        tongue_top = bottom - 0.4 * height * np.clip(1 - (a / (0.8 * half)) ** 2, 0, 1)
+        tongue_top = bottom - 0.4 * height * np.clip(1 - (u / 0.8) ** 2, 0, 1)
         tongue = _smoothstep((b - tongue_top) / (1.5 * pixel)) * min(1.0, max(0.0, (open_share - 0.3) / 0.4))
         colour = colour + tongue[..., None] * 0.8 * (self.tongue_bgr - colour)
         mixed = view + alpha * 0.97 * (colour - view)
