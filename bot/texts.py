@@ -218,10 +218,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "nc_person_intro": {
         "en": "Let's record {name}! I'll send the reading in {parts} parts. For each, record a round video "
               "message (hold the video button and swipe up to lock it) reading the part aloud: face in the circle, "
-              "even light, looking at the camera, starting with your mouth closed. Then one silent video.",
+              "even light, looking at the camera, starting with your mouth closed. Then one silent video. (Or send one ordinary video of all the parts read one after another.)",
         "ru": "Запишем героя {name}! Я пришлю текст частями, их {parts}. Для каждой запиши круглое видеосообщение "
               "(зажми кнопку видео и смахни вверх, чтобы не держать) и прочитай часть вслух: лицо в круге, светло, "
-              "смотри в камеру, начни с закрытым ртом. Потом одно видео без слов.",
+              "смотри в камеру, начни с закрытым ртом. Потом одно видео без слов. (Или пришли одно обычное видео, где прочитаны все части подряд.)",
     },
     "nc_take": {
         "en": "Part {part} of {parts}. Record a round video reading this:\n\n{text}",

@@ -167,8 +167,9 @@ def job_done(stack: Stack, job_id: int) -> bool:
 
 def test_non_admins_are_refused_even_with_forged_buttons(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
     api, chat = stack.api, 301
-    commands = ["/newcharacter", "/jobs", "/cancel 1", "/delcharacter tester", "/renamecharacter tester"]
-    forged = ["nc:make", "nc:voice:en-high", "nc:pos:gpu", "del:tester:yes", "del:owl", "ren:tester", "nc:../../x"]
+    commands = ["/newcharacter", "/newstory", "/jobs", "/cancel 1", "/delcharacter tester", "/renamecharacter tester"]
+    forged = ["nc:make", "nc:voice:en-high", "nc:pos:gpu", "nc:src:person", "nc:consent", "ns:char:tester",
+              "del:tester:yes", "del:owl", "ren:tester", "nc:../../x"]
 
     async def main() -> None:
         async with running_bot(stack.settings()):
@@ -716,3 +717,59 @@ def test_a_story_recorded_in_a_real_voice_is_told_in_parts_in_order(stack: Stack
 def _all_sent(stack: Stack, chat: int) -> bool:
     rows = stack.requests(chat)
     return bool(rows) and all(r["status"] in ("sent", "failed") for r in rows) and len(rows) == rows[0]["parts"]
+
+
+def test_takes_survive_a_restart_and_deleting_a_person_removes_everything(stack: Stack, person_takes) -> None:
+    """A restart in the middle of the takes keeps the ones received; /delcharacter then removes
+    the person's recordings, library and the stories recorded in their voice."""
+    from bot.character_store import CharacterStore
+    from bot.make_jobs import tar_folder
+    from bot.recorded_stories import RecordedStories
+
+    api, admin = stack.api, 903
+    takes, idle, _ = person_takes
+
+    async def main() -> None:
+        async with running_bot(stack.settings()):
+            await say(api, admin, "/newcharacter")
+            named = await say(api, admin, "Uncle Bob")
+            mark = api.mark()
+            api.press_button(admin, named.message_id, "nc:src:person")
+            await api.wait_for(api.sends_to(admin, "sendMessage"), count=2, since=mark, timeout=30)
+            mark = api.mark()
+            api.send_video_note(admin, takes[0], duration=24)
+            await api.wait_for(api.sends_to(admin, "sendMessage"), count=2, since=mark, timeout=60)
+            assert api.sent_messages(admin)[-1].text.startswith("Part 2 of 2.")
+        async with running_bot(stack.settings()):  # restarted: part 1 is still there
+            mark = api.mark()
+            api.send_video_note(admin, takes[1], duration=24)
+            assert (await reply(api, admin, mark, timeout=60)).text == t("nc_ask_idle", "en")
+            assert (await say(api, admin, "/cancel")).text == t("nc_cancelled", "en")
+    run(main(), timeout=240)
+    assert not [p for p in stack.settings().pictures_dir.iterdir() if p.name.startswith(f"{admin}-")]  # cancelled: gone
+
+    # a published person character with a story in its voice, then /delcharacter
+    folder = stack.data_dir / "scratch-bob" / "uncle-bob"
+    folder.mkdir(parents=True)
+    (folder / "character.toml").write_text('id = "uncle-bob"\\nname = "Uncle Bob"\\nlanguage = "en"\\n[library]\\nsource = "video"\\n')
+    (folder / "speech.mp4").write_bytes(takes[0])
+    (folder / "library.gchar").write_bytes(b"")
+    CharacterStore(stack.data_dir / "characters").publish("uncle-bob", 0, tar_folder(folder), {"path": "person"})
+    wav = stack.data_dir / "scratch-bob" / "story.wav"
+    import soundfile
+
+    from engine import synthetic
+
+    soundfile.write(wav, synthetic.synth_speech(12.0, seed=4, sample_rate=16_000), 16_000)
+    RecordedStories(stack.settings().recorded_stories_dir).add("uncle-bob", "Bob's Tale", "en", wav)
+
+    async def delete() -> None:
+        async with running_bot(stack.settings()):
+            confirm = await say(api, admin, "/delcharacter uncle-bob")
+            mark = api.mark()
+            api.press_button(admin, confirm.message_id, "del:uncle-bob:yes")
+            await api.wait_for("editMessageText", since=mark, timeout=30)
+
+    run(delete())
+    assert not (stack.data_dir / "characters" / "uncle-bob").exists()
+    assert not (stack.settings().recorded_stories_dir / "uncle-bob").exists()

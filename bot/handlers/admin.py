@@ -39,7 +39,7 @@ from .common import acknowledge, chat_language, edit_text, invalid_button, messa
 
 log = logging.getLogger(__name__)
 
-ADMIN_CALLBACKS = r"^(nc|del|ren):"
+ADMIN_CALLBACKS = r"^(nc|ns|del|ren):"
 """Callback data prefixes of admin buttons: refused for anyone else wherever they turn up."""
 DELETE_CALLBACK = re.compile(r"del:([a-z0-9][a-z0-9-]{0,39})(?::(yes|no))?")
 RENAME_CALLBACK = re.compile(r"ren:([a-z0-9][a-z0-9-]{0,39})")

@@ -61,6 +61,8 @@ PART_CHARS = 520
 READING_CHARS_PER_S = 14.0
 """A calm reading pace, to know how long a part's take should be (at least half of it)."""
 IDLE_SECONDS = (6.0, 30.0)
+WHOLE_PASSAGE_MAX_S = 600.0
+"""One ordinary video of the whole passage (at most 20 MB on the cloud Bot API)."""
 CARTOON_MOUTH_Y = 0.68
 """Usual cartoon proportions: the mouth centred, this far down a portrait of the character."""
 POSITION_TEXT = re.compile(r"\s*\(?\s*(\d{1,6}(?:\.\d+)?)\s*[,;x ]\s*(\d{1,6}(?:\.\d+)?)\s*\)?\s*")
@@ -427,7 +429,11 @@ async def _received_take(update: Update, context: ContextTypes.DEFAULT_TYPE, kin
     take = svc.settings.pictures_dir / f"{message.chat_id}-{message.message_id}-{kind}.mp4"
     await write_atomic(raw, data[:limit])
     draft = _draft(context)
-    if kind == "speech":
+    whole = kind == "speech" and not draft["takes"] and message.video is not None and _covers_passage(message, draft)
+    if whole:  # one ordinary video of the whole passage
+        expected = sum(len(part) for part in draft["parts"]) / READING_CHARS_PER_S
+        seconds = (max(3.0, 0.5 * expected), WHOLE_PASSAGE_MAX_S)
+    elif kind == "speech":
         expected = len(draft["parts"][len(draft["takes"])]) / READING_CHARS_PER_S
         seconds = (max(3.0, 0.5 * expected), 61.0)
     else:
@@ -445,7 +451,21 @@ async def _received_take(update: Update, context: ContextTypes.DEFAULT_TYPE, kin
         take.unlink(missing_ok=True)
         await message.reply_text(t("nc_take_again", language, reasons="; ".join(report.problems)))
         return None
+    if whole:
+        draft["whole"] = True
     return take, report.problems
+
+
+def _covers_passage(message: Message, draft: dict[str, Any]) -> bool:
+    """Whether an ordinary video is long enough (by what Telegram says; the check then measures
+    it) to be the whole passage rather than its first part."""
+    first = len(draft["parts"][0]) / READING_CHARS_PER_S
+    return bool(message.video and message.video.duration and _seconds(message.video.duration) > 1.5 * first)
+
+
+def _seconds(value: Any) -> float:
+    total = getattr(value, "total_seconds", None)
+    return float(total()) if callable(total) else float(value)
 
 
 @admin_only
@@ -458,6 +478,8 @@ async def take_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> i
     language = chat_language(services(context), update)
     draft = _draft(context)
     draft["takes"].append(str(received[0]))
+    if draft.pop("whole", False):  # the whole passage in one video: nothing more to read
+        draft["parts"] = [" ".join(draft["parts"])]
     if len(draft["takes"]) < len(draft["parts"]):
         await message.reply_text(t("nc_take_ok", language, part=len(draft["takes"]), parts=len(draft["parts"])))
         await _ask_take(message, draft, language)

@@ -312,7 +312,7 @@ def make_character_from_person(
     each checked by :func:`engine.makers.takes.check_take` when it arrived) and one silent take.
 
     The speech takes are joined into one recording at ``size`` (video notes of 384-640 px are
-    scaled to it with Lanczos: the library has one size), the idle take likewise, and the library
+    scaled to it, bicubic: the library has one size), the idle take likewise, and the library
     is built with no segment across two takes. Video notes are square on the face already, so
     the crop is the centred square. A still of the idle take is the portrait. Into ``folder``,
     removed again on any failure, as :func:`make_character`.

@@ -44,6 +44,8 @@ from ..media import (
     run_bounded,
     write_wav,
 )
+from ..framing import face_crop
+from ..media import Crop
 from .picture import detect_face
 
 log = logging.getLogger(__name__)
@@ -188,13 +190,26 @@ def check_take(path: str | os.PathLike, *, kind: str = "speech", seconds: tuple[
     return report
 
 
+def _framing(take: Path) -> Crop | None:
+    """A video note is square on the face already (None: as it is); an ordinary video (a phone's
+    tall one) is framed on the face, as ``gramophone build`` frames one."""
+    info = probe(take)
+    if info.width == info.height:
+        return None
+    try:
+        return face_crop(take)
+    except InputError:
+        return None  # no face found in its first seconds: the centred square (checked already)
+
+
 def join_takes(takes: list[Path], out: str | os.PathLike, *, size: int = 512) -> list[int]:
     """Re-encode the speech takes, in order, to one square ``size`` x ``size`` 25 fps recording
     with their sound, centre-cropped (video notes are square already); returns each take's frame
     count, so the build keeps segments within takes.
 
-    Video notes are 384-640 px: a smaller take is scaled up with Lanczos (clean, if soft), a larger
-    one down, so the library has one size."""
+    Video notes are 384-640 px and are scaled, up or down, to ``size`` (bicubic, as every
+    video the engine reads), so the library has one size. An ordinary video of the whole passage
+    (a phone's, 1080 x 1920) is framed on the face first."""
     out = Path(out)
     if not takes:
         raise InputError("no takes to join")
@@ -205,7 +220,7 @@ def join_takes(takes: list[Path], out: str | os.PathLike, *, size: int = 512) ->
         with VideoEncoder(silent_video, size, feat.FPS) as encoder:
             for take in takes:
                 frames = 0
-                for frame in iter_frames(take, size, feat.FPS):
+                for frame in iter_frames(take, size, feat.FPS, _framing(Path(take))):
                     encoder.write(frame)
                     frames += 1
                 if frames < feat.SEGMENT_FRAMES:
