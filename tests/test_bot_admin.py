@@ -231,8 +231,12 @@ def test_bad_pictures_are_refused_before_anything_is_queued(stack: Stack) -> Non
             assert grid is not None and max(grid.shape[:2]) > 1024  # the picture at 1024 px, with a labelled margin
             assert (await say(api, chat, "500,500")).text.startswith("Send the mouth position as two numbers")
             for forged, reason in [("A1 B2 C3", "that is 3 cell(s)"), ("Z1 B2 C3 D4", "Z1 is not on the grid"),
-                                   ("A1 A1 C3 D4", "different"), ("E4 H4 E9 H9", "below the eyes"),
                                    ("'; DROP TABLE make_jobs; --", "only cell names"), ("A" * 500, "send four cells")]:
+                answer = (await say(api, chat, forged)).text
+                assert answer.startswith("I can't use that: ") and reason in answer, (forged, answer)
+            closer = await say(api, chat, "F11 K11 F7 K7")  # the whole picture's answer: where to look closer
+            assert closer.method == "sendPhoto" and closer.text.startswith("Thank you! Now a closer look")
+            for forged, reason in [("A1 A1 C3 D4", "different"), ("E4 H4 E9 H9", "below the eyes"), ("M1 B2 C3 D4", "not on the grid")]:
                 answer = (await say(api, chat, forged)).text
                 assert answer.startswith("I can't use that: ") and reason in answer, (forged, answer)
             assert (await say(api, chat, "/cancel")).text == t("nc_cancelled", "en")
@@ -581,14 +585,23 @@ def person_takes(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[bytes],
     root = tmp_path_factory.mktemp("person")
     takes = []
     for seed in (1, 2):
-        speech, idle = synthetic.write_character_videos(root / str(seed), seed=seed, duration_s=24.0, size=240, idle_s=8.0)
+        speech, idle = synthetic.write_character_videos(root / str(seed), seed=seed, duration_s=10.0, size=240, idle_s=7.0)
         takes.append(speech.read_bytes())
     _, short = synthetic.write_character_videos(root / "short", seed=3, duration_s=5.0, size=240, idle_s=4.0)
     return takes, idle.read_bytes(), short.read_bytes()
 
 
+@pytest.fixture
+def fast_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fast reader (40 characters a second): each part's take may be 10 s, which keeps the
+    suite short; the checks are the same."""
+    from bot.handlers import newcharacter
+
+    monkeypatch.setattr(newcharacter, "READING_CHARS_PER_S", 40.0)
+
+
 @needs_maker
-def test_a_person_records_themselves_in_round_videos_and_becomes_a_character(stack: Stack, person_takes) -> None:
+def test_a_person_records_themselves_in_round_videos_and_becomes_a_character(stack: Stack, person_takes, fast_reader) -> None:
     api, admin, child = stack.api, 905, 315
     takes, idle, short = person_takes
     timings: dict[str, float] = {}
@@ -608,16 +621,16 @@ def test_a_person_records_themselves_in_round_videos_and_becomes_a_character(sta
             again = await reply(api, admin, mark, timeout=60)
             assert again.text.startswith("Could you record that one again?") and "only 4 s long" in again.text, again.text
             mark = api.mark()
-            api.send_video_note(admin, takes[0], duration=24)
+            api.send_video_note(admin, takes[0], duration=10)
             await api.wait_for(api.sends_to(admin, "sendMessage"), count=2, since=mark, timeout=60)
             done, part_two = api.sent_messages(admin)[-2:]
             assert done.text == "Part 1 of 2: recorded, thank you." and part_two.text.startswith("Part 2 of 2.")
             assert (await say(api, admin, "hello?")).text == t("nc_send_take", "en")
             mark = api.mark()
-            api.send_video(admin, takes[1], duration=24, width=240, height=240)  # an ordinary video works too
+            api.send_video(admin, takes[1], duration=10, width=240, height=240)  # an ordinary video works too
             assert (await reply(api, admin, mark, timeout=60)).text == t("nc_ask_idle", "en")
             mark = api.mark()
-            api.send_video_note(admin, idle, duration=8)
+            api.send_video_note(admin, idle, duration=7)
             consent = await reply(api, admin, mark, timeout=60)
             assert consent.text == t("nc_consent", "en", name="Grandma Rose")
             assert [data for _, data in consent.buttons] == ["nc:consent", "nc:stop"]
@@ -719,7 +732,7 @@ def _all_sent(stack: Stack, chat: int) -> bool:
     return bool(rows) and all(r["status"] in ("sent", "failed") for r in rows) and len(rows) == rows[0]["parts"]
 
 
-def test_takes_survive_a_restart_and_deleting_a_person_removes_everything(stack: Stack, person_takes) -> None:
+def test_takes_survive_a_restart_and_deleting_a_person_removes_everything(stack: Stack, person_takes, fast_reader) -> None:
     """A restart in the middle of the takes keeps the ones received; /delcharacter then removes
     the person's recordings, library and the stories recorded in their voice."""
     from bot.character_store import CharacterStore
@@ -737,12 +750,12 @@ def test_takes_survive_a_restart_and_deleting_a_person_removes_everything(stack:
             api.press_button(admin, named.message_id, "nc:src:person")
             await api.wait_for(api.sends_to(admin, "sendMessage"), count=2, since=mark, timeout=30)
             mark = api.mark()
-            api.send_video_note(admin, takes[0], duration=24)
+            api.send_video_note(admin, takes[0], duration=10)
             await api.wait_for(api.sends_to(admin, "sendMessage"), count=2, since=mark, timeout=60)
             assert api.sent_messages(admin)[-1].text.startswith("Part 2 of 2.")
         async with running_bot(stack.settings()):  # restarted: part 1 is still there
             mark = api.mark()
-            api.send_video_note(admin, takes[1], duration=24)
+            api.send_video_note(admin, takes[1], duration=10)
             assert (await reply(api, admin, mark, timeout=60)).text == t("nc_ask_idle", "en")
             assert (await say(api, admin, "/cancel")).text == t("nc_cancelled", "en")
     run(main(), timeout=240)
@@ -751,7 +764,7 @@ def test_takes_survive_a_restart_and_deleting_a_person_removes_everything(stack:
     # a published person character with a story in its voice, then /delcharacter
     folder = stack.data_dir / "scratch-bob" / "uncle-bob"
     folder.mkdir(parents=True)
-    (folder / "character.toml").write_text('id = "uncle-bob"\\nname = "Uncle Bob"\\nlanguage = "en"\\n[library]\\nsource = "video"\\n')
+    (folder / "character.toml").write_text('id = "uncle-bob"\nname = "Uncle Bob"\nlanguage = "en"\n[library]\nsource = "video"\n')
     (folder / "speech.mp4").write_bytes(takes[0])
     (folder / "library.gchar").write_bytes(b"")
     CharacterStore(stack.data_dir / "characters").publish("uncle-bob", 0, tar_folder(folder), {"path": "person"})

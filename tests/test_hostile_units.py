@@ -146,7 +146,7 @@ def test_retention_forgets_finished_requests_and_their_files_and_keeps_counts(tm
     for path in (voice, video, stray):
         path.write_bytes(b"x")
     old, fresh = store.admit([_row(5, 1)]).requests[0], store.admit([_row(5, 2, "text")]).requests[0]
-    store.transition(old.id, "received", "sent", input_path=str(voice), result_path=str(video))
+    _deliver(store, old.id, input_path=str(voice), result_path=str(video))
     store.transition(fresh.id, "received", "failed")
     week = 7 * 86400
     assert forget_old(settings, store, now=time.time() + week / 2) == 0, "nothing is old yet"
@@ -160,9 +160,9 @@ def test_retention_forgets_finished_requests_and_their_files_and_keeps_counts(tm
 def test_a_story_is_forgotten_only_whole(tmp_path: Path) -> None:
     store = Store(tmp_path / "state.db")
     parts = store.admit([{**_row(6, 1, "story"), "part": n, "parts": 2} for n in range(2)]).requests
-    store.transition(parts[0].id, "received", "sent")
+    _deliver(store, parts[0].id)
     assert store.purge_finished(before=time.time() + 10) == []  # part 2 still owed
-    store.transition(parts[1].id, "received", "sent")
+    _deliver(store, parts[1].id)
     assert len(store.purge_finished(before=time.time() + 10)) == 2
 
 
@@ -278,3 +278,10 @@ def test_flp_replies_are_capped_in_bytes(tmp_path: Path, monkeypatch: pytest.Mon
     finally:
         server.shutdown()
     assert not (tmp_path / "reply.zip").exists()
+
+
+def _deliver(store, request_id: int, **values) -> None:  # noqa: ANN001
+    """Walk a request through its life to ``sent`` (the store refuses shortcuts)."""
+    for source, target in (("received", "queued"), ("queued", "rendering"), ("rendering", "rendered")):
+        assert store.transition(request_id, source, target)
+    assert store.transition(request_id, "rendered", "sent", **values)
