@@ -55,7 +55,8 @@ def _ambiguous(error: TimedOut) -> bool:
     return isinstance(error.__cause__, httpx.ReadTimeout)
 
 
-def _seconds(value: object) -> float:
+def seconds_of(value: object) -> float:
+    """A duration PTB gives as seconds or, with PTB_TIMEDELTA, as a timedelta, in seconds."""
     total = getattr(value, "total_seconds", None)
     return float(total()) if callable(total) else float(value)  # type: ignore[arg-type]
 
@@ -83,7 +84,7 @@ async def send_video(bot: Bot, request: Request, video: Video, read_timeout_s: f
                 caption=video.caption, supports_streaming=True, reply_parameters=reply, read_timeout=read_timeout_s,
             )
         except RetryAfter as error:
-            wait = _seconds(error.retry_after)
+            wait = seconds_of(error.retry_after)
             log.info("%s: flood control, waiting %.0f s", request.label, wait)
             await asyncio.sleep(wait)
             continue

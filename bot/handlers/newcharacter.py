@@ -42,6 +42,7 @@ from telegram.ext import (
 )
 
 from ..character_store import clean_name, unique_id
+from ..delivery import seconds_of
 from ..files import remove_quietly, write_atomic
 from ..make_jobs import PICTURE_SUFFIXES
 from ..services import Services, services
@@ -460,12 +461,7 @@ def _covers_passage(message: Message, draft: dict[str, Any]) -> bool:
     """Whether an ordinary video is long enough (by what Telegram says; the check then measures
     it) to be the whole passage rather than its first part."""
     first = len(draft["parts"][0]) / READING_CHARS_PER_S
-    return bool(message.video and message.video.duration and _seconds(message.video.duration) > 1.5 * first)
-
-
-def _seconds(value: Any) -> float:
-    total = getattr(value, "total_seconds", None)
-    return float(total()) if callable(total) else float(value)
+    return bool(message.video and message.video.duration and seconds_of(message.video.duration) > 1.5 * first)
 
 
 @admin_only

@@ -280,9 +280,7 @@ def make_character(
         tracker.check()
         toml = _character_toml(character_id=character_id, name=name, description=description, language=language,
                                voice=voice, pitch_semitones=pitch_semitones, portrait=portrait.name, maker=maker, size=size)
-        partial.write_text(toml, encoding="utf-8")
-        partial.replace(folder / CHARACTER_FILE)
-        load_character(folder)  # what every reader will do: fail here, not there
+        _write_character_file(folder, partial, toml)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
@@ -291,6 +289,14 @@ def make_character(
     tracker.report(STAGE_READY, 1.0, check=False)
     log.info("made character %s (%s) in %s by %s in %.1f s", character_id, name, folder, maker, seconds)
     return MadeCharacter(folder=folder, path=maker, info=library, seconds=seconds, face=found_by)
+
+
+def _write_character_file(folder: Path, partial: Path, toml: str) -> None:
+    """``character.toml`` last, through a temp file, then loaded as every reader will load it:
+    a folder never looks like a character before it is one, and a bad one fails here."""
+    partial.write_text(toml, encoding="utf-8")
+    partial.replace(folder / CHARACTER_FILE)
+    load_character(folder)
 
 
 def make_character_from_person(
@@ -346,9 +352,7 @@ def make_character_from_person(
         toml = _character_toml(character_id=character_id, name=name, description=description, language=language,
                                voice=voice, pitch_semitones=pitch_semitones, portrait=portrait.name, maker="person",
                                size=size, takes=counts)
-        partial.write_text(toml, encoding="utf-8")
-        partial.replace(folder / CHARACTER_FILE)
-        load_character(folder)
+        _write_character_file(folder, partial, toml)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
