@@ -8,7 +8,7 @@ can read the mouth of everything made from it. Run by hand::
 
 Figures:
 
-* the CPU puppet's cost per frame at 512 px (warping only, no encoding; target < 5 ms);
+* the CPU puppet's cost per frame at 512 px (warping only, no encoding; it parts the lips on a triangulated warp: a few ms; a whole character must take <= 60 s);
 * picture -> ready character on the CPU fallback (:func:`engine.makers.make.make_character`, no
   FLP): TTS of the passage, puppet performance, library build, at 512 px;
 * lip sync (r, as :mod:`engine.quality` measures it) of that character saying a text it never
@@ -161,7 +161,7 @@ def main() -> int:
 
     cores = "all cores" if args.all_cores else "one core"
     log.info("\nnew character from one picture, on %s, %d px\n", cores, size)
-    log.info("puppet, per frame (warp only)            %6.2f ms  (target < 5 ms)", frame_ms)
+    log.info("puppet, per frame (warp only)            %6.2f ms  (the lip-parting warp; a character must take <= 60 s)", frame_ms)
     log.info("CPU path: picture -> ready character      %6.1f s   (%.1f s of speech, %d frames)",
              cpu_s, made.info.speech_seconds, made.info.frames)
     log.info("  TTS + puppet + encode                   %6.1f s", animate_s)

@@ -464,7 +464,8 @@ def test_send_errors_are_retried_and_a_timed_out_upload_is_not_repeated(stack: S
             api.fail_next("sendVideoNote", status=None, delay=2.5)  # slow: the bot gives up waiting
             api.send_text(242, "Second one.")
             await until(lambda: _answered(stack, 242), timeout=90)
-            await asyncio.sleep(3)  # the slow call lands; a resend would land too
+            await api.wait_for(api.sends_to(242, "sendVideoNote"), timeout=60)  # the slow call lands (late, under load)
+            await asyncio.sleep(3)  # a resend would land too
 
     run(main(), timeout=240)
     statuses = [c.status for c in api.calls if c.method == "sendVideoNote" and c.params["chat_id"] == 241]
