@@ -67,6 +67,7 @@ from engine.makers.puppet import Puppet  # noqa: E402
 from engine.media import ANALYSIS_SAMPLE_RATE, iter_frames, read_audio  # noqa: E402
 from engine.say import say  # noqa: E402
 from engine.speech import VoiceSettings  # noqa: E402
+from real_mouths import pearson  # noqa: E402 -- the same r as the real-mouths benchmark
 
 log = logging.getLogger("pictures")
 
@@ -115,14 +116,6 @@ class Row:
         if self.path == "landmarks":
             checks += [self.face >= TARGETS["face"], self.lip <= TARGETS["lip"]]
         return all(checks)
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep], b[keep]
-    if len(a) < 3 or a.std() < 1e-9 or b.std() < 1e-9:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def pauses(loudness_db: np.ndarray, *, min_frames: int = 8, trim: int = 3) -> np.ndarray:
