@@ -115,3 +115,22 @@ def test_a_character_made_from_a_person_loads_renders_and_keeps_its_takes_apart(
                           & ~library.segment_is_idle)
     wav = write_wav(tmp_path / "hi.wav", synthetic.synth_speech(2.0, seed=3, sample_rate=16_000), 16_000)
     assert render(grandma.library_path, wav, tmp_path / "hi.mp4").frames == 50
+
+
+def test_a_users_video_is_copied_through_one_demuxer_and_a_playlist_is_refused(recorded, tmp_path):
+    from engine.errors import MediaError
+    from engine.media import remux_untrusted_video
+
+    speech, _ = recorded
+    copy = remux_untrusted_video(speech, tmp_path / "copy.mp4", max_seconds=3.0)
+    media = probe(copy)
+    assert media.has_video and media.has_audio and media.duration <= 3.2
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(speech.read_bytes())
+    for name, body in [("playlist.mp4", f"#EXTM3U\n#EXTINF:8,\nfile://{secret}\n#EXT-X-ENDLIST\n"),
+                       ("concat.mp4", f"ffconcat version 1.0\nfile '{secret}'\n")]:
+        hostile = tmp_path / name
+        hostile.write_text(body)
+        with pytest.raises(MediaError, match="not a video I accept"):
+            remux_untrusted_video(hostile, tmp_path / f"out-{name}", max_seconds=60.0)
+        assert not (tmp_path / f"out-{name}").exists()
