@@ -400,9 +400,19 @@ async def _ask_take(message: Message, draft: dict[str, Any], language: str) -> N
     await message.reply_text(t("nc_take", language, part=index + 1, parts=len(draft["parts"]), text=draft["parts"][index]))
 
 
-async def _received_take(update: Update, context: ContextTypes.DEFAULT_TYPE, kind: str) -> tuple[Path, list[str]] | None:
-    """The take of this message, made safe (remuxed by us) and checked; None when there was
-    nothing to check (the admin was told why)."""
+@dataclass(frozen=True)
+class _Take:
+    """A take that passed its check, with what the handler that got it answers with."""
+
+    path: Path
+    message: Message
+    language: str
+    draft: dict[str, Any]
+
+
+async def _received_take(update: Update, context: ContextTypes.DEFAULT_TYPE, kind: str) -> _Take | None:
+    """The take of this message, made safe (remuxed by us) and checked; None when it was
+    refused or there was nothing to check (the admin was told why)."""
     from engine.makers.takes import check_take
     from engine.media import remux_untrusted_video
 
@@ -454,7 +464,7 @@ async def _received_take(update: Update, context: ContextTypes.DEFAULT_TYPE, kin
         return None
     if whole:
         draft["whole"] = True
-    return take, report.problems
+    return _Take(take, message, language, draft)
 
 
 def _covers_passage(message: Message, draft: dict[str, Any]) -> bool:
@@ -469,11 +479,8 @@ async def take_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> i
     received = await _received_take(update, context, "speech")
     if received is None:
         return None
-    message = update.effective_message
-    assert message is not None
-    language = chat_language(services(context), update)
-    draft = _draft(context)
-    draft["takes"].append(str(received[0]))
+    message, language, draft = received.message, received.language, received.draft
+    draft["takes"].append(str(received.path))
     if draft.pop("whole", False):  # the whole passage in one video: nothing more to read
         draft["parts"] = [" ".join(draft["parts"])]
     if len(draft["takes"]) < len(draft["parts"]):
@@ -489,13 +496,10 @@ async def idle_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> i
     received = await _received_take(update, context, "idle")
     if received is None:
         return None
-    message = update.effective_message
-    assert message is not None
-    language = chat_language(services(context), update)
-    draft = _draft(context)
+    message, language, draft = received.message, received.language, received.draft
     if draft.get("picture"):
         remove_quietly(draft["picture"])
-    draft["picture"] = str(received[0])  # the silent take stands where a picture would
+    draft["picture"] = str(received.path)  # the silent take stands where a picture would
     await message.reply_text(t("nc_consent", language, name=draft["name"]), reply_markup=InlineKeyboardMarkup([[
         InlineKeyboardButton(t("nc_consent_yes", language), callback_data="nc:consent"),
         InlineKeyboardButton(t("nc_stop", language), callback_data="nc:stop"),
