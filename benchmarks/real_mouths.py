@@ -154,25 +154,33 @@ def run_clip(clip: Path, work: Path, size: int, config: RenderConfig, sheets: Pa
     duration = probe(clip).duration or 0.0
     train_s = round(duration * TRAIN_SHARE * feat.FPS) / feat.FPS
     train = work / f"{clip.stem}-train.mp4"
-    test_audio = work / f"{clip.stem}-test.wav"
     ffmpeg("-i", str(clip), "-t", f"{train_s:.3f}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-c:a", "aac", "-b:a", "192k", str(train))
     audio = read_audio(clip)
     test = audio[int(train_s * ANALYSIS_SAMPLE_RATE) :]
-    write_wav(test_audio, test, ANALYSIS_SAMPLE_RATE)
 
     library_path = work / f"{clip.stem}.gchar"
     started = time.perf_counter()
+    take_crop = None
     if takes:  # as a person would record it in Telegram: video notes, joined
         joined, counts, take_crop = _as_takes(clip, train_s, takes, work, size)
         build_library(joined, library_path, settings=BuildSettings(size=size, crop="centre"), take_frames=counts)
     else:
         build_library(train, library_path, settings=BuildSettings(size=size))
     build_s = time.perf_counter() - started
+    return measure_library(clip, library_path, train_s, test, work, size, config, sheets, crop=take_crop, build_s=build_s)
+
+
+def measure_library(clip: Path, library_path: Path, train_s: float, test: np.ndarray, work: Path, size: int,
+                    config: RenderConfig, sheets: Path | None, *, crop: Crop | None = None, build_s: float = float("nan")) -> Row:
+    """Render the unheard ``test`` audio (the clip after ``train_s``) on a library built from the
+    clip's first ``train_s`` and compare the mouths. The real footage is framed with ``crop``,
+    or with the library's own crop when None (openness is a ratio: framing only has to show the
+    face)."""
+    test_audio = write_wav(work / f"{clip.stem}-test.wav", test, ANALYSIS_SAMPLE_RATE)
     with open_library(library_path) as library:
-        crop_text = str(library.info().build.get("crop", "centre")).split()[-1]
-        crop = None if crop_text == "centre" else Crop(*[int(v) for v in crop_text.split(",")[:3]])
-        if takes:
-            crop = take_crop
+        if crop is None:
+            crop_text = str(library.info().build.get("crop", "centre")).split()[-1]
+            crop = None if crop_text == "centre" else Crop(*[int(v) for v in crop_text.split(",")[:3]])
         train_opening = library.mouth[:, 0] if library.mouth is not None else None
         found = library.mouth_found if library.mouth_found is not None else None
         model_r = float((library.mouth_meta.get("model") or {}).get("cv_r", [np.nan])[0])
@@ -231,6 +239,29 @@ def write_sheet(path: Path, rendered: list[np.ndarray], real: list[np.ndarray], 
     cv2.imwrite(str(path), np.vstack(rows))
 
 
+def report(rows: list[Row]) -> None:
+    """The table, and the pooled figure over clips of at least :data:`POOLED_MIN_S`."""
+    header = f"{'clip':34} {'train s':>7} {'test fr':>7} {'r':>6} {'loop r':>6} {'mouth~loud':>10} {'real~loud':>9} {'tts~loud':>8} {'jumps':>6} {'face':>5} {'width':>5} {'off':>5} {'model r':>7} {'build s':>7}"
+    print(header)
+    for row in rows:
+        print(f"{row.clip:34} {row.train_s:7.1f} {row.test_frames:7d} {row.r:6.3f} {row.loop_r:6.3f} {row.mouth_loud:10.3f} "
+              f"{row.real_loud:9.3f} {row.tts_loud:8.3f} {row.jumps:6.2f} {row.face_found:5.2f} {row.face_width:5.2f} {row.face_offset:5.2f} {row.model_r:7.3f} {row.build_s:7.1f}")
+    pooled = [row for row in rows if row.train_s / TRAIN_SHARE >= POOLED_MIN_S - 0.05]
+    if pooled:
+        weights = np.array([row.test_frames for row in pooled], float)
+        r = np.array([row.r for row in pooled])
+        loop = np.array([row.loop_r for row in pooled])
+        rng = np.random.default_rng(0)
+        draws = np.array([block_resamples(row.rendered_open, row.real_open, rng) for row in pooled])  # (clips, draws)
+        spread = np.nanpercentile(np.average(np.nan_to_num(draws), axis=0, weights=weights), [5, 95])
+        print(f"pooled over {len(pooled)} clips of >= {POOLED_MIN_S:.0f} s (weighted by test frames): "
+              f"r {np.average(r, weights=weights):.3f} (block bootstrap 5-95%: {spread[0]:.2f} to {spread[1]:.2f}), "
+              f"loop {np.average(loop, weights=weights):.3f}")
+        for row, values in zip(pooled, draws):
+            low, high = np.nanpercentile(values, [5, 95])
+            print(f"  {row.clip}: r {row.r:.3f}, 5-95% {low:.2f} to {high:.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", help="comma-separated clip names (default: all)")
@@ -267,25 +298,7 @@ def main() -> int:
         row = run_clip(clip, work, args.size, config, Path(args.sheets) if args.sheets else None, takes=args.takes)
         rows.append(row)
         print(f"{row.clip}: r {row.r:.3f} (loop {row.loop_r:.3f})", file=sys.stderr)
-    header = f"{'clip':34} {'train s':>7} {'test fr':>7} {'r':>6} {'loop r':>6} {'mouth~loud':>10} {'real~loud':>9} {'tts~loud':>8} {'jumps':>6} {'face':>5} {'width':>5} {'off':>5} {'model r':>7} {'build s':>7}"
-    print(header)
-    for row in rows:
-        print(f"{row.clip:34} {row.train_s:7.1f} {row.test_frames:7d} {row.r:6.3f} {row.loop_r:6.3f} {row.mouth_loud:10.3f} "
-              f"{row.real_loud:9.3f} {row.tts_loud:8.3f} {row.jumps:6.2f} {row.face_found:5.2f} {row.face_width:5.2f} {row.face_offset:5.2f} {row.model_r:7.3f} {row.build_s:7.1f}")
-    pooled = [row for row in rows if row.train_s / TRAIN_SHARE >= POOLED_MIN_S - 0.05]
-    if pooled:
-        weights = np.array([row.test_frames for row in pooled], float)
-        r = np.array([row.r for row in pooled])
-        loop = np.array([row.loop_r for row in pooled])
-        rng = np.random.default_rng(0)
-        draws = np.array([block_resamples(row.rendered_open, row.real_open, rng) for row in pooled])  # (clips, draws)
-        spread = np.nanpercentile(np.average(np.nan_to_num(draws), axis=0, weights=weights), [5, 95])
-        print(f"pooled over {len(pooled)} clips of >= {POOLED_MIN_S:.0f} s (weighted by test frames): "
-              f"r {np.average(r, weights=weights):.3f} (block bootstrap 5-95%: {spread[0]:.2f} to {spread[1]:.2f}), "
-              f"loop {np.average(loop, weights=weights):.3f}")
-        for row, values in zip(pooled, draws):
-            low, high = np.nanpercentile(values, [5, 95])
-            print(f"  {row.clip}: r {row.r:.3f}, 5-95% {low:.2f} to {high:.2f}")
+    report(rows)
     return 0
 
 

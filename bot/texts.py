@@ -253,11 +253,13 @@ TEXTS: dict[str, dict[str, str]] = {
     "nc_consent_yes": {"en": "Yes, they agreed", "ru": "Да, согласен"},
     "nc_consent_given": {"en": "Thank you: agreed.", "ru": "Спасибо: согласие есть."},
     "nc_confirm_person": {
-        "en": "Ready to make:\nName: {name} (id {id})\nMade from: {parts} recorded parts and a silent one\n"
+        "en": "Ready to make:\nName: {name} (id {id})\nMade from: {made_from} and a silent one\n"
               "Voice for written texts: {voice}\nMade on: the CPU\n\nMake it?",
-        "ru": "Всё готово:\nИмя: {name} (id {id})\nИз чего: {parts} записанных частей и одна без слов\n"
+        "ru": "Всё готово:\nИмя: {name} (id {id})\nИз чего: {made_from} и одна запись без слов\n"
               "Голос для текстов: {voice}\nГде делаем: процессор\n\nДелаем?",
     },
+    "nc_made_from_parts": {"en": "{parts} recorded parts", "ru": "записанных частей: {parts}"},
+    "nc_made_from_video": {"en": "one video of the whole passage", "ru": "одно видео со всем текстом"},
     "ns_ask_character": {"en": "Which character will tell the story, in the voice you record?",
                          "ru": "Кто из героев расскажет сказку голосом, который ты запишешь?"},
     "ns_ask_audio": {

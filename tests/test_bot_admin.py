@@ -2,7 +2,7 @@
 
 One fake Bot API server and one data directory serve the module, with a render worker (one
 process) and the CPU maker (``bot.worker --make``) as real processes; each test starts its own
-bot on that data directory and uses its own chat ids. Admins are users 900-906. Pictures are
+bot on that data directory and uses its own chat ids. Admins are users 900-908. Pictures are
 drawn here: a cartoon face (a face detector may or may not find it, as with real drawn
 characters: the conversations take either turn) and a plain gradient (no face anywhere).
 """
@@ -30,7 +30,7 @@ from bot.texts import t
 from tests.bot_harness import ROOT, Stack, Worker, run, running_bot, shared_assets, texts, until, videos
 from tests.fake_telegram import FakeBotApi
 
-ADMINS = [900, 901, 902, 903, 904, 905, 906, 907]
+ADMINS = [900, 901, 902, 903, 904, 905, 906, 907, 908]
 HAS_MAKER = (ROOT / "engine" / "makers" / "make.py").is_file()
 needs_maker = pytest.mark.skipif(not HAS_MAKER, reason="engine/makers/make.py (the engine side) is not there yet")
 
@@ -666,6 +666,51 @@ def test_a_person_records_themselves_in_round_videos_and_becomes_a_character(sta
     edits = [c.params["text"] for c in api.calls if c.method == "editMessageText" and c.params.get("message_id") == voice_id(api, admin)]
     assert any("ready! Made on the CPU, from the recorded videos" in edit for edit in edits), edits
     logging.getLogger(__name__).info("person: make pressed -> preview in %.1f s", timings["preview"])
+
+
+@needs_maker
+def test_one_ordinary_video_of_the_whole_passage_is_enough(stack: Stack, person_takes, fast_reader, tmp_path: Path) -> None:
+    """Instead of one round video per part, one ordinary video reading the whole passage: the bot
+    asks for nothing more to read, names the path, and makes the character from that video."""
+    from engine import synthetic
+
+    api, admin = stack.api, 908
+    _, idle, _ = person_takes
+    whole, _ = synthetic.write_character_videos(tmp_path / "whole", seed=5, duration_s=22.0, size=240, idle_s=4.0)
+
+    async def main() -> None:
+        async with running_bot(stack.settings()):
+            await say(api, admin, "/newcharacter")
+            named = await say(api, admin, "Grandpa Joe")
+            mark = api.mark()
+            api.press_button(admin, named.message_id, "nc:src:person")
+            await api.wait_for(api.sends_to(admin, "sendMessage"), count=2, since=mark, timeout=30)
+            mark = api.mark()
+            api.send_video(admin, whole.read_bytes(), duration=22, width=240, height=240)
+            assert (await reply(api, admin, mark, timeout=60)).text == t("nc_ask_idle", "en")  # no part 2 to read
+            mark = api.mark()
+            api.send_video_note(admin, idle, duration=7)
+            consent = await reply(api, admin, mark, timeout=60)
+            mark = api.mark()
+            api.press_button(admin, consent.message_id, "nc:consent")
+            voice = await reply(api, admin, mark)
+            mark = api.mark()
+            api.press_button(admin, voice.message_id, "nc:voice:en-low")
+            await api.wait_for("editMessageText", since=mark, timeout=30)
+            confirm = api.message(admin, voice.message_id)
+            assert "Made from: one video of the whole passage and a silent one" in confirm["text"], confirm["text"]
+            mark = api.mark()
+            api.press_button(admin, voice.message_id, "nc:make")
+            await until(lambda: any(j["name"] == "Grandpa Joe" and job_done(stack, j["id"]) for j in jobs(stack)),
+                        timeout=150, what="the job")
+            await api.wait_for(api.sends_to(admin, "sendVideoNote"), since=mark, timeout=60)
+
+    run(main(), timeout=300)
+    (job,) = [j for j in jobs(stack) if j["name"] == "Grandpa Joe"]
+    assert (job["status"], job["path_used"]) == ("ready", "person"), job
+    assert len(json.loads(job["options"])["takes"]) == 1
+    folder = stack.data_dir / "characters" / "grandpa-joe"
+    assert json.loads((folder / "made-by.json").read_text())["path"] == "person"
 
 
 def voice_id(api: FakeBotApi, chat: int) -> int:

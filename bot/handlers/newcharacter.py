@@ -483,6 +483,7 @@ async def take_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> i
     draft["takes"].append(str(received.path))
     if draft.pop("whole", False):  # the whole passage in one video: nothing more to read
         draft["parts"] = [" ".join(draft["parts"])]
+        draft["whole_video"] = True
     if len(draft["takes"]) < len(draft["parts"]):
         await message.reply_text(t("nc_take_ok", language, part=len(draft["takes"]), parts=len(draft["parts"])))
         await _ask_take(message, draft, language)
@@ -567,7 +568,9 @@ def confirmation(svc: Services, draft: dict[str, Any], language: str) -> str:
     elif how == "pointed":
         face = t("face_pointed", language, cells=draft.get("cells", ""))
     elif how == "person":
-        return t("nc_confirm_person", language, name=draft["name"], id=draft["id"], parts=len(draft.get("takes", [])),
+        made_from = (t("nc_made_from_video", language) if draft.get("whole_video")
+                     else t("nc_made_from_parts", language, parts=len(draft.get("takes", []))))
+        return t("nc_confirm_person", language, name=draft["name"], id=draft["id"], made_from=made_from,
                  voice=t(VOICE_PRESETS[draft["voice"]].label, language))
     else:
         face = t("face_cartoon" if how == "cartoon" else "face_gpu", language)
