@@ -22,15 +22,14 @@ import io
 import json
 import logging
 import os
-import re
 import shutil
 import tarfile
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from engine.characters import CHARACTER_FILE, ID_PATTERN, Character, CharacterError, load_character
+from engine.character_spec import CHARACTER_FILE, ID_PATTERN, CharacterError, CharacterSpec
+from engine.characters import Character, load_character
 from engine.names import ID_MAX_CHARS, NAME_MAX_CHARS, clean_name, slugify, unique_id  # noqa: F401 -- re-exported
 
 log = logging.getLogger(__name__)
@@ -45,11 +44,6 @@ MAX_MEMBERS = 1000
 
 class PublishError(Exception):
     """The finished character cannot be published (a foreign folder in the way, a broken result)."""
-
-
-def _toml_string(value: str) -> str:
-    """A TOML basic string (JSON's escapes are TOML's)."""
-    return json.dumps(value, ensure_ascii=False)
 
 
 class CharacterStore:
@@ -171,38 +165,11 @@ class CharacterStore:
         """
         path = self.folder(character_id) / CHARACTER_FILE
         try:
-            text = path.read_text(encoding="utf-8")
-            data = tomllib.loads(text)
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            spec = CharacterSpec.from_toml(path.read_text(encoding="utf-8"), where=path)
+        except (OSError, UnicodeDecodeError, CharacterError) as error:
             raise PublishError(f"cannot read {character_id}'s {CHARACTER_FILE}: {error}") from None
-        old = str(data.get("name", ""))
-        greetings = data.get("greeting") if isinstance(data.get("greeting"), dict) else {}
-        lines = text.splitlines(keepends=True)
-        section: str | None = None
-        done_name = False
-        for index, line in enumerate(lines):
-            stripped = line.strip()
-            header = re.fullmatch(r"\[\s*([A-Za-z0-9_.\-\s]+?)\s*\]", stripped)
-            if header:
-                section = header.group(1)
-                continue
-            match = re.match(r"\s*([A-Za-z0-9_\-]+)\s*=", line)
-            if not match:
-                continue
-            key = match.group(1)
-            ending = "\n" if line.endswith("\n") else ""
-            if section is None and key == "name" and not done_name:
-                lines[index] = f"name = {_toml_string(new_name)}{ending}"
-                done_name = True
-            elif section == "greeting" and isinstance(greetings.get(key), str) and old and old in greetings[key]:
-                lines[index] = f"{key} = {_toml_string(greetings[key].replace(old, new_name))}{ending}"
-        updated = "".join(lines)
-        try:
-            check = tomllib.loads(updated)
-        except tomllib.TOMLDecodeError as error:
-            raise PublishError(f"renaming would break {CHARACTER_FILE}: {error}") from None
-        if not done_name or check.get("name") != new_name or check.get("id") != data.get("id"):
-            raise PublishError(f"cannot find the name in {character_id}'s {CHARACTER_FILE}")
+        old = spec.name
+        updated = spec.renamed(new_name).to_toml()
         tmp = path.with_name(f".{path.name}.part")
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(updated)

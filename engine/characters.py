@@ -42,21 +42,17 @@ import fcntl
 from importlib import resources
 import logging
 import os
-import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import GramophoneError, InputError
+from .character_spec import CHARACTER_FILE, CharacterError, CharacterSpec
+from .errors import InputError
 from .speech import VoiceSettings
 
 log = logging.getLogger(__name__)
 
 LIBRARY_FILE = "library.gchar"
-CHARACTER_FILE = "character.toml"
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-SOURCES = ("drawn", "video")
 
 
 BUILTIN_DIR_ENV = "GRAMOPHONE_BUILTIN_CHARACTERS_DIR"
@@ -100,10 +96,6 @@ def made_characters_dir() -> Path:
     ``data`` too), so a character made on the command line is one the bot offers, and one
     made in the bot is one ``gramophone say`` can use."""
     return Path(os.environ.get(DATA_DIR_ENV) or "data") / "characters"
-
-
-class CharacterError(GramophoneError):
-    """A character folder that cannot be used; the message names the folder."""
 
 
 @dataclass(frozen=True)
@@ -172,46 +164,28 @@ def load_character(folder: str | os.PathLike) -> Character:
     if not toml_path.is_file():
         raise CharacterError(f"{folder}: no {CHARACTER_FILE}")
     try:
-        data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        text = toml_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
         raise CharacterError(f"{toml_path}: not valid TOML ({error})") from None
-    missing = [key for key in ("id", "name", "language") if not isinstance(data.get(key), str) or not data.get(key)]
-    if missing:
-        raise CharacterError(f"{toml_path}: missing {', '.join(missing)}")
-    identifier = data["id"]
-    if not ID_PATTERN.match(identifier):
-        raise CharacterError(f"{toml_path}: id {identifier!r} must be lowercase letters, digits and dashes")
-    language = data["language"]
-    try:
-        pitch = float(data.get("pitch_semitones", 0.0))
-    except (TypeError, ValueError):
-        raise CharacterError(f"{toml_path}: pitch_semitones must be a number") from None
-    if not -12 <= pitch <= 12:
-        raise CharacterError(f"{toml_path}: pitch_semitones must be between -12 and 12")
-    base_voice = data.get("voice", {})
-    voices = {language: _voice(base_voice, language, toml_path)}
-    for other, table in data.get("voices", {}).items():
-        voices[other] = _voice({**base_voice, **table, "language": table.get("language", other)}, other, toml_path)
-    greetings = data.get("greeting", {})
-    if isinstance(greetings, str):
-        greetings = {language: greetings}
-    source = dict(data.get("library", {"source": "video"}))
-    kind = source.get("source", "video")
-    if kind not in SOURCES:
-        raise CharacterError(f"{toml_path}: library source {kind!r} must be one of {', '.join(SOURCES)}")
-    source["source"] = kind
+    spec = CharacterSpec.from_toml(text, where=toml_path)
+    language = spec.language
+    voices = {language: _voice(dict(spec.voice), language, toml_path)}
+    for other, table in spec.voices.items():
+        voices[other] = _voice({**spec.voice, **table, "language": table.get("language", other)}, other, toml_path)
+    source = dict(spec.library)
+    kind = source["source"]
     if kind == "video" and not (folder / LIBRARY_FILE).is_file():
         video = folder / source.get("speech_video", "speech.mp4")
         if not video.is_file():
             raise CharacterError(f"{folder}: no {LIBRARY_FILE} and no speech video {video.name} to build it from")
     return Character(
-        id=identifier,
-        name=data["name"],
-        description=str(data.get("description", "")),
+        id=spec.id,
+        name=spec.name,
+        description=spec.description,
         language=language,
         folder=folder,
-        pitch_semitones=pitch,
-        greetings={str(k): str(v) for k, v in greetings.items()},
+        pitch_semitones=spec.pitch_semitones,
+        greetings=dict(spec.greeting),
         voices=voices,
         source=source,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import shutil
 import subprocess
@@ -147,3 +149,55 @@ def test_cli_say_bad_input(characters_dir, tmp_path):
         assert result.returncode == 2, args
         assert result.stderr.strip().startswith("gramophone: error:") and needle in result.stderr, result.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_character_toml_has_one_reader_and_writer_that_round_trip(tmp_path):
+    """What ``to_toml`` writes, ``from_toml`` reads back to an equal spec: control characters and
+    quotes escaped, unknown keys and the top comment kept, nested voice tables intact."""
+    from engine.character_spec import CharacterSpec
+
+    spec = CharacterSpec(
+        id="odd-one", name='Tab\there "quoted" \x7f\x01 \\ end', language="en", description="line one\nline two",
+        pitch_semitones=-2.5, portrait="portrait.png", voice={"voice": "en-us+f3", "rate": 150},
+        voices={"ru": {"voice": "ru+f3"}}, greeting={"en": 'Hello! I am Tab\there "quoted" \x7f\x01 \\ end.'},
+        library={"source": "video", "size": 512, "takes": [100, 200]},
+        extra={"future_key": True, "future_table": {"a": 1}}, comment="Made by a test.\nSecond line.",
+    )
+    text = spec.to_toml()
+    assert text.startswith("# Made by a test.\n# Second line.\n")
+    assert CharacterSpec.from_toml(text) == spec
+    folder = tmp_path / "odd-one"
+    folder.mkdir()
+    (folder / "character.toml").write_text(text, encoding="utf-8")
+    (folder / "speech.mp4").write_bytes(b"")
+    loaded = load_character(folder)
+    assert (loaded.name, loaded.voice_for("ru").voice, loaded.source["takes"]) == (spec.name, "ru+f3", [100, 200])
+
+
+def test_a_rename_changes_the_name_and_greetings_and_keeps_the_rest():
+    from engine.character_spec import CharacterSpec
+
+    fox = builtin_characters_dir() / "fox" / "character.toml"
+    spec = CharacterSpec.from_toml(fox.read_text(encoding="utf-8"))
+    spec = dataclasses.replace(spec, greeting={**spec.greeting, "en": f"Hello! I am {spec.name}."})
+    renamed = CharacterSpec.from_toml(spec.renamed("Fluffy\nTail").to_toml())
+    assert renamed.name == "Fluffy\nTail" and renamed.id == spec.id
+    said_the_name = [language for language, line in spec.greeting.items() if spec.name in line]
+    assert said_the_name and all("Fluffy\nTail" in renamed.greeting[language] for language in said_the_name)
+    assert (renamed.voice, renamed.voices, renamed.library, renamed.pitch_semitones) == (
+        spec.voice, spec.voices, spec.library, spec.pitch_semitones)
+
+
+def test_a_spec_with_the_wrong_shape_is_refused_with_its_reason():
+    from engine.character_spec import CharacterSpec
+
+    cases = {
+        'id = "x"\nname = "X"\n': "missing language",
+        'id = "X!"\nname = "X"\nlanguage = "en"\n': "lowercase",
+        'id = "x"\nname = "X"\nlanguage = "en"\npitch_semitones = 40\n': "between -12 and 12",
+        'id = "x"\nname = "X"\nlanguage = "en"\nvoice = 3\n': "must be a table",
+        'id = "x"\nname = "X"\nlanguage = "en"\n[library]\nsource = "magic"\n': "must be one of",
+    }
+    for text, reason in cases.items():
+        with pytest.raises(CharacterError, match=reason):
+            CharacterSpec.from_toml(text, where="test.toml")

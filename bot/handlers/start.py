@@ -6,7 +6,7 @@ chat keeps its own."""
 
 from __future__ import annotations
 
-from engine.characters import ID_PATTERN
+from engine.character_spec import ID_PATTERN
 from telegram import Update
 from telegram.ext import BaseHandler, CommandHandler, ContextTypes
 

@@ -19,7 +19,6 @@ is written last, so a folder never looks like a character before it is one.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 import tempfile
@@ -31,7 +30,8 @@ from typing import Callable
 import cv2
 
 from ..build import BuildSettings, build_library
-from ..characters import CHARACTER_FILE, ID_PATTERN, LIBRARY_FILE, Character, load_character
+from ..character_spec import CHARACTER_FILE, ID_PATTERN, CharacterSpec
+from ..characters import LIBRARY_FILE, Character, load_character
 from ..errors import GramophoneError, InputError, MediaError
 from ..library import LibraryInfo
 from ..media import iter_frames, probe
@@ -112,51 +112,31 @@ class _Tracker:
         return advance
 
 
-def _toml(value: object) -> str:
-    """A TOML value: strings as basic strings (JSON escapes are TOML escapes, plus DEL)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
 def _character_toml(*, character_id: str, name: str, description: str, language: str, voice: VoiceSettings,
                     pitch_semitones: float, portrait: str, maker: str, size: int, takes: list[int] | None = None) -> str:
-    voice_table = {"language": voice.language, "rate": voice.rate, "pitch": voice.pitch}
+    voice_table: dict[str, object] = {"language": voice.language, "rate": voice.rate, "pitch": voice.pitch}
     if voice.piper_model:
         voice_table["piper_model"] = voice.piper_model
     elif voice.backend != "espeak":
         voice_table["backend"] = voice.backend
     if voice.voice:
         voice_table["voice"] = voice.voice
-    lines = [
-        (f"# Recorded by a person in {len(takes)} takes, joined by engine.makers; the library is a build output."
-         if takes else f"# Made from one picture ({portrait}) by engine.makers ({maker}); the library is a build output."),
-        f"id = {_toml(character_id)}",
-        f"name = {_toml(name)}",
-        f"description = {_toml(description)}",
-        f"language = {_toml(language)}",
-        f"pitch_semitones = {_toml(float(pitch_semitones))}",
-        f"portrait = {_toml(portrait)}",
-        "",
-        "[voice]",
-        *(f"{key} = {_toml(value)}" for key, value in voice_table.items()),
-        "",
-        "[greeting]",
-        f"{language} = {_toml(_GREETINGS.get(language.split('-')[0], _GREETINGS['en']).format(name=name))}",
-        "",
-        "[library]",
-        'source = "video"',
-        'crop = "centre"',  # the puppet's or FLP's videos are framed already
-        f"speech_video = {_toml(SPEECH_VIDEO)}",
-        f"idle_video = {_toml(IDLE_VIDEO)}",
-        f"size = {size}",
-        f"maker = {_toml(maker)}",
-        *([f"takes = [{', '.join(str(int(count)) for count in takes)}]"] if takes else []),
-        "",
-    ]
-    return "\n".join(lines)
+    library: dict[str, object] = {
+        "source": "video",
+        "crop": "centre",  # the puppet's or FLP's videos, or the joined takes, are framed already
+        "speech_video": SPEECH_VIDEO,
+        "idle_video": IDLE_VIDEO,
+        "size": size,
+        "maker": maker,
+    }
+    if takes:
+        library["takes"] = [int(count) for count in takes]
+    comment = (f"Recorded by a person in {len(takes)} takes, joined by engine.makers; the library is a build output."
+               if takes else f"Made from one picture ({portrait}) by engine.makers ({maker}); the library is a build output.")
+    greeting = _GREETINGS.get(language.split("-")[0], _GREETINGS["en"]).format(name=name)
+    return CharacterSpec(id=character_id, name=name, language=language, description=description,
+                         pitch_semitones=float(pitch_semitones), portrait=portrait, voice=voice_table,
+                         greeting={language: greeting}, library=library, comment=comment).to_toml()
 
 
 def _check_identity(character_id: str, name: str, language: str, pitch_semitones: float, size: int) -> None:
