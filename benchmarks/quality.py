@@ -63,7 +63,7 @@ def main() -> int:
         for method in args.planners.split(","):
             config = RenderConfig(planner=replace(PlannerSettings(), method=method))
             out = work / f"render-{method}.mp4"
-            result = render(library, audio_path, out, config)
+            result = render(library, audio_path, out, config=config)
             report = measure(out, audio, sample_rate, result.timeline, library)
             rows.append((method, result, report))
 

@@ -186,7 +186,7 @@ def measure_library(clip: Path, library_path: Path, train_s: float, test: np.nda
         model_r = float((library.mouth_meta.get("model") or {}).get("cv_r", [np.nan])[0])
 
     out = work / f"{clip.stem}-render.mp4"
-    result = render(library_path, test_audio, out, config)
+    result = render(library_path, test_audio, out, config=config)
     rendered = video_frames(out, size)
     # The real footage of the unheard part, framed as the library was.
     real_all = video_frames(clip, size, crop)
@@ -207,7 +207,7 @@ def measure_library(clip: Path, library_path: Path, train_s: float, test: np.nda
 
     speech = speak(TTS_TEXT, VoiceSettings(language="en"))
     tts_audio = write_wav(work / f"{clip.stem}-tts.wav", speech.audio, speech.sample_rate)
-    render(library_path, tts_audio, tts_out, config)
+    render(library_path, tts_audio, tts_out, config=config)
     tts_frames = video_frames(tts_out, size)
     tts_open, _ = openings(tts_frames)
     tts_levels = feat.frame_levels_db(read_audio(tts_audio), ANALYSIS_SAMPLE_RATE, len(tts_frames))

@@ -132,10 +132,10 @@ def main() -> int:
     config = RenderConfig()
     renders, floors, render_cpu, floor_cpu = [], [], [], []
     with open_library(library_path) as library:
-        timeline = plan_audio(library, read_audio(audio_path), sample_rate, config)
+        timeline = plan_audio(library, read_audio(audio_path), sample_rate, config=config)
         for _ in range(args.repeats):
             results = []
-            wall, cpu = timed(lambda: results.append(render(library, audio_path, work / "render.mp4", config)))
+            wall, cpu = timed(lambda: results.append(render(library, audio_path, work / "render.mp4", config=config)))
             renders.append(wall)
             render_cpu.append(cpu)
             result = results[0]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -160,6 +160,87 @@ def _describe_crop(asked: Crop | str, used: Crop | None) -> str:
     return f"face {where}" if asked == "face" else where
 
 
+@dataclass(frozen=True)
+class _Recording:
+    """A library's per-frame arrays and its segments, as an idle strategy leaves them."""
+
+    features: np.ndarray  # (frames, FEATURE_DIM)
+    levels: np.ndarray  # (frames,) dB
+    speech: np.ndarray  # (frames,) bool: the voice activity
+    idle: np.ndarray  # (frames,) bool: playable in a pause
+    starts: np.ndarray  # segment start frames
+    kinds: tuple[str, ...]  # "speech" or "idle", one per start
+    idle_source: str  # which strategy found the idle segments
+
+
+def _idle_from_video(recording: _Recording, idle_frames: int) -> _Recording:
+    """An idle take was given: its frames follow the speech frames, silent, all of them idle."""
+    speech_frames = len(recording.speech)
+    silent = np.zeros((idle_frames, feat.FEATURE_DIM), np.float32)
+    silent[:, feat.LOUDNESS] = -6.0
+    idle_starts = speech_frames + feat.segment_starts(idle_frames)
+    return _Recording(
+        features=np.vstack([recording.features, silent]),
+        levels=np.concatenate([recording.levels, np.full(idle_frames, -100.0, np.float32)]),
+        speech=np.concatenate([recording.speech, np.zeros(idle_frames, bool)]),
+        idle=np.concatenate([np.zeros(speech_frames, bool), np.ones(idle_frames, bool)]),
+        starts=np.concatenate([recording.starts, idle_starts]),
+        kinds=recording.kinds + ("idle",) * len(idle_starts),
+        idle_source="idle-video",
+    )
+
+
+def _idle_from_pauses(recording: _Recording) -> _Recording | None:
+    """No idle take: the segments wholly inside the recording's own pauses, when there are enough."""
+    in_pause = np.array([recording.idle[s : s + feat.SEGMENT_FRAMES].all() for s in recording.starts], dtype=bool)
+    if in_pause.sum() < MIN_IDLE_SEGMENTS:
+        return None
+    return replace(recording, kinds=tuple("idle" if pause else "speech" for pause in in_pause), idle_source="speech-pauses")
+
+
+def _idle_from_quietest(recording: _Recording, thumbs: np.ndarray) -> _Recording:
+    """No pauses to speak of: the quietest, stillest segments stand in as idle ones, and stay
+    speech segments too (they are real speech)."""
+    starts = recording.starts
+    motion = _motion(thumbs)
+    loudness = feat.segment_fingerprints(recording.features, starts)[:, feat.LOUDNESS]
+    stillness = np.array([motion[s + 1 : s + feat.SEGMENT_FRAMES].mean() for s in starts])
+    score = np.argsort(np.argsort(loudness)) + np.argsort(np.argsort(stillness))
+    chosen = np.sort(np.argsort(score)[: max(MIN_IDLE_SEGMENTS, len(starts) // 10)])
+    idle = np.zeros(len(recording.speech), bool)
+    for start in starts[chosen]:
+        idle[start : start + feat.SEGMENT_FRAMES] = True
+    return replace(recording, idle=idle, starts=np.concatenate([starts, starts[chosen]]),
+                   kinds=recording.kinds + ("idle",) * len(chosen), idle_source="quietest-segments")
+
+
+def _measure_mouths(writer: LibraryWriter, meter: MouthMeter, thumbs: np.ndarray, recording: _Recording,
+                    speech_frames: int) -> dict:
+    """The mouth of every frame, and the audio -> mouth model learnt from the speech frames,
+    into the library; returns their description for its metadata."""
+    recorded_speech = np.zeros(len(thumbs), dtype=bool)
+    recorded_speech[:speech_frames] = recording.speech[:speech_frames]
+    mouth = meter.finish(thumbs, recorded_speech)
+    train = np.zeros(len(thumbs), dtype=bool)
+    train[:speech_frames] = mouth.found[:speech_frames]
+    model = fit_mouth_model(recording.features, mouth.values, train)
+    writer.set_array("mouth", mouth.values)
+    writer.set_array("mouth_found", mouth.found)
+    writer.set_array("mouth_code", mouth.code)
+    if mouth.anchors is not None:
+        writer.set_array("mouth_anchors", mouth.anchors)
+    meta: dict = {
+        "measure": mouth.method,
+        "landmarks": landmarks.model_name() if mouth.method == "landmarks" else "none",
+        "found": round(mouth.found_fraction, 4),
+    }
+    if model is not None:
+        for name, array in model.to_arrays().items():
+            writer.set_array(name, array)
+        meta["model"] = model.meta()
+    return meta
+
+
 def build_library(
     speech_video: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -218,76 +299,30 @@ def build_library(
                 f"{speech_video}: only {speech_frames / feat.FPS:.2f} s of video; a speech video needs at least {MIN_SPEECH_SECONDS:.0f} s"
             )
         analysis = feat.analyse(audio, ANALYSIS_SAMPLE_RATE, speech_frames, settings.vad)
-        features, speech, levels = analysis.features, analysis.speech, analysis.levels_db
-        idle = ~speech
         starts = _within_takes(feat.segment_starts(speech_frames), take_frames, speech_frames)
-        kinds = ["speech"] * len(starts)
-
+        recording = _Recording(analysis.features, analysis.levels_db, analysis.speech, ~analysis.speech, starts,
+                               ("speech",) * len(starts), "")
         idle_frames = 0
         if idle_video is not None:
             idle_frames = _store_video(writer, IDLE_SOURCE, idle_video, settings, idle_crop, thumbs, meter, progress)
             if idle_frames < feat.SEGMENT_FRAMES:
                 raise InputError(f"{idle_video}: shorter than one segment ({feat.SEGMENT_FRAMES} frames)")
-            idle_source = "idle-video"
-            silent = np.zeros((idle_frames, feat.FEATURE_DIM), np.float32)
-            silent[:, feat.LOUDNESS] = -6.0
-            features = np.vstack([features, silent])
-            levels = np.concatenate([levels, np.full(idle_frames, -100.0, np.float32)])
-            speech = np.concatenate([speech, np.zeros(idle_frames, bool)])
-            idle = np.concatenate([np.zeros(speech_frames, bool), np.ones(idle_frames, bool)])
-            idle_starts = speech_frames + feat.segment_starts(idle_frames)
-            starts = np.concatenate([starts, idle_starts])
-            kinds += ["idle"] * len(idle_starts)
+            recording = _idle_from_video(recording, idle_frames)
         else:
-            in_pause = np.array([idle[s : s + feat.SEGMENT_FRAMES].all() for s in starts], dtype=bool)
-            if in_pause.sum() >= MIN_IDLE_SEGMENTS:
-                idle_source = "speech-pauses"
-                kinds = ["idle" if pause else "speech" for pause in in_pause]
-            else:
-                # No pauses to speak of: the quietest, stillest segments stand in as idle ones,
-                # and stay speech segments too (they are real speech).
-                idle_source = "quietest-segments"
-                thumbs_array = np.stack(thumbs)
-                motion = _motion(thumbs_array)
-                loudness = feat.segment_fingerprints(features, starts)[:, feat.LOUDNESS]
-                stillness = np.array([motion[s + 1 : s + feat.SEGMENT_FRAMES].mean() for s in starts])
-                score = np.argsort(np.argsort(loudness)) + np.argsort(np.argsort(stillness))
-                chosen = np.sort(np.argsort(score)[: max(MIN_IDLE_SEGMENTS, len(starts) // 10)])
-                idle = np.zeros(speech_frames, bool)
-                for s in starts[chosen]:
-                    idle[s : s + feat.SEGMENT_FRAMES] = True
-                starts = np.concatenate([starts, starts[chosen]])
-                kinds += ["idle"] * len(chosen)
-                log.info("%s has no pauses: idle segments are its %d quietest, stillest ones", speech_video, len(chosen))
-
+            recording = _idle_from_pauses(recording) or _idle_from_quietest(recording, np.stack(thumbs))
+            if recording.idle_source == "quietest-segments":
+                log.info("%s has no pauses: idle segments are its quietest, stillest ones", speech_video)
         thumbs_array = np.stack(thumbs)
-        recorded_speech = np.zeros(len(thumbs_array), dtype=bool)
-        recorded_speech[:speech_frames] = speech[:speech_frames]
-        mouth = meter.finish(thumbs_array, recorded_speech)
-        train = np.zeros(len(thumbs_array), dtype=bool)
-        train[:speech_frames] = mouth.found[:speech_frames]
-        model = fit_mouth_model(features, mouth.values, train)
-        writer.set_array("mouth", mouth.values)
-        writer.set_array("mouth_found", mouth.found)
-        writer.set_array("mouth_code", mouth.code)
-        if mouth.anchors is not None:
-            writer.set_array("mouth_anchors", mouth.anchors)
-        mouth_meta: dict = {
-            "measure": mouth.method,
-            "landmarks": landmarks.model_name() if mouth.method == "landmarks" else "none",
-            "found": round(mouth.found_fraction, 4),
-        }
-        if model is not None:
-            for name, array in model.to_arrays().items():
-                writer.set_array(name, array)
-            mouth_meta["model"] = model.meta()
+        mouth_meta = _measure_mouths(writer, meter, thumbs_array, recording, speech_frames)
+        features, idle_source = recording.features, recording.idle_source
         writer.set_array("features", features.astype(np.float32))
-        writer.set_array("levels", levels.astype(np.float32))
-        writer.set_array("speech", speech.astype(bool))
-        writer.set_array("idle", idle.astype(bool))
+        writer.set_array("levels", recording.levels.astype(np.float32))
+        writer.set_array("speech", recording.speech.astype(bool))
+        writer.set_array("idle", recording.idle.astype(bool))
         writer.set_array("thumbnails", thumbs_array)
         writer.set_array("embeddings", _principal_embeddings(thumbs_array, settings.embedding_dims, rng))
-        writer.set_segments(starts, kinds, feat.segment_fingerprints(features, starts), feat.SEGMENT_FRAMES)
+        starts = recording.starts
+        writer.set_segments(starts, list(recording.kinds), feat.segment_fingerprints(features, starts), feat.SEGMENT_FRAMES)
         writer.set_meta(
             size=settings.size,
             fps=feat.FPS,

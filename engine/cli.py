@@ -75,7 +75,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     config = RenderConfig(planner=PlannerSettings(method=args.planner))
     with progress_bar(_estimated_frames(args.audio), "rendering") as update:
-        result = render(args.character, args.audio, args.output, config, size=args.size, video_note=args.video_note, progress=update)
+        result = render(args.character, args.audio, args.output, config=config, size=args.size, video_note=args.video_note, progress=update)
     print(
         f"{result.path}: {result.duration_s:.1f} s, {result.frames} frames at {result.size}x{result.size}, "
         f"{result.joins} joins, rendered in {result.seconds:.1f} s ({result.duration_s / max(result.seconds, 1e-9):.1f}x real time)"

@@ -21,7 +21,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import ffmpeg  # ffmpeg-python: command-line builder only
@@ -720,3 +720,46 @@ class VideoEncoder:
                 self._tmp.unlink(missing_ok=True)
             if self._errors is not None:
                 self._errors.close()
+
+
+SPEECH_TAKE, IDLE_TAKE = "speech.mp4", "idle.mp4"
+"""What a character's recording is, as files in its folder: the speech take and the silent one."""
+
+PERFORMED_IDLE_S = 12.0
+"""The silent take of a performed character (drawn, or a puppet): long enough that pauses rarely
+repeat a blink."""
+
+
+def write_takes(
+    folder: str | os.PathLike,
+    audio: np.ndarray,
+    sample_rate: int,
+    speech_frames: Iterable[np.ndarray],
+    idle_frames: Iterable[np.ndarray],
+    *,
+    size: int,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Path, Path]:
+    """Write a performed character's recording: ``speech.mp4`` (the frames with ``audio``) and
+    ``idle.mp4`` (silent), as a person's recording would be. The drawn rig, the fox and the
+    puppet all perform this way; only their frames differ.
+
+    ``progress`` is called with 1 after each frame; it may raise (a cancellation): the take being
+    written is then removed, as :class:`VideoEncoder` removes a take it did not finish.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    speech_path, idle_path = folder / SPEECH_TAKE, folder / IDLE_TAKE
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".takes-") as scratch:
+        wav = write_wav(Path(scratch) / "speech.wav", audio, sample_rate)
+        with VideoEncoder(speech_path, size, audio_path=wav) as encoder:
+            for frame in speech_frames:
+                encoder.write(frame)
+                if progress:
+                    progress(1)
+    with VideoEncoder(idle_path, size) as encoder:
+        for frame in idle_frames:
+            encoder.write(frame)
+            if progress:
+                progress(1)
+    return speech_path, idle_path

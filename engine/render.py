@@ -245,6 +245,7 @@ def plan_audio(
     library: Library,
     audio: np.ndarray,
     sample_rate: int = ANALYSIS_SAMPLE_RATE,
+    *,
     config: RenderConfig = RenderConfig(),
     n_frames: int | None = None,
     previous_frame: int | None = None,
@@ -305,6 +306,7 @@ def render(
     character: Library | str | os.PathLike,
     audio_path: str | os.PathLike,
     out_path: str | os.PathLike,
+    *,
     config: RenderConfig = RenderConfig(),
     size: int | None = None,
     video_note: bool = False,
@@ -342,7 +344,7 @@ def render(
             raise InputError(f"{audio_path}: the audio is empty")
         if video_note and duration > VIDEO_NOTE_MAX_SECONDS + 0.5 / feat.FPS:
             raise InputError(f"{audio_path}: {duration:.1f} s is too long for a video note (at most {VIDEO_NOTE_MAX_SECONDS:.0f} s)")
-        timeline = plan_audio(library, audio, ANALYSIS_SAMPLE_RATE, config)
+        timeline = plan_audio(library, audio, ANALYSIS_SAMPLE_RATE, config=config)
         with VideoEncoder(out_path, size=size, audio_path=audio_path, settings=config.encode) as encoder:
             _write_frames(encoder, render_frames(library, timeline, config), progress)
     result = RenderResult.of(out_path, duration, size, started, timeline)
@@ -358,6 +360,7 @@ def render_stream(
     parts: Iterable[np.ndarray],
     sample_rate: int,
     out_path: str | os.PathLike,
+    *,
     config: RenderConfig = RenderConfig(),
     size: int | None = None,
     video_note: bool = False,
@@ -398,7 +401,8 @@ def render_stream(
                 if n_frames <= 0:
                     continue
                 analysis_audio = soxr.resample(part, sample_rate, ANALYSIS_SAMPLE_RATE) if sample_rate != ANALYSIS_SAMPLE_RATE else part
-                timeline = plan_audio(library, analysis_audio, ANALYSIS_SAMPLE_RATE, config, n_frames, previous_frame)
+                timeline = plan_audio(library, analysis_audio, ANALYSIS_SAMPLE_RATE, config=config, n_frames=n_frames,
+                                      previous_frame=previous_frame)
                 last = _write_frames(encoder, render_frames(library, timeline, config, previous_image), progress)
                 # A part always ends on a real library frame: morphs never take a piece's last frame.
                 previous_image = None if last is None else last.copy()

@@ -44,6 +44,7 @@ def say(
     character: Character,
     text: str,
     out_path: str | os.PathLike,
+    *,
     language: str | None = None,
     video_note: bool = False,
     voice: VoiceSettings | None = None,
@@ -67,5 +68,5 @@ def say(
     library = ensure_library(character)
     first = next(speeches)
     return render_stream(
-        library, _parts(chain([first], speeches)), first.sample_rate, out_path, config, size=size, video_note=video_note, progress=progress
+        library, _parts(chain([first], speeches)), first.sample_rate, out_path, config=config, size=size, video_note=video_note, progress=progress
     )

@@ -88,7 +88,7 @@ def test_the_planner_follows_the_mouth_target_when_asked(character, new_speech) 
         followed = []
         for weight in (0.0, 50.0):
             planner = dataclasses.replace(PlannerSettings(), mouth_weight=weight, slot_frames=5)
-            timeline = plan_audio(library, audio, ANALYSIS_SAMPLE_RATE, RenderConfig(planner=planner))
+            timeline = plan_audio(library, audio, ANALYSIS_SAMPLE_RATE, config=RenderConfig(planner=planner))
             played = library.mouth[timeline.frame_source, 0]
             followed.append(_r(played[speech], target[speech]))
     assert followed[1] > followed[0] + 0.05 and followed[1] > 0.8, followed
@@ -152,7 +152,7 @@ def test_a_version_1_library_opens_and_renders_as_before(character, new_speech, 
         assert library.info().format_version == 1 and library.mouth is None and library.mouth_model is None
         assert "v1 library" in "\n".join(library.info().lines())
         planner = dataclasses.replace(PlannerSettings(), mouth_weight=10.0)
-        result = render(library, speech_path, tmp_path / "v1.mp4", RenderConfig(planner=planner), size=128)
+        result = render(library, speech_path, tmp_path / "v1.mp4", config=RenderConfig(planner=planner), size=128)
     assert result.frames == feat.frame_count(len(read_audio(speech_path)), ANALYSIS_SAMPLE_RATE)
 
 

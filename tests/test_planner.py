@@ -80,7 +80,7 @@ def test_global_planner_joins_less_than_greedy(library, analysis):
 
 def test_timeline_morphs_fit_between_shown_frames(library, new_speech):
     audio, _ = new_speech
-    timeline = plan_audio(library, audio, SAMPLE_RATE, RenderConfig())
+    timeline = plan_audio(library, audio, SAMPLE_RATE, config=RenderConfig())
     assert timeline.n_frames == feat.frame_count(len(audio), SAMPLE_RATE)
     covered = np.zeros(timeline.n_frames, dtype=int)
     settings = MorphSettings()

@@ -50,7 +50,7 @@ def test_lip_sync_seams_and_silence_at_relaxed_thresholds(rendered, new_speech, 
 
 def test_greedy_seed_planner_renders_too(character, new_speech, tmp_path):
     _, audio_path = new_speech
-    result = render(character.library, audio_path, tmp_path / "greedy.mp4", RenderConfig(planner=PlannerSettings(method="greedy")))
+    result = render(character.library, audio_path, tmp_path / "greedy.mp4", config=RenderConfig(planner=PlannerSettings(method="greedy")))
     assert probe(result.path).video_codec == "h264"
     assert result.frames == rendered_frames(audio_path)
 

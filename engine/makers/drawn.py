@@ -19,12 +19,11 @@ from .. import synthetic
 from ..build import BuildSettings, build_library
 from ..characters import Character, CharacterError, builtin_characters_dir
 from ..library import LibraryInfo
-from ..media import VideoEncoder, write_wav
+from ..media import PERFORMED_IDLE_S, write_takes
 from ..speech import concatenate, speak_sentences
 
 log = logging.getLogger(__name__)
 
-IDLE_SECONDS = 12.0
 PAUSE_BETWEEN_PASSAGES_S = 1.0
 
 
@@ -56,19 +55,10 @@ def write_performance(character: Character, folder: Path, progress: Callable[[in
     size = int(character.source.get("size", 512))
     seed = int(character.source.get("seed", 7))
     audio, sample_rate = performance_audio(character)
-    wav = write_wav(folder / "speech.wav", audio, sample_rate)
-    speech_video, idle_video = folder / "speech.mp4", folder / "idle.mp4"
-    with VideoEncoder(speech_video, size=size, audio_path=wav) as encoder:
-        for frame in synthetic.performance(audio, sample_rate, seed=seed, size=size, style=style):
-            encoder.write(frame)
-            if progress:
-                progress(1)
-    with VideoEncoder(idle_video, size=size) as encoder:
-        for frame in synthetic.idle_performance(int(IDLE_SECONDS * synthetic.FPS), seed=seed + 1, size=size, style=style):
-            encoder.write(frame)
-            if progress:
-                progress(1)
-    return speech_video, idle_video
+    idle_frames = int(PERFORMED_IDLE_S * synthetic.FPS)
+    return write_takes(folder, audio, sample_rate, synthetic.performance(audio, sample_rate, seed=seed, size=size, style=style),
+                       synthetic.idle_performance(idle_frames, seed=seed + 1, size=size, style=style), size=size,
+                       progress=progress)
 
 
 def build_drawn_character(character: Character, progress: Callable[[int], None] | None = None) -> LibraryInfo:

@@ -59,12 +59,12 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, MediaError
+from ..features import FPS
 from ..media import EncodeSettings, VideoEncoder, ffmpeg_exe, ffmpeg_failure, probe, run_bounded
 from .picture import detect_face, face_detector
 
 log = logging.getLogger(__name__)
 
-FPS = 25
 FLP_SIZE = 512
 """FLP's animated crop is always 512 x 512."""
 REFERENCE_MIN_SIDE = 128

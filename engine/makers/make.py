@@ -34,7 +34,7 @@ from ..character_spec import CHARACTER_FILE, ID_PATTERN, CharacterSpec
 from ..characters import LIBRARY_FILE, Character, load_character
 from ..errors import GramophoneError, InputError, MediaError
 from ..library import LibraryInfo
-from ..media import iter_frames, probe
+from ..media import IDLE_TAKE, PERFORMED_IDLE_S, SPEECH_TAKE, iter_frames, probe
 from ..speech import VoiceSettings
 from . import flp as flp_maker
 from .drawn import performance_audio
@@ -50,8 +50,7 @@ STAGE_CPU = "animating on CPU"
 STAGE_BUILD = "building library"
 STAGE_JOIN = "joining the recorded takes"
 STAGE_READY = "ready"
-SPEECH_VIDEO, IDLE_VIDEO = "speech.mp4", "idle.mp4"
-IDLE_SECONDS = 12.0
+SPEECH_VIDEO, IDLE_VIDEO = SPEECH_TAKE, IDLE_TAKE
 _EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp"}
 _GREETINGS = {"en": "Hello! I am {name}.", "ru": "Привет! Я {name}."}
 _POLL_S = 0.2  # cancelled() and progress() at most this often inside frame loops
@@ -246,9 +245,9 @@ def make_character(
                                   folder=folder, voices={language: voice}, source={"passages": [language]})
             audio, sample_rate = performance_audio(character)
             tracker.report(stage, 0.05)
-            frames = int(round(len(audio) / sample_rate * FPS)) + int(round(IDLE_SECONDS * FPS))
+            frames = int(round(len(audio) / sample_rate * FPS)) + int(round(PERFORMED_IDLE_S * FPS))
             puppet_performance(portrait, face, audio, sample_rate, folder, size=size, seed=0,
-                               idle_s=IDLE_SECONDS, progress=tracker.frames(stage, 0.05, _ANIMATED, frames))
+                               idle_s=PERFORMED_IDLE_S, progress=tracker.frames(stage, 0.05, _ANIMATED, frames))
         tracker.report(STAGE_BUILD, _ANIMATED)
         speech, idle = folder / SPEECH_VIDEO, folder / IDLE_VIDEO
         frames = _frame_estimate(speech, idle)

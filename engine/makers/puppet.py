@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -42,13 +41,13 @@ from scipy.spatial import Delaunay
 
 from .. import synthetic
 from ..errors import InputError
-from ..media import VideoEncoder, write_wav
+from ..features import FPS
+from ..media import write_takes
 from .face_rig import FaceRig, rig_from_points
 from .picture import Landmarks, read_picture
 
 log = logging.getLogger(__name__)
 
-FPS = synthetic.FPS
 CROP_PER_FACE = 4.0
 """Side of the square crop, in eye-to-mouth distances: head and shoulders."""
 MARGIN = 0.06
@@ -686,19 +685,10 @@ def puppet_performance(
     if audio.ndim != 1 or len(audio) < sample_rate // 2:
         raise InputError("the puppet needs at least half a second of mono speech")
     puppet = Puppet(read_picture(picture), face, size, gap_bgr)
-    speech_video, idle_video = out_dir / "speech.mp4", out_dir / "idle.mp4"
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".puppet-") as scratch:
-        wav = write_wav(Path(scratch) / "speech.wav", audio, sample_rate)
-        with VideoEncoder(speech_video, size, FPS, audio_path=wav) as encoder:
-            for params in synthetic.performance_params(audio, sample_rate, seed):
-                encoder.write(puppet.frame(params))
-                if progress:
-                    progress(1)
-    with VideoEncoder(idle_video, size, FPS) as encoder:
-        for params in synthetic.idle_params(max(1, int(round(idle_s * FPS))), seed + 1):
-            encoder.write(puppet.frame(params))
-            if progress:
-                progress(1)
+    speech_video, idle_video = write_takes(
+        out_dir, audio, sample_rate, (puppet.frame(params) for params in synthetic.performance_params(audio, sample_rate, seed)),
+        (puppet.frame(params) for params in synthetic.idle_params(max(1, int(round(idle_s * FPS))), seed + 1)),
+        size=size, progress=progress)
     log.info("puppet of %s: %s (%.1f s) and %s (%.1f s) at %d px", os.path.basename(picture), speech_video.name,
              len(audio) / sample_rate, idle_video.name, idle_s, size)
     return speech_video, idle_video
