@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiofiles
 import aiofiles.os
@@ -49,10 +49,11 @@ from .polling import PollingLoop
 from .recorded_stories import RecordedStories
 from .retention import forget_old
 from .settings import Settings
-from .store import ACTIVE, IN_QUEUE, Request, Store
+from .store import ACTIVE, IN_QUEUE, Request, Status, Store
 from .storybook import Storybook
-from .tasks import RenderQueue, TaskFailed
+from .tasks import RenderQueue
 from .texts import t
+from .watch import TaskState, TaskWatcher
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,6 @@ RESEND_ROUNDS = 20
 """Rounds of failed sends (about ten minutes) before a request is given up as undeliverable."""
 UPLOAD_LIMIT_BYTES = 50 * 1024 * 1024
 """The cloud Bot API refuses bigger uploads."""
-USER_ERRORS = ("InputError", "MediaError")
-"""Worker errors caused by the input itself: retrying cannot help, and the child can fix it."""
 
 
 class InputGone(Exception):
@@ -103,7 +102,7 @@ class Dispatcher(PollingLoop):
         self.catalogue = catalogue
         self.storybook = storybook
         super().__init__(settings.poll_interval_s)
-        self._missing: dict[str, float] = {}
+        self.watcher = TaskWatcher(settings.heartbeat_timeout_s)
         self._sending: dict[int, asyncio.Task[None]] = {}  # chat id -> its one send in progress
         self._resend_after: dict[int, float] = {}  # request id -> monotonic time
         self._send_rounds: dict[int, int] = {}  # request id -> rounds of failed sends
@@ -174,63 +173,35 @@ class Dispatcher(PollingLoop):
     # -- 1. collect -----------------------------------------------------------------------------
 
     async def _collect(self) -> None:
-        pending: list[set[str]] = []  # the queue's waiting ids, read once per pass when needed
-        now = time.monotonic()
+        self.watcher.new_pass()
         for request in self.store.with_status(*IN_QUEUE):
-            await self._each(request, self._collect_one, now, pending)
+            await self._each(request, self._collect_one)
 
-    async def _collect_one(self, request: Request, now: float, pending: list[set[str]]) -> None:
+    async def _collect_one(self, request: Request) -> None:
         task_id = request.task_id
         if not task_id:
             await self._attempt_failed(request, "no task id")
             return
-        try:
-            outcome = await asyncio.to_thread(self.queue.outcome, task_id)
-        except TaskFailed as error:
-            await self._attempt_failed(request, f"render crashed: {error}")
-            return
-        if outcome is not None:
-            await self._finished(request, outcome)
-            return
-        beat = await asyncio.to_thread(self.queue.heartbeat, task_id)
-        if beat is not None:
-            self._missing.pop(task_id, None)
-            if request.status == "queued":
-                self.store.transition(request.id, "queued", "rendering")
-                log.info("%s rendering on %s", request.label, f"{beat.get('host')}:{beat.get('pid')}")
-            verdict = self._check_beat(
-                task_id, beat, now, self.settings.heartbeat_timeout_s, self.settings.render_timeout_s + self.settings.heartbeat_timeout_s
-            )
-            if verdict == "silent":
-                await self._attempt_failed(request, f"worker {beat.get('host')}:{beat.get('pid')} went silent mid-render")
-            elif verdict == "too long":
-                await self._attempt_failed(request, "render took too long")
-            return
-        if not pending:
-            pending.append(await asyncio.to_thread(self.queue.pending_ids))
-        if task_id in pending[0]:
-            self._missing.pop(task_id, None)
-            if request.status == "rendering":  # interrupted and put back by its worker
-                self.store.transition(request.id, "rendering", "queued")
-                self._beats.pop(task_id, None)
-            return
-        first_missed = self._missing.setdefault(task_id, now)
-        if now - first_missed > self.settings.heartbeat_timeout_s:
-            await self._attempt_failed(request, "task lost (not queued, not running, no result)")
-
-    def _forget_timers(self, task_id: str | None) -> None:
-        if task_id:
-            self._beats.pop(task_id, None)
-            self._missing.pop(task_id, None)
+        seen = await self.watcher.look(self.queue, task_id, run_limit_s=self.settings.render_timeout_s)
+        match seen.state:
+            case TaskState.FINISHED:
+                assert seen.outcome is not None
+                await self._finished(request, seen.outcome)
+            case TaskState.CRASHED:
+                await self._attempt_failed(request, f"render crashed: {seen.reason}")
+            case TaskState.LOST:
+                await self._attempt_failed(request, seen.reason)
+            case TaskState.RUNNING if request.status == Status.QUEUED:
+                assert seen.beat is not None
+                self.store.transition(request.id, Status.QUEUED, Status.RENDERING)
+                log.info("%s rendering on %s:%s", request.label, seen.beat.get("host"), seen.beat.get("pid"))
+            case TaskState.WAITING if request.status == Status.RENDERING:  # interrupted, put back by its worker
+                self.store.transition(request.id, Status.RENDERING, Status.QUEUED)
 
     async def _finished(self, request: Request, outcome: dict[str, Any]) -> None:
-        self._forget_timers(request.task_id)
         if not outcome.get("ok"):
             error = f"{outcome.get('error_kind')}: {outcome.get('error')}"
-            if self.store.transition(request.id, IN_QUEUE, "failed", error=error):
-                log.warning("%s failed: %s", request.label, error)
-                await self._apologise(request, user_error=outcome.get("error_kind") in USER_ERRORS)
-                await self._fail_rest_of_story(request)
+            await self._give_up(request, IN_QUEUE, error, apology="input" if outcome.get("user_error") else "render")
             await asyncio.to_thread(self.queue.forget, request.task_id)
             return
         path = self.settings.results_dir / f"{request.id}.mp4"
@@ -253,17 +224,27 @@ class Dispatcher(PollingLoop):
 
     async def _attempt_failed(self, request: Request, reason: str) -> None:
         """A task that crashed or got lost: try again, or apologise after the last attempt."""
-        self._forget_timers(request.task_id)
+        self.watcher.forget(request.task_id)
         if request.task_id:
             await asyncio.to_thread(self.queue.abandon, request.task_id)
         if request.attempts < self.settings.render_attempts:
             if self.store.transition(request.id, request.status, "received", error=reason):
                 log.warning("%s attempt %d failed (%s): trying again", request.label, request.attempts, reason)
             return
-        if self.store.transition(request.id, request.status, "failed", error=reason):
-            log.error("%s failed after %d attempts: %s", request.label, request.attempts, reason)
-            await self._apologise(request)
-            await self._fail_rest_of_story(request)
+        await self._give_up(request, request.status, f"{reason} (after {request.attempts} attempts)", level=logging.ERROR)
+
+    async def _give_up(self, request: Request, status: str | tuple[str, ...], reason: str, *,
+                       apology: Literal["render", "input"] | None = "render", level: int = logging.WARNING) -> bool:
+        """The one way a request fails for good: ``failed`` (if it is still in ``status``),
+        logged, the chat told (``apology``: a render that failed, or an input we cannot use; None
+        when the chat cannot be reached), and the rest of its story failed with it."""
+        if not self.store.transition(request.id, status, Status.FAILED, error=reason):
+            return False
+        log.log(level, "%s failed: %s", request.label, reason)
+        if apology is not None:
+            await self._apologise(request, user_error=apology == "input")
+        await self._fail_rest_of_story(request)
+        return True
 
     async def _fail_rest_of_story(self, request: Request) -> None:
         """A story part failed for good: the later parts will not be told either. Their tasks are
@@ -333,18 +314,13 @@ class Dispatcher(PollingLoop):
         """Record the task id first, then enqueue: a crash between the two leaves a task the
         collector finds missing and retries, never a task the database does not know of."""
         if request.attempts >= self.settings.render_attempts:
-            if self.store.transition(request.id, "received", "failed", error=request.error or "too many attempts"):
-                log.error("%s failed after %d attempts: %s", request.label, request.attempts, request.error)
-                await self._apologise(request)
-                await self._fail_rest_of_story(request)
+            reason = f"{request.error or 'too many attempts'} (after {request.attempts} attempts)"
+            await self._give_up(request, Status.RECEIVED, reason, level=logging.ERROR)
             return False
         try:
             job = await self._job(request)
         except InputGone as error:
-            if self.store.transition(request.id, "received", "failed", error=str(error)):
-                log.warning("%s failed: %s", request.label, error)
-                await self._apologise(request, user_error=True)
-                await self._fail_rest_of_story(request)
+            await self._give_up(request, Status.RECEIVED, str(error), apology="input")
             return False
         except Refetch as why:
             if self.store.transition(request.id, "received", "fetching", input_path=None, error=str(why)):
@@ -483,10 +459,8 @@ class Dispatcher(PollingLoop):
         async with aiofiles.open(path, "rb") as handle:
             data = await handle.read()
         if len(data) > UPLOAD_LIMIT_BYTES and self.settings.bot_api_url.startswith("https://api.telegram.org"):
-            self.store.transition(request.id, "rendered", "failed", error=f"video of {len(data)} bytes is over the upload limit")
-            log.error("%s: the video is %d MB, over Telegram's upload limit", request.label, len(data) // 2**20)
-            await self._apologise(request)
-            await self._fail_rest_of_story(request)
+            await self._give_up(request, Status.RENDERED, f"the video is {len(data) // 2**20} MB, over Telegram's upload limit",
+                                level=logging.ERROR)
             remove_quietly(path)
             return
         video = Video(data, request.duration_s or 0.0, request.size or 0, bool(request.video_note), self._caption(request))
@@ -496,9 +470,7 @@ class Dispatcher(PollingLoop):
             self.store.transition(request.id, "rendered", "sent", error=f"send timed out, probably delivered: {error}")
             log.warning("%s: the send timed out after the upload; counting it as delivered", request.label)
         except Undeliverable as error:
-            self.store.transition(request.id, "rendered", "failed", error=str(error))
-            log.warning("%s: cannot deliver: %s", request.label, error)
-            await self._fail_rest_of_story(request)
+            await self._give_up(request, Status.RENDERED, f"cannot deliver: {error}", apology=None)
         except NotNow as error:
             self.store.annotate(request.id, "rendered", send_started=None)  # known not delivered
             rounds = self._send_rounds.get(request.id, 0) + 1
@@ -507,9 +479,8 @@ class Dispatcher(PollingLoop):
                 self._resend_after[request.id] = time.monotonic() + RESEND_DELAY_S
                 log.warning("%s: Telegram unreachable (%s); trying again in %.0f s", request.label, error, RESEND_DELAY_S)
                 return
-            self.store.transition(request.id, "rendered", "failed", error=f"could not send: {error}")
-            log.error("%s: giving up sending after %d rounds: %s", request.label, rounds, error)
-            await self._fail_rest_of_story(request)
+            await self._give_up(request, Status.RENDERED, f"could not send after {rounds} rounds: {error}", apology=None,
+                                level=logging.ERROR)
         else:
             self.store.transition(request.id, "rendered", "sent", reply_message_id=message.message_id)
             log.info("%s sent as message %s", request.label, message.message_id)

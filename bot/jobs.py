@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.characters import Catalogue, Character, ensure_library
-from engine.errors import GramophoneError
+from engine.errors import GramophoneError, InputError, MediaError
 from engine.render import VIDEO_NOTE_MAX_SIDE
 from engine.library import Library, open_library
+
+from .payloads import RenderJob, RenderOutcome
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ def make_job(
     video_note: bool = True,
     video_note_max_s: float = 60.0,
     max_chars: int = 10_000,
-) -> dict[str, Any]:
+) -> RenderJob:
     """A job dict, checked here so that a malformed one fails in the bot, not in a worker."""
     if kind in VOICE_KINDS and not audio:
         raise ValueError("a voice job needs the audio bytes")
@@ -93,7 +95,7 @@ class CharacterCache:
         return self._catalogue.list()
 
 
-def run_job(job: dict[str, Any], characters: CharacterCache) -> dict[str, Any]:
+def run_job(job: RenderJob, characters: CharacterCache) -> RenderOutcome:
     """Render one job; returns the result dict (see the module docstring)."""
     started = time.perf_counter()
     label = f"request {job.get('request_id')} ({job.get('kind')})"
@@ -108,7 +110,8 @@ def run_job(job: dict[str, Any], characters: CharacterCache) -> dict[str, Any]:
             data = out.read_bytes()
     except GramophoneError as error:
         log.warning("%s: cannot render: %s", label, error)
-        return {"ok": False, "error": str(error), "error_kind": type(error).__name__}
+        return {"ok": False, "error": str(error), "error_kind": type(error).__name__,
+                "user_error": isinstance(error, (InputError, MediaError))}
     seconds = time.perf_counter() - started
     video_note = job["video_note"] and duration <= job["video_note_max_s"] + 1e-6 and size <= VIDEO_NOTE_MAX_SIDE
     log.info("%s: %.1f s of video, %d px, in %.1f s", label, duration, size, seconds)

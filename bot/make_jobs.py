@@ -34,6 +34,8 @@ from typing import Any
 
 from engine.errors import GramophoneError
 
+from .payloads import MakeJobPayload, MakeOutcome
+
 log = logging.getLogger(__name__)
 
 PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -57,7 +59,7 @@ def make_make_job(
     idle_take: bytes | None = None,
     route: str = "cpu",
     size: int = 512,
-) -> dict[str, Any]:
+) -> MakeJobPayload:
     """A make job dict, checked here so that a malformed one fails in the bot, not in a worker."""
     if size < 64 or size % 2:
         raise ValueError(f"size {size} must be even and at least 64")
@@ -108,21 +110,21 @@ def _tar_bytes(path: Path) -> dict[str, Any]:
 
 
 def run_make_job(
-    job: dict[str, Any],
+    job: MakeJobPayload,
     *,
     flp: Any = None,
     reference: tuple[Path, Path] | None = None,
     progress: Callable[[str, float], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     deliver: Callable[[Path], dict[str, Any]] = _tar_bytes,
-) -> dict[str, Any]:
+) -> MakeOutcome:
     """Make one character; returns the result dict (see the module docstring).
 
     ``flp`` (an :class:`engine.makers.flp.FlpConfig`) is the worker's own: a GPU worker passes
     its FLP settings, the CPU maker None (the puppet path). ``deliver`` gets the finished tar
     file (removed afterwards) and returns what the result carries instead of it: by default
     its bytes under ``"tar"``; the queue task stores it in parts."""
-    from engine.makers.make import make_character, make_character_from_person
+    from engine.makers.make import CancelledError, make_character, make_character_from_person
     from engine.speech import VoiceSettings
 
     started = time.perf_counter()
@@ -175,14 +177,15 @@ def run_make_job(
             delivered = deliver(tar)
     except GramophoneError as error:
         log.warning("%s: cannot make it: %s", label, error)
-        return {"ok": False, "error": str(error), "error_kind": type(error).__name__}
+        return {"ok": False, "error": str(error), "error_kind": type(error).__name__,
+                "cancelled": isinstance(error, CancelledError)}
     return _success(made, delivered, size, started, label)
 
 
-def _success(made: Any, delivered: dict[str, Any], size: int, started: float, label: str) -> dict[str, Any]:
+def _success(made: Any, delivered: dict[str, Any], size: int, started: float, label: str) -> MakeOutcome:
     seconds = time.perf_counter() - started
     log.info("%s: made by %s in %.0f s (%.1f MB)", label, made.path, seconds, size / 1e6)
-    return {
+    return {  # type: ignore[typeddict-item]  # delivered: "tar" or "parts"
         "ok": True,
         **delivered,
         "bytes": size,

@@ -44,17 +44,17 @@ from .character_store import STAGING_PREFIX, CharacterStore, PublishError
 from .files import remove_quietly
 from .make_jobs import make_make_job
 from .settings import Settings
-from .store import MAKE_ACTIVE, MakeJob, Store
+from .store import MAKE_ACTIVE, MakeJob, MakeStatus, Store
 from .tasks import MakeQueue, TaskFailed
-from .texts import t
 
+from . import job_view
 from .polling import PollingLoop
+from .watch import TaskState, TaskWatcher
 
 log = logging.getLogger(__name__)
 
 PICTURE_MAX_AGE_S = 24 * 3600.0
 """A picture no job uses (an admin who never finished /newcharacter) is removed after this."""
-CANCELLED_KINDS = ("CancelledError", "Cancelled")
 
 
 PUBLISH_RETRY_S = 30.0
@@ -62,9 +62,9 @@ PUBLISH_RETRY_S = 30.0
 
 
 class Workshop(PollingLoop):
-    name = "workshop"
-
     """The make jobs' dispatcher (see the module docstring)."""
+
+    name = "workshop"
 
     def __init__(
         self,
@@ -84,8 +84,7 @@ class Workshop(PollingLoop):
         self.characters = characters
         self.on_request = on_request  # the render dispatcher's wake(), after a preview request
         super().__init__(settings.poll_interval_s)
-        self._missing: dict[str, float] = {}
-        self._waiting_since: dict[str, float] = {}  # task id -> when it was seen waiting first
+        self.watcher = TaskWatcher(settings.heartbeat_timeout_s)
         self._gpu_seen = -1e18  # when a GPU worker was last seen working
         self._shown: dict[int, str] = {}  # job id -> text its status message shows
         self._last_edit: dict[int, float] = {}
@@ -129,78 +128,53 @@ class Workshop(PollingLoop):
     # -- 1. collect -----------------------------------------------------------------------------
 
     async def _collect(self) -> None:
-        pending: dict[str, set[str]] = {}
-        now = time.monotonic()
+        self.watcher.new_pass()
         for job in self.store.make_jobs(*MAKE_ACTIVE):
-            task_id = job.task_id
-            if not task_id:
-                continue  # waits for step 2
-            queue = self.queues[job.route]
-            try:
-                outcome = await asyncio.to_thread(queue.outcome, task_id)
-            except TaskFailed as error:
-                await self._attempt_failed(job, f"the maker crashed: {error}")
-                continue
-            if outcome is not None:
-                if self._publish_after.get(job.id, 0.0) <= now:
-                    await self._finished(job, outcome)
-                continue
-            beat = await asyncio.to_thread(queue.heartbeat, task_id)
-            if beat is not None:
-                await self._beating(job, beat, now)
-                continue
-            if job.route not in pending:
-                pending[job.route] = await asyncio.to_thread(queue.pending_ids)
-            if task_id in pending[job.route]:
-                self._missing.pop(task_id, None)
-                if job.status == "running":  # interrupted and put back by its worker
-                    self.store.transition_make_job(job.id, "running", "queued")
-                    self._beats.pop(task_id, None)
-                waiting = self._waiting_since.setdefault(task_id, now)
-                if job.route == "gpu" and now - max(waiting, self._gpu_seen) > self.settings.gpu_start_timeout_s and _cpu_can_make(job):
-                    await self._to_cpu(job)
-                continue
-            first_missed = self._missing.setdefault(task_id, now)
-            if now - first_missed > self.settings.heartbeat_timeout_s:
-                await self._attempt_failed(job, "the task was lost (not queued, not running, no result)")
+            if job.task_id:  # else it waits for step 2
+                await self._collect_one(job, job.task_id)
         await self._sweep_cancelled()
 
-    async def _beating(self, job: MakeJob, beat: dict[str, Any], now: float) -> None:
-        task_id = job.task_id
-        assert task_id is not None
-        self._missing.pop(task_id, None)
-        self._waiting_since.pop(task_id, None)
+    async def _collect_one(self, job: MakeJob, task_id: str) -> None:
+        now = self.watcher.clock()
+        seen = await self.watcher.look(self.queues[job.route], task_id, run_limit_s=self.settings.make_timeout_s)
+        match seen.state:
+            case TaskState.FINISHED:
+                assert seen.outcome is not None
+                if self._publish_after.get(job.id, 0.0) <= now:
+                    await self._finished(job, seen.outcome)
+            case TaskState.CRASHED:
+                await self._attempt_failed(job, f"the maker crashed: {seen.reason}")
+            case TaskState.LOST:
+                await self._attempt_failed(job, seen.reason)
+            case TaskState.RUNNING:
+                assert seen.beat is not None
+                await self._running(job, seen.beat, now)
+            case TaskState.WAITING:
+                if job.status == MakeStatus.RUNNING:  # interrupted and put back by its worker
+                    self.store.transition_make_job(job.id, MakeStatus.RUNNING, MakeStatus.QUEUED)
+                waited = now - max(seen.waiting_since, self._gpu_seen)
+                if job.route == "gpu" and waited > self.settings.gpu_start_timeout_s and _cpu_can_make(job):
+                    await self._to_cpu(job)
+
+    async def _running(self, job: MakeJob, beat: dict[str, Any], now: float) -> None:
         if job.route == "gpu":
             self._gpu_seen = now
         stage = beat.get("stage")
         progress = beat.get("progress")
-        if job.status == "queued":
-            if self.store.transition_make_job(job.id, "queued", "running", started=time.time(), stage=stage, progress=progress):
+        if job.status == MakeStatus.QUEUED:
+            if self.store.transition_make_job(job.id, MakeStatus.QUEUED, MakeStatus.RUNNING, started=time.time(), stage=stage,
+                                              progress=progress):
                 log.info("%s running on %s:%s", job.label, beat.get("host"), beat.get("pid"))
         elif (stage, progress) != (job.stage, job.progress) and (stage is not None or progress is not None):
-            self.store.annotate_make_job(job.id, "running", stage=stage, progress=progress)
-        verdict = self._check_beat(
-            task_id, beat, now, self.settings.heartbeat_timeout_s, self.settings.make_timeout_s + self.settings.heartbeat_timeout_s
-        )
-        if verdict == "silent":
-            await self._attempt_failed(job, f"worker {beat.get('host')}:{beat.get('pid')} went silent")
-        elif verdict == "too long":
-            await self._attempt_failed(job, "making it took too long")
-
-    def _forget_timers(self, task_id: str | None) -> None:
-        if task_id:
-            self._beats.pop(task_id, None)
-            self._missing.pop(task_id, None)
-            self._waiting_since.pop(task_id, None)
+            self.store.annotate_make_job(job.id, MakeStatus.RUNNING, stage=stage, progress=progress)
 
     async def _finished(self, job: MakeJob, outcome: dict[str, Any]) -> None:
         queue = self.queues[job.route]
-        self._forget_timers(job.task_id)
+        self.watcher.forget(job.task_id)
         self._publish_after.pop(job.id, None)
         if not outcome.get("ok"):
-            kind = str(outcome.get("error_kind"))
-            error = str(outcome.get("error") or kind)
-            if kind in CANCELLED_KINDS:
+            error = str(outcome.get("error") or outcome.get("error_kind"))
+            if outcome.get("cancelled"):
                 await self._end(job, "cancelled", error="cancelled")
             elif job.route == "gpu" and _cpu_can_make(job):
                 await self._to_cpu(job, f"the GPU could not make it ({error}): made on the CPU")
@@ -266,7 +240,7 @@ class Workshop(PollingLoop):
 
     async def _attempt_failed(self, job: MakeJob, reason: str) -> None:
         """A task that crashed or got lost: try again, or give up after the last attempt."""
-        self._forget_timers(job.task_id)
+        self.watcher.forget(job.task_id)
         if job.task_id:
             await asyncio.to_thread(self.queues[job.route].abandon, job.task_id)
         if job.attempts < self.settings.make_attempts:
@@ -307,7 +281,7 @@ class Workshop(PollingLoop):
             if outcome is not None or beat is None:
                 await asyncio.to_thread(queue.forget, job.task_id)
                 self.store.annotate_make_job(job.id, "cancelled", task_id=None)
-                self._forget_timers(job.task_id)
+                self.watcher.forget(job.task_id)
 
     async def _to_cpu(self, job: MakeJob, reason: str | None = None) -> None:
         """Make a GPU job on the CPU instead: no GPU worker started it in time, or FLP could
@@ -315,12 +289,12 @@ class Workshop(PollingLoop):
         given). Not an extra attempt: the CPU path is a different maker, not a retry."""
         if job.task_id and reason is None:
             await asyncio.to_thread(self.queues["gpu"].abandon, job.task_id)
-        self._forget_timers(job.task_id)
+        self.watcher.forget(job.task_id)
         if not _cpu_can_make(job):
             await self._end(job, "failed", error=reason or "no GPU worker is running, and the CPU needs a mouth position")
             return
         if reason is None:
-            reason = f"no GPU worker took it in {_duration(self.settings.gpu_start_timeout_s)}: made on the CPU"
+            reason = f"no GPU worker took it in {job_view.duration_text(self.settings.gpu_start_timeout_s)}: made on the CPU"
         if self.store.transition_make_job(
             job.id, MAKE_ACTIVE, "queued", route="cpu", task_id=None, attempts=max(0, job.attempts - 1), error=reason,
             stage=None, progress=None,
@@ -414,7 +388,7 @@ class Workshop(PollingLoop):
         if job.status_message_id is None:
             self._owed.discard(job.id)
             return
-        text = self.status_text(job)
+        text = job_view.status_text(job, self.store, seconds=self._seconds.get(job.id))
         final = job.status not in MAKE_ACTIVE
         now = time.monotonic()
         if self._shown.get(job.id) == text:
@@ -438,58 +412,9 @@ class Workshop(PollingLoop):
             self._last_edit.pop(job.id, None)
             self._seconds.pop(job.id, None)
 
-    def status_text(self, job: MakeJob) -> str:
-        """The status message: which character, and where its job is, in the admin's language."""
-        language = self._language(job)
-        return t("job_status", language, name=job.name, id=job.character_id, job=job.id, state=self.state_text(job, language))
-
-    def state_text(self, job: MakeJob, language: str, listing: bool = False) -> str:
-        """One line for a job's state (``listing``: the shorter line /jobs shows)."""
-        if job.status == "queued":
-            place = self.store.make_jobs_ahead(job) + 1
-            key = "job_queued_gpu" if job.route == "gpu" else "job_queued"
-            text = t(key, language, position=place)
-            if job.attempts >= 1 and job.error:
-                text += " " + t("job_retrying", language, error=job.error)
-            return text
-        if job.status == "running":
-            stage = stage_text(job.stage, job.route, language)
-            percent = f" {round(100 * job.progress)}%" if job.progress is not None else ""
-            return f"{stage}{percent}"
-        if job.status == "ready":
-            seconds = self._seconds.get(job.id)
-            if seconds is None and job.started and job.finished:
-                seconds = job.finished - job.started
-            where = t({"flp": "path_flp", "person": "path_person"}.get(job.path_used or "", "path_puppet"), language)
-            text = t("jobs_ready" if listing else "job_ready", language, where=where, duration=_duration(seconds or 0.0), name=job.name)
-            if job.error:  # what happened on the way (a retry, the move to the CPU)
-                text += "\n" + t("job_note", language, note=job.error)
-            return text
-        if job.status == "cancelled":
-            return t("job_cancelled", language)
-        return t("job_failed", language, error=job.error or "?")
-
-    def _language(self, job: MakeJob) -> str:
-        chat = self.store.chat(job.chat_id)
-        return (chat.language if chat and chat.language else None) or "en"
-
-
-STAGES = {
-    "animating on GPU": "stage_animating_gpu",
-    "animating on CPU": "stage_animating_cpu",
-    "building library": "stage_building",
-    "joining the recorded takes": "stage_joining",
-    "ready": "stage_building",  # the maker is done; the bot is publishing
-}
-"""The engine's stages (``engine.makers.make.STAGE_*``) and the texts that say them."""
-
-
-def stage_text(stage: str | None, route: str, language: str) -> str:
-    """The engine's stage as the admin reads it, in the admin's language."""
-    if not stage:
-        return t("stage_starting", language)
-    key = STAGES.get(stage)
-    return t(key, language) if key else stage
+    def made_in(self, job_id: int) -> float | None:
+        """How long the maker of a job just published took (until the bot restarts)."""
+        return self._seconds.get(job_id)
 
 
 def _cpu_can_make(job: MakeJob) -> bool:
@@ -498,11 +423,3 @@ def _cpu_can_make(job: MakeJob) -> bool:
     if options.get("takes"):
         return True  # a person's recordings need no GPU at all
     return options.get("landmarks") == "face" or (options.get("mouth") is not None and options.get("eyes") is not None)
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    return f"{seconds // 60} min {seconds % 60:02d} s"
-

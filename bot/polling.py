@@ -9,19 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Any
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Beat:
-    """The last heartbeat value seen for a task, when it was seen, and when the task was first seen."""
-
-    value: Any
-    seen: float
-    started: float
 
 
 class PollingLoop:
@@ -34,24 +23,6 @@ class PollingLoop:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._beats: dict[str, Beat] = {}  # task id -> its last heartbeat
-
-    def _check_beat(self, task_id: str, beat: dict, now: float, silent_after_s: float, limit_s: float) -> str | None:
-        """Record a task's heartbeat; say ``"silent"`` if it stopped changing for ``silent_after_s``,
-        ``"too long"`` if the task has run past ``limit_s``, else None.
-
-        Only whether the value changes counts, so the clocks of other machines do not matter.
-        """
-        seen = self._beats.get(task_id)
-        if seen is None:
-            self._beats[task_id] = seen = Beat(beat.get("beat"), now, now)
-        elif seen.value != beat.get("beat"):
-            seen.value, seen.seen = beat.get("beat"), now
-        elif now - seen.seen > silent_after_s:
-            return "silent"
-        if now - seen.started > limit_s:
-            return "too long"
-        return None
 
     async def run_once(self) -> None:
         raise NotImplementedError

@@ -222,7 +222,8 @@ def test_settings_for_makers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 
 def test_stages_and_when_the_cpu_can_take_over(tmp_path: Path) -> None:
-    from bot.making import _cpu_can_make, stage_text
+    from bot.job_view import stage_text
+    from bot.making import _cpu_can_make
     from engine.makers import make
 
     assert stage_text(make.STAGE_GPU, "gpu", "en") == "animating on GPU"
@@ -267,3 +268,19 @@ def test_an_admins_updates_are_handled_one_at_a_time() -> None:
     asyncio.run(main())
     assert order.index("admin-a end") < order.index("admin-b start")
     assert order.index("child-b end") < order.index("child-a end")
+
+
+def test_a_draft_pickled_by_an_earlier_version_as_a_dict_still_loads() -> None:
+    """Admins' half-finished /newcharacter drafts survive an upgrade: a dict becomes a Draft, keys
+    it no longer knows are dropped, and a Draft round-trips through pickle (PicklePersistence)."""
+    import pickle
+
+    from bot.handlers.newcharacter import Draft
+
+    old = {"name": "Rose", "id": "rose", "takes": ["/data/pictures/1-2-speech.mp4"], "parts": ["a", "b"],
+           "landmarks": "person", "an_old_key": 3}
+    draft = Draft.of(old)
+    assert (draft.name, draft.takes, draft.parts, draft.voice) == ("Rose", old["takes"], ["a", "b"], None)
+    assert pickle.loads(pickle.dumps(draft)) == draft
+    with pytest.raises(AttributeError):
+        draft.update(nmae="typo")

@@ -31,6 +31,7 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
+from .. import job_view
 from ..character_store import PublishError, clean_name
 from ..services import Services, services
 from ..store import MAKE_ACTIVE
@@ -121,7 +122,8 @@ async def jobs_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     lines = [t("jobs_header", language)]
     for job in listed:
         lines.append(t("jobs_line", language, job=job.id, name=job.name, id=job.character_id,
-                       state=svc.workshop.state_text(job, language, listing=True)))
+                       state=job_view.state_text(job, svc.store, language, listing=True,
+                                                  seconds=svc.workshop.made_in(job.id))))
     await message.reply_text("\n".join(lines))
 
 

@@ -23,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from engine.errors import GramophoneError
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, NetworkError
 from telegram.ext import (
     BaseHandler,
@@ -61,7 +62,8 @@ PART_CHARS = 520
 """A part of the passage to read in one round video: about 40 s read aloud (video notes: 60 s)."""
 READING_CHARS_PER_S = 14.0
 """A calm reading pace, to know how long a part's take should be (at least half of it)."""
-IDLE_SECONDS = (6.0, 30.0)
+IDLE_TAKE_RANGE_S = (6.0, 30.0)
+"""How long the silent take may be, in seconds."""
 WHOLE_PASSAGE_MAX_S = 600.0
 """One ordinary video of the whole passage (at most 20 MB on the cloud Bot API)."""
 CARTOON_MOUTH_Y = 0.68
@@ -88,17 +90,98 @@ VOICE_PRESETS: dict[str, VoicePreset] = {
 }
 
 
-def _draft(context: ContextTypes.DEFAULT_TYPE) -> dict[str, Any]:
-    return context.user_data.setdefault(DRAFT, {})  # type: ignore[union-attr]
+@dataclass
+class Draft:
+    """A ``/newcharacter`` conversation so far. Kept in ``user_data`` (PicklePersistence), so a
+    restart in the middle loses nothing; every field has a default, so an older pickled draft
+    (a dict) still loads (:meth:`of`)."""
+
+    name: str = ""
+    id: str = ""
+    picture: str | None = None  # the picture's path; for a person, their silent take's
+    width: int = 0
+    height: int = 0
+    face: bool = False  # the landmark model found a face in the picture
+    landmarks: str | None = None  # how the face was found: face, mouth, pointed, cartoon, gpu, person
+    mouth: tuple[float, float] | None = None
+    eyes: Any = None  # ((x, y), (x, y)) in picture pixels
+    mouth_width: float | None = None
+    cells: str = ""  # the grid cells the admin typed
+    grid: dict[str, Any] | None = None  # the closer look's grid (engine.makers.grid.Grid.to_dict)
+    voice: str | None = None  # a VOICE_PRESETS key
+    parts: list[str] = field(default_factory=list)  # the passage's parts to record
+    takes: list[str] = field(default_factory=list)  # recorded parts received so far (paths)
+    whole: bool = False  # the take being checked is one video of the whole passage
+    whole_video: bool = False  # the passage came as one video
+    consent: bool = False
+    queued: bool = False  # a make job owns the files now
+
+    @classmethod
+    def of(cls, stored: Any) -> Draft:
+        if isinstance(stored, Draft):
+            return stored
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in dict(stored or {}).items() if key in known})
+
+    def update(self, **values: Any) -> None:
+        for key, value in values.items():
+            if not hasattr(self, key):
+                raise AttributeError(f"a draft has no {key!r}")
+            setattr(self, key, value)
+
+    def take_whole(self) -> bool:
+        """Whether the take just checked was the whole passage (and forget it was asked)."""
+        whole, self.whole = self.whole, False
+        return whole
+
+
+def _draft(context: ContextTypes.DEFAULT_TYPE) -> Draft:
+    user_data = context.user_data
+    assert user_data is not None
+    draft = Draft.of(user_data.get(DRAFT))
+    user_data[DRAFT] = draft
+    return draft
 
 
 def _drop_draft(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Forget the conversation, and its picture unless a job took it over."""
-    draft = context.user_data.pop(DRAFT, None)  # type: ignore[union-attr]
-    if draft and not draft.get("queued"):
-        for path in [draft.get("picture"), *draft.get("takes", [])]:
+    stored = context.user_data.pop(DRAFT, None)  # type: ignore[union-attr]
+    draft = Draft.of(stored) if stored else None
+    if draft and not draft.queued:
+        for path in [draft.picture, *draft.takes]:
             if path:
                 remove_quietly(path)
+
+
+@dataclass(frozen=True)
+class _Press:
+    """A button press on a ``/newcharacter`` message that can be acted on now (and was answered)."""
+
+    svc: Services
+    query: CallbackQuery
+    message: Message
+    language: str
+    draft: Draft
+    match: re.Match[str] | None
+
+
+async def _pressed(update: Update, context: ContextTypes.DEFAULT_TYPE, *, pattern: re.Pattern[str] | None = None,
+                   valid: Callable[[Draft, re.Match[str] | None], bool] = lambda draft, match: True) -> _Press | None:
+    """The press, checked: its data matches ``pattern``, its message is still there, and the draft
+    is at the step this button belongs to (``valid``). Otherwise the admin hears that the button
+    is stale, and None comes back."""
+    svc = services(context)
+    query = update.callback_query
+    assert query is not None
+    language = chat_language(svc, update)
+    match = parse_callback(query.data, pattern) if pattern is not None else None
+    message = message_of(query)
+    draft = _draft(context)
+    if message is None or (pattern is not None and match is None) or not valid(draft, match):
+        await invalid_button(query, language)
+        return None
+    await acknowledge(query)
+    return _Press(svc, query, message, language, draft, match)
 
 
 # -- name ----------------------------------------------------------------------------------------
@@ -196,8 +279,8 @@ async def pictured(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | 
         await message.reply_text(t("nc_picture_bad", language, reason=str(error)))
         return None
     draft = _draft(context)
-    if draft.get("picture") and draft["picture"] != str(path):
-        remove_quietly(draft["picture"])
+    if draft.picture and draft.picture != str(path):
+        remove_quietly(draft.picture)
     draft.update(picture=str(path), width=int(info.width), height=int(info.height), face=info.face is not None,
                  mouth=None, eyes=None, mouth_width=None, grid=None, landmarks="face" if info.face is not None else None)
     if info.face is not None:
@@ -234,13 +317,13 @@ def grid_picture(path: Path, grid: Any = None) -> bytes:
     return data.tobytes()
 
 
-def _grid(draft: dict[str, Any]) -> Any:
+def _grid(draft: Draft) -> Any:
     from engine.makers.grid import Grid
 
-    return Grid.over(draft["width"], draft["height"])
+    return Grid.over(draft.width, draft.height)
 
 
-def _grid_example(draft: dict[str, Any], grid: Any = None) -> str:
+def _grid_example(draft: Draft, grid: Any = None) -> str:
     """Four cells about where a face's mouth corners and eyes would be on ``grid``: an example."""
     grid = grid or _grid(draft)
 
@@ -250,8 +333,8 @@ def _grid_example(draft: dict[str, Any], grid: Any = None) -> str:
     return " ".join((cell(0.42, 0.68), cell(0.58, 0.68), cell(0.36, 0.45), cell(0.64, 0.45)))
 
 
-def _example(draft: dict[str, Any]) -> str:
-    return f"{round(draft['width'] / 2)},{round(draft['height'] * CARTOON_MOUTH_Y)}"
+def _example(draft: Draft) -> str:
+    return f"{round(draft.width / 2)},{round(draft.height * CARTOON_MOUTH_Y)}"
 
 
 @admin_only
@@ -274,25 +357,25 @@ async def position_typed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if match is None:
         return await cells_typed(message, draft, language)
     x, y = float(match.group(1)), float(match.group(2))
-    if not (0 <= x < draft["width"] and 0 <= y < draft["height"]):
-        await message.reply_text(t("nc_bad_position", language, width=draft["width"], height=draft["height"], example=_example(draft)))
+    if not (0 <= x < draft.width and 0 <= y < draft.height):
+        await message.reply_text(t("nc_bad_position", language, width=draft.width, height=draft.height, example=_example(draft)))
         return None
     try:
-        mouth, eyes = await asyncio.to_thread(estimate, svc, Path(draft["picture"]), (x, y))
+        mouth, eyes = await asyncio.to_thread(estimate, svc, Path(draft.picture), (x, y))
     except GramophoneError as error:
-        await message.reply_text(f"{error}. " + t("nc_bad_position", language, width=draft["width"], height=draft["height"], example=_example(draft)))
+        await message.reply_text(f"{error}. " + t("nc_bad_position", language, width=draft.width, height=draft.height, example=_example(draft)))
         return None
     draft.update(landmarks="mouth", mouth=mouth, eyes=eyes)
     await ask_voice(message, draft, language)
     return VOICE
 
 
-async def cells_typed(message: Message, draft: dict[str, Any], language: str) -> int | None:
+async def cells_typed(message: Message, draft: Draft, language: str) -> int | None:
     """Four grid cells: the mouth corners, then the eyes; first on the whole picture, then once
     more on a closer look around them (a cell of the whole picture is coarse for a small face)."""
     from engine.makers.grid import Grid, parse_cells
 
-    closer = draft.get("grid")
+    closer = draft.grid
     grid = Grid.from_dict(closer) if closer else _grid(draft)
     try:
         pointed = parse_cells(message.text, grid, rough=not closer)
@@ -300,9 +383,9 @@ async def cells_typed(message: Message, draft: dict[str, Any], language: str) ->
         await message.reply_text(t("nc_bad_cells", language, reason=str(error), example=_grid_example(draft, grid)))
         return None
     if not closer:
-        zoom = Grid.around(pointed, draft["width"], draft["height"], coarse=grid)
-        board = await asyncio.to_thread(grid_picture, Path(draft["picture"]), zoom)
-        draft["grid"] = zoom.to_dict()
+        zoom = Grid.around(pointed, draft.width, draft.height, coarse=grid)
+        board = await asyncio.to_thread(grid_picture, Path(draft.picture), zoom)
+        draft.grid = zoom.to_dict()
         await message.reply_photo(board, caption=t("nc_closer", language, example=_grid_example(draft, zoom)))
         return None
     left, right = pointed.eyes
@@ -316,22 +399,18 @@ async def cells_typed(message: Message, draft: dict[str, Any], language: str) ->
 
 @admin_only
 async def position_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    svc = services(context)
-    query = update.callback_query
-    assert query is not None
-    language = chat_language(svc, update)
-    match = parse_callback(query.data, POSITION_CALLBACK)
-    message = message_of(query)
-    if match is None or message is None or (match.group(1) == "gpu" and not svc.settings.gpu_configured):
-        await invalid_button(query, language)
+    gpu = services(context).settings.gpu_configured
+    press = await _pressed(update, context, pattern=POSITION_CALLBACK,
+                           valid=lambda draft, match: match is not None and (match.group(1) != "gpu" or gpu))
+    if press is None:
         return None
-    await acknowledge(query)
-    draft = _draft(context)
+    svc, message, language, draft, match = press.svc, press.message, press.language, press.draft, press.match
+    assert match is not None
     if match.group(1) == "gpu":
         draft.update(landmarks="gpu", mouth=None, eyes=None)
     else:
         try:
-            mouth, eyes = await asyncio.to_thread(estimate, svc, Path(draft["picture"]), None)
+            mouth, eyes = await asyncio.to_thread(estimate, svc, Path(draft.picture), None)
         except GramophoneError as error:
             await message.reply_text(t("nc_picture_bad", language, reason=str(error)))
             return PICTURE
@@ -379,25 +458,19 @@ def passage_parts(language: str) -> list[str]:
 
 @admin_only
 async def person_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    svc = services(context)
-    query = update.callback_query
-    assert query is not None
-    language = chat_language(svc, update)
-    message = message_of(query)
-    draft = _draft(context)
-    if message is None or not draft.get("name"):
-        await invalid_button(query, language)
+    press = await _pressed(update, context, valid=lambda draft, _: bool(draft.name))
+    if press is None:
         return None
-    await acknowledge(query)
+    message, language, draft = press.message, press.language, press.draft
     draft.update(landmarks="person", parts=passage_parts(language), takes=[])
-    await message.reply_text(t("nc_person_intro", language, name=draft["name"], parts=len(draft["parts"])))
+    await message.reply_text(t("nc_person_intro", language, name=draft.name, parts=len(draft.parts)))
     await _ask_take(message, draft, language)
     return TAKE
 
 
-async def _ask_take(message: Message, draft: dict[str, Any], language: str) -> None:
-    index = len(draft["takes"])
-    await message.reply_text(t("nc_take", language, part=index + 1, parts=len(draft["parts"]), text=draft["parts"][index]))
+async def _ask_take(message: Message, draft: Draft, language: str) -> None:
+    index = len(draft.takes)
+    await message.reply_text(t("nc_take", language, part=index + 1, parts=len(draft.parts), text=draft.parts[index]))
 
 
 @dataclass(frozen=True)
@@ -407,7 +480,7 @@ class _Take:
     path: Path
     message: Message
     language: str
-    draft: dict[str, Any]
+    draft: Draft
 
 
 async def _received_take(update: Update, context: ContextTypes.DEFAULT_TYPE, kind: str) -> _Take | None:
@@ -440,15 +513,15 @@ async def _received_take(update: Update, context: ContextTypes.DEFAULT_TYPE, kin
     take = svc.settings.pictures_dir / f"{message.chat_id}-{message.message_id}-{kind}.mp4"
     await write_atomic(raw, data[:limit])
     draft = _draft(context)
-    whole = kind == "speech" and not draft["takes"] and message.video is not None and _covers_passage(message, draft)
+    whole = kind == "speech" and not draft.takes and message.video is not None and _covers_passage(message, draft)
     if whole:  # one ordinary video of the whole passage
-        expected = sum(len(part) for part in draft["parts"]) / READING_CHARS_PER_S
+        expected = sum(len(part) for part in draft.parts) / READING_CHARS_PER_S
         seconds = (max(3.0, 0.5 * expected), WHOLE_PASSAGE_MAX_S)
     elif kind == "speech":
-        expected = len(draft["parts"][len(draft["takes"])]) / READING_CHARS_PER_S
+        expected = len(draft.parts[len(draft.takes)]) / READING_CHARS_PER_S
         seconds = (max(3.0, 0.5 * expected), 61.0)
     else:
-        seconds = IDLE_SECONDS
+        seconds = IDLE_TAKE_RANGE_S
     try:
         await asyncio.to_thread(remux_untrusted_video, raw, take, max_seconds=seconds[1] + 5)
         report = await asyncio.to_thread(check_take, take, kind=kind, seconds=seconds)
@@ -463,14 +536,14 @@ async def _received_take(update: Update, context: ContextTypes.DEFAULT_TYPE, kin
         await message.reply_text(t("nc_take_again", language, reasons="; ".join(report.problems)))
         return None
     if whole:
-        draft["whole"] = True
+        draft.whole = True
     return _Take(take, message, language, draft)
 
 
-def _covers_passage(message: Message, draft: dict[str, Any]) -> bool:
+def _covers_passage(message: Message, draft: Draft) -> bool:
     """Whether an ordinary video is long enough (by what Telegram says; the check then measures
     it) to be the whole passage rather than its first part."""
-    first = len(draft["parts"][0]) / READING_CHARS_PER_S
+    first = len(draft.parts[0]) / READING_CHARS_PER_S
     return bool(message.video and message.video.duration and seconds_of(message.video.duration) > 1.5 * first)
 
 
@@ -480,12 +553,12 @@ async def take_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> i
     if received is None:
         return None
     message, language, draft = received.message, received.language, received.draft
-    draft["takes"].append(str(received.path))
-    if draft.pop("whole", False):  # the whole passage in one video: nothing more to read
-        draft["parts"] = [" ".join(draft["parts"])]
-        draft["whole_video"] = True
-    if len(draft["takes"]) < len(draft["parts"]):
-        await message.reply_text(t("nc_take_ok", language, part=len(draft["takes"]), parts=len(draft["parts"])))
+    draft.takes.append(str(received.path))
+    if draft.take_whole():  # the whole passage in one video: nothing more to read
+        draft.parts = [" ".join(draft.parts)]
+        draft.whole_video = True
+    if len(draft.takes) < len(draft.parts):
+        await message.reply_text(t("nc_take_ok", language, part=len(draft.takes), parts=len(draft.parts)))
         await _ask_take(message, draft, language)
         return TAKE
     await message.reply_text(t("nc_ask_idle", language))
@@ -498,10 +571,10 @@ async def idle_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> i
     if received is None:
         return None
     message, language, draft = received.message, received.language, received.draft
-    if draft.get("picture"):
-        remove_quietly(draft["picture"])
-    draft["picture"] = str(received.path)  # the silent take stands where a picture would
-    await message.reply_text(t("nc_consent", language, name=draft["name"]), reply_markup=InlineKeyboardMarkup([[
+    if draft.picture:
+        remove_quietly(draft.picture)
+    draft.picture = str(received.path)  # the silent take stands where a picture would
+    await message.reply_text(t("nc_consent", language, name=draft.name), reply_markup=InlineKeyboardMarkup([[
         InlineKeyboardButton(t("nc_consent_yes", language), callback_data="nc:consent"),
         InlineKeyboardButton(t("nc_stop", language), callback_data="nc:stop"),
     ]]))
@@ -510,21 +583,15 @@ async def idle_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> i
 
 @admin_only
 async def consent_given(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    svc = services(context)
-    query = update.callback_query
-    assert query is not None
-    language = chat_language(svc, update)
-    message = message_of(query)
-    draft = _draft(context)
-    if message is None or not draft.get("picture") or draft.get("landmarks") != "person":
-        await invalid_button(query, language)
+    press = await _pressed(update, context, valid=lambda draft, _: bool(draft.picture) and draft.landmarks == "person")
+    if press is None:
         return None
-    await acknowledge(query)
+    query, message, language, draft = press.query, press.message, press.language, press.draft
     if query.data == "nc:stop":
         _drop_draft(context)
         await edit_text(message, t("nc_cancelled", language))
         return ConversationHandler.END
-    draft["consent"] = True
+    draft.consent = True
     await edit_text(message, t("nc_consent_given", language))
     await ask_voice(message, draft, language)
     return VOICE
@@ -533,25 +600,20 @@ async def consent_given(update: Update, context: ContextTypes.DEFAULT_TYPE) -> i
 # -- language and voice --------------------------------------------------------------------------
 
 
-async def ask_voice(message: Message, draft: dict[str, Any], language: str) -> None:
+async def ask_voice(message: Message, draft: Draft, language: str) -> None:
     keyboard = [[InlineKeyboardButton(t(preset.label, language), callback_data=f"nc:voice:{key}")] for key, preset in VOICE_PRESETS.items()]
-    await message.reply_text(t("nc_ask_voice", language, name=draft["name"]), reply_markup=InlineKeyboardMarkup(keyboard))
+    await message.reply_text(t("nc_ask_voice", language, name=draft.name), reply_markup=InlineKeyboardMarkup(keyboard))
 
 
 @admin_only
 async def voice_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    svc = services(context)
-    query = update.callback_query
-    assert query is not None
-    language = chat_language(svc, update)
-    match = parse_callback(query.data, VOICE_CALLBACK)
-    message = message_of(query)
-    if match is None or match.group(1) not in VOICE_PRESETS or message is None:
-        await invalid_button(query, language)
+    press = await _pressed(update, context, pattern=VOICE_CALLBACK,
+                           valid=lambda draft, match: match is not None and match.group(1) in VOICE_PRESETS)
+    if press is None:
         return None
-    await acknowledge(query)
-    draft = _draft(context)
-    draft["voice"] = match.group(1)
+    svc, message, language, draft, match = press.svc, press.message, press.language, press.draft, press.match
+    assert match is not None
+    draft.voice = match.group(1)
     await message.edit_text(confirmation(svc, draft, language), reply_markup=InlineKeyboardMarkup([[
         InlineKeyboardButton(t("nc_make", language), callback_data="nc:make"),
         InlineKeyboardButton(t("nc_stop", language), callback_data="nc:stop"),
@@ -559,24 +621,24 @@ async def voice_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> in
     return CONFIRM
 
 
-def confirmation(svc: Services, draft: dict[str, Any], language: str) -> str:
-    how = draft.get("landmarks")
+def confirmation(svc: Services, draft: Draft, language: str) -> str:
+    how = draft.landmarks
     if how == "face":
         face = t("face_found", language)
     elif how == "mouth":
-        face = t("face_mouth", language, x=round(draft["mouth"][0]), y=round(draft["mouth"][1]))
+        face = t("face_mouth", language, x=round(draft.mouth[0]), y=round(draft.mouth[1]))
     elif how == "pointed":
-        face = t("face_pointed", language, cells=draft.get("cells", ""))
+        face = t("face_pointed", language, cells=draft.cells)
     elif how == "person":
-        made_from = (t("nc_made_from_video", language) if draft.get("whole_video")
-                     else t("nc_made_from_parts", language, parts=len(draft.get("takes", []))))
-        return t("nc_confirm_person", language, name=draft["name"], id=draft["id"], made_from=made_from,
-                 voice=t(VOICE_PRESETS[draft["voice"]].label, language))
+        made_from = (t("nc_made_from_video", language) if draft.whole_video
+                     else t("nc_made_from_parts", language, parts=len(draft.takes)))
+        return t("nc_confirm_person", language, name=draft.name, id=draft.id, made_from=made_from,
+                 voice=t(VOICE_PRESETS[draft.voice].label, language))
     else:
         face = t("face_cartoon" if how == "cartoon" else "face_gpu", language)
     return t(
-        "nc_confirm", language, name=draft["name"], id=draft["id"], width=draft["width"], height=draft["height"],
-        face=face, voice=t(VOICE_PRESETS[draft["voice"]].label, language),
+        "nc_confirm", language, name=draft.name, id=draft.id, width=draft.width, height=draft.height,
+        face=face, voice=t(VOICE_PRESETS[draft.voice].label, language),
         where=t("where_gpu" if svc.settings.gpu_configured else "where_cpu", language),
     )
 
@@ -586,45 +648,40 @@ def confirmation(svc: Services, draft: dict[str, Any], language: str) -> str:
 
 @admin_only
 async def confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    svc = services(context)
-    query = update.callback_query
-    assert query is not None
-    language = chat_language(svc, update)
-    match = parse_callback(query.data, CONFIRM_CALLBACK)
-    message = message_of(query)
-    draft = _draft(context)
-    if match is None or message is None or not draft.get("voice") or not draft.get("picture"):
-        await invalid_button(query, language)
+    press = await _pressed(update, context, pattern=CONFIRM_CALLBACK,
+                           valid=lambda draft, _: bool(draft.voice) and bool(draft.picture))
+    if press is None:
         return None
-    await acknowledge(query)
+    svc, query, message, language, draft, match = press.svc, press.query, press.message, press.language, press.draft, press.match
+    assert match is not None
     if match.group(1) == "stop":
         _drop_draft(context)
         await edit_text(message, t("nc_cancelled", language))
         return ConversationHandler.END
-    preset = VOICE_PRESETS[draft["voice"]]
+    preset = VOICE_PRESETS[draft.voice]
     taken = taken_ids(svc)
-    identifier = draft["id"] if draft["id"] not in taken else unique_id(draft["name"], taken)
-    person = draft.get("landmarks") == "person"
+    identifier = draft.id if draft.id not in taken else unique_id(draft.name, taken)
+    person = draft.landmarks == "person"
     route = "gpu" if svc.settings.gpu_configured and not person else "cpu"
     job = svc.store.add_make_job(
         user_id=query.from_user.id,
         chat_id=message.chat_id,
-        name=draft["name"],
+        name=draft.name,
         character_id=identifier,
         language=preset.language,
         voice=preset.voice,
         options={
-            "preset": draft["voice"], "pitch_semitones": preset.pitch_semitones, "landmarks": draft.get("landmarks"),
-            "mouth": draft.get("mouth"), "eyes": draft.get("eyes"), "mouth_width": draft.get("mouth_width"),
-            **({"takes": draft["takes"], "consent": True, "made_from": "person"} if person else {}),
+            "preset": draft.voice, "pitch_semitones": preset.pitch_semitones, "landmarks": draft.landmarks,
+            "mouth": draft.mouth, "eyes": draft.eyes, "mouth_width": draft.mouth_width,
+            **({"takes": draft.takes, "consent": True, "made_from": "person"} if person else {}),
         },
-        picture_path=draft["picture"],
+        picture_path=draft.picture,
         route=route,
         status_message_id=message.message_id,
     )
     if job is None:
         return ConversationHandler.END  # the same press twice: the first made the job
-    draft["queued"] = True
+    draft.queued = True
     _drop_draft(context)
     log.info("admin %s asked for %s: %r from %s", query.from_user.id, job.label, job.name, Path(job.picture_path or "").name)
     await svc.workshop.show(job, force=True)
