@@ -40,9 +40,35 @@ NOTE_SIDE = 480
 
 def cut(clip: Path, start: float, length: float, out: Path) -> Path:
     crop = face_crop(clip)
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-ss", f"{start:.3f}", "-i", str(clip),
-                    "-t", f"{length:.3f}", "-vf", f"crop={crop.side}:{crop.side}:{crop.x}:{crop.y},scale={NOTE_SIDE}:{NOTE_SIDE}",
-                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-c:a", "aac", "-b:a", "96k", str(out)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-ss",
+            f"{start:.3f}",
+            "-i",
+            str(clip),
+            "-t",
+            f"{length:.3f}",
+            "-vf",
+            f"crop={crop.side}:{crop.side}:{crop.x}:{crop.y},scale={NOTE_SIDE}:{NOTE_SIDE}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "20",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            str(out),
+        ],
+        check=True,
+    )
     return out
 
 
@@ -66,20 +92,36 @@ def main() -> int:
         idle = cut(clip, speech_s, 3.0, work_dir / "idle.mp4")
         for take in takes:
             report = check_take(take, kind="speech", seconds=(2.0, 61.0))
-            print(f"{take.name}: {report.seconds:.1f} s, face {report.face_share:.0%}, mouth {report.mouth_share:.0%}, "
-                  f"voiced {report.voiced_share:.0%}, peak {report.peak_dbfs:.0f} dBFS, light {report.brightness:.0f}: "
-                  f"{'ok' if report.ok else '; '.join(report.problems)}")
+            print(
+                f"{take.name}: {report.seconds:.1f} s, face {report.face_share:.0%}, mouth "
+                f"{report.mouth_share:.0%}, "
+                f"voiced {report.voiced_share:.0%}, peak {report.peak_dbfs:.0f} dBFS, light "
+                f"{report.brightness:.0f}: "
+                f"{'ok' if report.ok else '; '.join(report.problems)}"
+            )
         started = time.perf_counter()
-        made = make_character_from_person(takes, idle, work_dir / "person", character_id="person", name="Person",
-                                          language="en", voice=VoiceSettings(language="en"), size=512)
+        made = make_character_from_person(
+            takes,
+            idle,
+            work_dir / "person",
+            character_id="person",
+            name="Person",
+            language="en",
+            voice=VoiceSettings(language="en"),
+            size=512,
+        )
         made_s = time.perf_counter() - started
         character = load_character(made.folder)
         preview_started = time.perf_counter()
         say(character, character.greeting_for("en"), work_dir / "preview.mp4", video_note=True)
         preview_s = time.perf_counter() - preview_started
-        print(f"{args.clip}: {args.takes} takes of {speech_s / args.takes:.1f} s at {NOTE_SIDE} px -> 512 px library "
-              f"({made.info.speech_frames} speech frames): made in {made_s:.1f} s, preview rendered in {preview_s:.1f} s, "
-              f"last take -> preview {made_s + preview_s:.1f} s of machine time (both cores)")
+        print(
+            f"{args.clip}: {args.takes} takes of {speech_s / args.takes:.1f} s at {NOTE_SIDE} px -> 512 px "
+            "library "
+            f"({made.info.speech_frames} speech frames): made in {made_s:.1f} s, preview rendered in "
+            f"{preview_s:.1f} s, "
+            f"last take -> preview {made_s + preview_s:.1f} s of machine time (both cores)"
+        )
     return 0
 
 

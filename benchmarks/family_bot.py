@@ -67,7 +67,12 @@ from tests.bot_harness import Stack, Worker, running_bot, shared_assets, until  
 from tests.fake_telegram import FakeBotApi  # noqa: E402
 
 CLIPS = ROOT.parent / "shared" / "clips"
-DEFAULT_CLIPS = ("latentsync_demo3", "liveportrait_d11", "sadtalker_WDA_AOC_000", "sadtalker_WDA_KatieHill_000")
+DEFAULT_CLIPS = (
+    "latentsync_demo3",
+    "liveportrait_d11",
+    "sadtalker_WDA_AOC_000",
+    "sadtalker_WDA_KatieHill_000",
+)
 AS_ONE_VIDEO = {"latentsync_demo3"}
 ADMIN, CHILD = 700, 701
 NOTE_SIDE = 480
@@ -81,16 +86,49 @@ def ffmpeg(*args: str) -> None:
 def cut_note(clip: Path, start: float, length: float, out: Path) -> Path:
     """A round video note: square on the face, 480 px, as Telegram records one."""
     crop = face_crop(clip)
-    ffmpeg("-ss", f"{start:.3f}", "-i", str(clip), "-t", f"{length:.3f}",
-           "-vf", f"crop={crop.side}:{crop.side}:{crop.x}:{crop.y},scale={NOTE_SIDE}:{NOTE_SIDE}",
-           "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-c:a", "aac", "-b:a", "96k", str(out))
+    ffmpeg(
+        "-ss",
+        f"{start:.3f}",
+        "-i",
+        str(clip),
+        "-t",
+        f"{length:.3f}",
+        "-vf",
+        f"crop={crop.side}:{crop.side}:{crop.x}:{crop.y},scale={NOTE_SIDE}:{NOTE_SIDE}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "20",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        str(out),
+    )
     return out
 
 
 def cut_video(clip: Path, length: float, out: Path) -> Path:
     """The clip's first ``length`` seconds as the phone filmed it (no crop)."""
-    ffmpeg("-i", str(clip), "-t", f"{length:.3f}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
-           "-c:a", "aac", "-b:a", "128k", str(out))
+    ffmpeg(
+        "-i",
+        str(clip),
+        "-t",
+        f"{length:.3f}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "20",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        str(out),
+    )
     return out
 
 
@@ -99,12 +137,50 @@ def silent_take(clip: Path, train_s: float, work: Path) -> Path:
     sound replaced by silence, as a round video note."""
     crop = face_crop(clip)
     train = work / f"{clip.stem}-train-only.mp4"
-    ffmpeg("-i", str(clip), "-t", f"{train_s:.3f}", "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", str(train))
+    ffmpeg(
+        "-i",
+        str(clip),
+        "-t",
+        f"{train_s:.3f}",
+        "-an",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "18",
+        str(train),
+    )
     out = work / f"{clip.stem}-idle.mp4"
-    ffmpeg("-stream_loop", "-1", "-i", str(train), "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono",
-           "-t", f"{IDLE_S:.3f}", "-map", "0:v", "-map", "1:a",
-           "-vf", f"crop={crop.side}:{crop.side}:{crop.x}:{crop.y},scale={NOTE_SIDE}:{NOTE_SIDE}",
-           "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-c:a", "aac", "-b:a", "64k", str(out))
+    ffmpeg(
+        "-stream_loop",
+        "-1",
+        "-i",
+        str(train),
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=48000:cl=mono",
+        "-t",
+        f"{IDLE_S:.3f}",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-vf",
+        f"crop={crop.side}:{crop.side}:{crop.x}:{crop.y},scale={NOTE_SIDE}:{NOTE_SIDE}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "20",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+        str(out),
+    )
     return out
 
 
@@ -160,7 +236,9 @@ class MemorySampler:
 
 async def reply(api: FakeBotApi, chat: int, since: int, timeout: float = 120) -> object:
     said = ("sendMessage", "sendPhoto")
-    await api.wait_for(lambda call: api.sends_to(chat)(call) and call.method in said, since=since, timeout=timeout)
+    await api.wait_for(
+        lambda call: api.sends_to(chat)(call) and call.method in said, since=since, timeout=timeout
+    )
     return [m for m in api.sent_messages(chat) if m.method in said][-1]
 
 
@@ -198,7 +276,9 @@ async def make_person(stack: Stack, clip: Path, work: Path) -> dict[str, float |
             video = cut_video(clip, train_s, work / f"{clip.stem}-whole.mp4")
             info = probe(video)
             mark = api.mark()
-            api.send_video(ADMIN, video.read_bytes(), duration=round(train_s), width=info.width, height=info.height)
+            api.send_video(
+                ADMIN, video.read_bytes(), duration=round(train_s), width=info.width, height=info.height
+            )
             answer = await reply(api, ADMIN, mark)
             assert answer.text == t("nc_ask_idle", "en"), answer.text  # type: ignore[attr-defined]
         else:
@@ -229,9 +309,16 @@ async def make_person(stack: Stack, clip: Path, work: Path) -> dict[str, float |
         arrived = time.monotonic()
     finally:
         newcharacter.passage_parts = original_parts  # type: ignore[assignment]
-    made = sorted((stack.data_dir / "characters").glob("*/made-by.json"), key=lambda p: p.stat().st_mtime)[-1].parent
-    return {"id": made.name, "train_s": train_s, "takes": 1 if one_video else count,
-            "last_take_to_preview": arrived - last_take, "make_to_preview": arrived - pressed}
+    made = sorted((stack.data_dir / "characters").glob("*/made-by.json"), key=lambda p: p.stat().st_mtime)[
+        -1
+    ].parent
+    return {
+        "id": made.name,
+        "train_s": train_s,
+        "takes": 1 if one_video else count,
+        "last_take_to_preview": arrived - last_take,
+        "make_to_preview": arrived - pressed,
+    }
 
 
 def story_audio(clips: list[Path], seconds: float, path: Path) -> Path:
@@ -245,14 +332,18 @@ def story_audio(clips: list[Path], seconds: float, path: Path) -> Path:
     return write_wav(path, audio, ANALYSIS_SAMPLE_RATE)
 
 
-async def tell_story(stack: Stack, character: str, audio: Path, seconds: float, render_worker: Worker) -> dict[str, float]:
+async def tell_story(
+    stack: Stack, character: str, audio: Path, seconds: float, render_worker: Worker
+) -> dict[str, float]:
     api = stack.api
     asked = await say(api, ADMIN, "/newstory")
     mark = api.mark()
     api.press_button(ADMIN, asked.message_id, f"ns:char:{character}")  # type: ignore[attr-defined]
     await api.wait_for("editMessageText", since=mark, timeout=30)
     mark = api.mark()
-    api.send_audio(ADMIN, audio.read_bytes(), duration=round(seconds), file_name="story.wav", mime_type="audio/wav")
+    api.send_audio(
+        ADMIN, audio.read_bytes(), duration=round(seconds), file_name="story.wav", mime_type="audio/wav"
+    )
     await reply(api, ADMIN, mark)
     await say(api, ADMIN, "Grandma Reads")
     api.send_text(CHILD, f"/start {character}")
@@ -264,30 +355,53 @@ async def tell_story(stack: Stack, character: str, audio: Path, seconds: float, 
     with MemorySampler(render_worker.process.pid) as memory:
         mark, pressed = api.mark(), time.monotonic()
         api.press_button(CHILD, menu.message_id, button(menu, "rs:"))  # type: ignore[attr-defined]
-        first = await api.wait_for(lambda call: api.sends_to(CHILD)(call) and call.method in ("sendVideo", "sendVideoNote"),
-                                   since=mark, timeout=120)
+        first = await api.wait_for(
+            lambda call: api.sends_to(CHILD)(call) and call.method in ("sendVideo", "sendVideoNote"),
+            since=mark,
+            timeout=120,
+        )
         first_s = first[0].time - pressed if hasattr(first[0], "time") else time.monotonic() - pressed
 
         def all_sent() -> bool:
             rows = stack.requests(CHILD)
             story = [r for r in rows if str(r["input"]).startswith("rec/")]
-            return bool(story) and len(story) == story[0]["parts"] and all(r["status"] in ("sent", "failed") for r in story)
+            return (
+                bool(story)
+                and len(story) == story[0]["parts"]
+                and all(r["status"] in ("sent", "failed") for r in story)
+            )
 
         await until(all_sent, timeout=1800, what="every part of the story")
         ended = time.monotonic()
     rows = [r for r in stack.requests(CHILD) if str(r["input"]).startswith("rec/")]
     replies = [r["reply_message_id"] for r in rows]
-    in_order = all(r["status"] == "sent" for r in rows) and [r["part"] for r in rows] == list(range(len(rows))) and replies == sorted(replies)
+    in_order = (
+        all(r["status"] == "sent" for r in rows)
+        and [r["part"] for r in rows] == list(range(len(rows)))
+        and replies == sorted(replies)
+    )
     span = ended - pressed
-    thirds = [[m for t, m in memory.samples if pressed + k * span / 3 <= t < pressed + (k + 1) * span / 3] or [0] for k in range(3)]
-    return {"parts": len(rows), "first_s": first_s, "total_s": span, "in_order": float(in_order),
-            "told_s": sum(r["duration_s"] for r in rows), "mem_first": max(thirds[0]) / 1e6, "mem_last": max(thirds[2]) / 1e6}
+    thirds = [
+        [m for t, m in memory.samples if pressed + k * span / 3 <= t < pressed + (k + 1) * span / 3] or [0]
+        for k in range(3)
+    ]
+    return {
+        "parts": len(rows),
+        "first_s": first_s,
+        "total_s": span,
+        "in_order": float(in_order),
+        "told_s": sum(r["duration_s"] for r in rows),
+        "mem_first": max(thirds[0]) / 1e6,
+        "mem_last": max(thirds[2]) / 1e6,
+    }
 
 
 async def main_async(clips: list[Path], work: Path, story_s: float) -> int:
     characters, stories = shared_assets()
     with FakeBotApi() as api:
-        stack = Stack(api, work / "data", characters, stories, defaults=dict(admins=[ADMIN], heartbeat_timeout_s=30))
+        stack = Stack(
+            api, work / "data", characters, stories, defaults=dict(admins=[ADMIN], heartbeat_timeout_s=30)
+        )
         api.add_user(ADMIN, "Admin")
         renderer = Worker(stack.settings(), workers=1).start()
         maker = Worker(stack.settings(), workers=1, route="cpu").start()
@@ -297,9 +411,14 @@ async def main_async(clips: list[Path], work: Path, story_s: float) -> int:
                 for clip in clips:
                     result = await make_person(stack, clip, work)
                     made.append((clip, result))
-                    print(f"{clip.stem}: {'one video' if clip.stem in AS_ONE_VIDEO else str(result['takes']) + ' video notes'} "
-                          f"of {result['train_s']:.1f} s; last take -> preview {result['last_take_to_preview']:.1f} s, "
-                          f"make -> preview {result['make_to_preview']:.1f} s", flush=True)
+                    sent = "one video" if clip.stem in AS_ONE_VIDEO else f"{result['takes']} video notes"
+                    print(
+                        f"{clip.stem}: {sent} "
+                        f"of {result['train_s']:.1f} s; last take -> preview "
+                        f"{result['last_take_to_preview']:.1f} s, "
+                        f"make -> preview {result['make_to_preview']:.1f} s",
+                        flush=True,
+                    )
                 story = None
                 if story_s > 0 and made:
                     audio = story_audio(clips, story_s, work / "story.wav")
@@ -311,17 +430,33 @@ async def main_async(clips: list[Path], work: Path, story_s: float) -> int:
     for clip, result in made:
         library = stack.data_dir / "characters" / str(result["id"]) / "library.gchar"
         train_s = float(result["train_s"])
-        test = read_audio(clip)[int(train_s * ANALYSIS_SAMPLE_RATE):]
-        row = real_mouths.measure_library(clip, library, train_s, test, work, 256, RenderConfig(), None,
-                                          crop=face_crop(clip), build_s=float(result["make_to_preview"]))
+        test = read_audio(clip)[int(train_s * ANALYSIS_SAMPLE_RATE) :]
+        row = real_mouths.measure_library(
+            clip,
+            library,
+            train_s,
+            test,
+            work,
+            256,
+            RenderConfig(),
+            None,
+            crop=face_crop(clip),
+            build_s=float(result["make_to_preview"]),
+        )
         rows.append(row)
     print("\nleave-one-out on the libraries the bot made ('build s' is make -> preview):")
     real_mouths.report(rows)
     if story is not None:
-        print(f"\nrecorded story of {story_s:.0f} s on {made[0][1]['id']}: {story['parts']:.0f} parts, first in "
-              f"{story['first_s']:.1f} s, all in {story['total_s']:.0f} s, in order: {bool(story['in_order'])}, "
-              f"told {story['told_s']:.1f} s; render worker memory peak {story['mem_first']:.0f} MB in the first third, "
-              f"{story['mem_last']:.0f} MB in the last ({'flat' if story['mem_last'] <= 1.1 * story['mem_first'] else 'growing'})")
+        print(
+            f"\nrecorded story of {story_s:.0f} s on {made[0][1]['id']}: {story['parts']:.0f} parts, first "
+            "in "
+            f"{story['first_s']:.1f} s, all in {story['total_s']:.0f} s, in order: "
+            f"{bool(story['in_order'])}, "
+            f"told {story['told_s']:.1f} s; render worker memory peak {story['mem_first']:.0f} MB in the "
+            "first third, "
+            f"{story['mem_last']:.0f} MB in the last "
+            f"({'flat' if story['mem_last'] <= 1.1 * story['mem_first'] else 'growing'})"
+        )
     return 0
 
 

@@ -38,13 +38,17 @@ STORY = ROOT / "bot" / "stories" / "en" / "three-little-pigs.txt"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--all-cores", action="store_true")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the text to say")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gramophone-fox-"))
     characters = work / "characters"
-    shutil.copytree(ROOT / "characters", characters, ignore=shutil.ignore_patterns("library.gchar", ".build.lock"))
+    shutil.copytree(
+        ROOT / "characters", characters, ignore=shutil.ignore_patterns("library.gchar", ".build.lock")
+    )
     os.environ["GRAMOPHONE_BUILTIN_CHARACTERS_DIR"] = str(characters)
 
     fox = Catalogue(characters).get("fox")
@@ -70,16 +74,27 @@ def main() -> int:
         report = measure(out, audio, 16_000, result.timeline, library)
 
     env = {**os.environ, "GRAMOPHONE_BUILTIN_CHARACTERS_DIR": str(work / "fresh")}
-    shutil.copytree(ROOT / "characters", work / "fresh", ignore=shutil.ignore_patterns("library.gchar", ".build.lock"))
+    shutil.copytree(
+        ROOT / "characters", work / "fresh", ignore=shutil.ignore_patterns("library.gchar", ".build.lock")
+    )
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "engine.cli", "demo", "-o", str(work / "demo.mp4")], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "engine.cli", "demo", "-o", str(work / "demo.mp4")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     demo_s = time.perf_counter() - started
 
     cores = "all cores" if args.all_cores else "one core"
     print(f"\nthe fox, on {cores}\n")
     rows = [
         ("fox built from nothing", f"{build_s:.1f} s", "< 60 s"),
-        (f"say {audio_s:.0f} s of speech, end to end", f"{say_s:.1f} s", f"{audio_s / say_s:.1f}x real time (>= 8x)"),
+        (
+            f"say {audio_s:.0f} s of speech, end to end",
+            f"{say_s:.1f} s",
+            f"{audio_s / say_s:.1f}x real time (>= 8x)",
+        ),
         ("  of which TTS (eSpeak NG)", f"{tts_s:.2f} s", f"{100 * tts_s / say_s:.1f}% of the time"),
         ("lip sync r, opening (unseen text)", f"{report.r_opening:.3f}", ">= 0.8"),
         ("lip sync r, width", f"{report.r_width:.3f}", ""),

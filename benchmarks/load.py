@@ -85,7 +85,9 @@ def settings_for(api: FakeBotApi, data_dir: Path, characters: Path, stories: Pat
     )
 
 
-async def _load(api: FakeBotApi, settings: Settings, chats: int, seconds: float, note: bytes) -> dict[str, Any]:
+async def _load(
+    api: FakeBotApi, settings: Settings, chats: int, seconds: float, note: bytes
+) -> dict[str, Any]:
     async with running_bot(settings):
         # Warm-up: one answer before the clock starts (workers started and warmed).
         warm_chat = 10_000
@@ -96,7 +98,9 @@ async def _load(api: FakeBotApi, settings: Settings, chats: int, seconds: float,
         asked = {chat: api.send_voice(chat, note, duration=round(seconds)) for chat in range(1, chats + 1)}
         calls = await api.wait_for(
             lambda call: call.method == "sendVideoNote" and 1 <= call.params.get("chat_id", 0) <= chats,
-            count=chats, timeout=60 + 30 * chats * seconds, since=mark,
+            count=chats,
+            timeout=60 + 30 * chats * seconds,
+            since=mark,
         )
         finished = max(call.time for call in calls)
         await asyncio.sleep(2.0)  # a duplicate would show up now
@@ -119,7 +123,9 @@ async def _load(api: FakeBotApi, settings: Settings, chats: int, seconds: float,
     }
 
 
-def embedded(args: argparse.Namespace, characters: Path, stories: Path, note: bytes, scratch: Path) -> dict[str, Any]:
+def embedded(
+    args: argparse.Namespace, characters: Path, stories: Path, note: bytes, scratch: Path
+) -> dict[str, Any]:
     with FakeBotApi() as api:
         settings = settings_for(api, scratch / "embedded", characters, stories, workers=args.workers)
         worker = EmbeddedWorker(settings)  # exactly what `gramophone bot` starts
@@ -130,7 +136,9 @@ def embedded(args: argparse.Namespace, characters: Path, stories: Path, note: by
             worker.stop()
 
 
-def redis_mode(args: argparse.Namespace, characters: Path, stories: Path, note: bytes, scratch: Path) -> dict[str, Any] | None:
+def redis_mode(
+    args: argparse.Namespace, characters: Path, stories: Path, note: bytes, scratch: Path
+) -> dict[str, Any] | None:
     port = free_port()
     server = redis_server(port, scratch)
     if server is None:
@@ -141,8 +149,12 @@ def redis_mode(args: argparse.Namespace, characters: Path, stories: Path, note: 
         with FakeBotApi() as api:
             total = args.redis_workers * args.workers_per_process
             settings = settings_for(
-                api, scratch / "redis-bot", characters, stories,
-                redis_url=f"redis://127.0.0.1:{port}/0", workers=total,
+                api,
+                scratch / "redis-bot",
+                characters,
+                stories,
+                redis_url=f"redis://127.0.0.1:{port}/0",
+                workers=total,
             )
             for index in range(args.redis_workers):
                 machine = settings.model_copy(update={"data_dir": scratch / f"machine-{index}"})
@@ -150,10 +162,22 @@ def redis_mode(args: argparse.Namespace, characters: Path, stories: Path, note: 
                 env.pop("TELEGRAM_BOT_TOKEN", None)
                 env.update(worker_environment(machine))
                 env["PYTHONPATH"] = str(ROOT)
-                processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "engine.cli", "worker", "--workers", str(args.workers_per_process)],
-                    env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                ))
+                processes.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "engine.cli",
+                            "worker",
+                            "--workers",
+                            str(args.workers_per_process),
+                        ],
+                        env=env,
+                        cwd=ROOT,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
             return asyncio.run(_load(api, settings, args.chats, args.seconds, note))
     finally:
         for process in processes:
@@ -183,12 +207,18 @@ def report(name: str, result: dict[str, Any] | None, chats: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--chats", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each voice note")
     parser.add_argument("--size", type=int, default=512, help="character side in pixels")
-    parser.add_argument("--workers", type=int, default=cores, help=f"embedded render processes (default {cores})")
-    parser.add_argument("--redis-workers", type=int, default=2, help="gramophone worker processes in Redis mode")
+    parser.add_argument(
+        "--workers", type=int, default=cores, help=f"embedded render processes (default {cores})"
+    )
+    parser.add_argument(
+        "--redis-workers", type=int, default=2, help="gramophone worker processes in Redis mode"
+    )
     parser.add_argument("--workers-per-process", type=int, default=max(1, cores // 2))
     parser.add_argument("--skip-redis", action="store_true")
     args = parser.parse_args(argv)

@@ -8,7 +8,8 @@ can read the mouth of everything made from it. Run by hand::
 
 Figures:
 
-* the CPU puppet's cost per frame at 512 px (warping only, no encoding; it parts the lips on a triangulated warp: a few ms; a whole character must take <= 60 s);
+* the CPU puppet's cost per frame at 512 px (warping only, no encoding; it parts the lips on a triangulated
+warp: a few ms; a whole character must take <= 60 s);
 * picture -> ready character on the CPU fallback (:func:`engine.makers.make.make_character`, no
   FLP): TTS of the passage, puppet performance, library build, at 512 px;
 * lip sync (r, as :mod:`engine.quality` measures it) of that character saying a text it never
@@ -60,7 +61,8 @@ log = logging.getLogger("make_character")
 MOUTH, EYES = (256.0, 368.0), ((196.0, 228.0), (316.0, 228.0))
 NEW_TEXT = (
     "Once upon a time, a little owl lived at the top of a tall pine tree. Every night she counted the stars, "
-    "and every morning she told the squirrels what she had seen. One evening a bright comet flew over the forest, "
+    "and every morning she told the squirrels what she had seen. One evening a bright comet flew over the "
+    "forest, "
     "and the owl was so surprised that she forgot to count at all. Good night, little one, sleep well."
 )
 
@@ -83,7 +85,9 @@ def recording_r(video: Path, size: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--all-cores", action="store_true")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--reference-seconds", type=float, default=60.0)
@@ -104,7 +108,9 @@ def main() -> int:
     formant = synthetic.synth_speech(20.0, seed=1077, sample_rate=16_000)  # the reference's kind of voice
 
     # 1. the puppet's cost per frame (warping only)
-    puppet = Puppet(synthetic.draw_face(synthetic.FaceParams(), size), Landmarks(mouth, 92 * scale, eyes), size)
+    puppet = Puppet(
+        synthetic.draw_face(synthetic.FaceParams(), size), Landmarks(mouth, 92 * scale, eyes), size
+    )
     poses = synthetic.performance_params(synthetic.synth_speech(20.0, seed=5), 16_000, seed=1)
     poses += synthetic.idle_params(250, seed=2)
     timings = []
@@ -118,9 +124,18 @@ def main() -> int:
     # 2. picture -> ready character on the CPU
     stages: list[tuple[str, float]] = []
     started = time.perf_counter()
-    made = make_character(picture, work / "characters" / "owl", character_id="owl", name="Owl", language="en",
-                          voice=voice, mouth=mouth, eyes=eyes, size=size,
-                          progress=lambda stage, fraction: stages.append((stage, time.perf_counter() - started)))
+    made = make_character(
+        picture,
+        work / "characters" / "owl",
+        character_id="owl",
+        name="Owl",
+        language="en",
+        voice=voice,
+        mouth=mouth,
+        eyes=eyes,
+        size=size,
+        progress=lambda stage, fraction: stages.append((stage, time.perf_counter() - started)),
+    )
     cpu_s = time.perf_counter() - started
     first = {}
     for stage, at in stages:
@@ -131,8 +146,16 @@ def main() -> int:
     # 3. lip sync of that character, through its red-gap twin
     twin = work / "twin"
     performance = read_audio(made.folder / "speech.mp4")
-    speech, idle = puppet_performance(picture, Landmarks(mouth, 0.78 * (eyes[1][0] - eyes[0][0]), eyes), performance,
-                                      16_000, twin, size=size, seed=0, gap_bgr=synthetic.MOUTH_INTERIOR_BGR)
+    speech, idle = puppet_performance(
+        picture,
+        Landmarks(mouth, 0.78 * (eyes[1][0] - eyes[0][0]), eyes),
+        performance,
+        16_000,
+        twin,
+        size=size,
+        seed=0,
+        gap_bgr=synthetic.MOUTH_INTERIOR_BGR,
+    )
     build_library(speech, twin / "library.gchar", idle, BuildSettings(size=size, crop="centre"))
     twin_recording_r = recording_r(speech, size)
     cpu_report = lip_sync(twin / "library.gchar", new_16k, work, "cpu")
@@ -146,13 +169,22 @@ def main() -> int:
         (checkout / "configs").mkdir(parents=True)
         (checkout / "configs" / "trt_infer.yaml").write_text("# stand-in\n")
         (checkout / "run.py").symlink_to(ROOT / "tests" / "flp_standin" / "run.py")
-        reference = synthetic.write_character_videos(work / "reference", seed=11, duration_s=args.reference_seconds,
-                                                     size=512, idle_s=12.0)
+        reference = synthetic.write_character_videos(
+            work / "reference", seed=11, duration_s=args.reference_seconds, size=512, idle_s=12.0
+        )
         started = time.perf_counter()
-        flp_made = make_character(picture, work / "characters" / "robin", character_id="robin", name="Robin",
-                                  language="en", voice=voice, size=size, reference=reference,
-                                  flp=FlpConfig("cli", checkout=checkout, python=sys.executable),
-                                  progress=lambda stage, fraction: flp_stages.append((stage, time.perf_counter() - started)))
+        flp_made = make_character(
+            picture,
+            work / "characters" / "robin",
+            character_id="robin",
+            name="Robin",
+            language="en",
+            voice=voice,
+            size=size,
+            reference=reference,
+            flp=FlpConfig("cli", checkout=checkout, python=sys.executable),
+            progress=lambda stage, fraction: flp_stages.append((stage, time.perf_counter() - started)),
+        )
         flp_s = time.perf_counter() - started
         flp_animate_s = next(at for stage, at in flp_stages if stage == "building library")
         flp_recording_r = recording_r(flp_made.folder / "speech.mp4", size)
@@ -161,24 +193,54 @@ def main() -> int:
 
     cores = "all cores" if args.all_cores else "one core"
     log.info("\nnew character from one picture, on %s, %d px\n", cores, size)
-    log.info("puppet, per frame (warp only)            %6.2f ms  (the lip-parting warp; a character must take <= 60 s)", frame_ms)
-    log.info("CPU path: picture -> ready character      %6.1f s   (%.1f s of speech, %d frames)",
-             cpu_s, made.info.speech_seconds, made.info.frames)
+    log.info(
+        "puppet, per frame (warp only)            %6.2f ms  (the lip-parting warp; a character must take <= "
+        "60 s)",
+        frame_ms,
+    )
+    log.info(
+        "CPU path: picture -> ready character      %6.1f s   (%.1f s of speech, %d frames)",
+        cpu_s,
+        made.info.speech_seconds,
+        made.info.frames,
+    )
     log.info("  TTS + puppet + encode                   %6.1f s", animate_s)
     log.info("  library build                           %6.1f s", build_s)
     log.info("  its recording (puppet vs its own audio): r opening %.3f", twin_recording_r)
-    log.info("CPU character, new TTS text (%4.1f s):     r opening %.3f, r width %.3f (open: %.3f)",
-             len(new_16k) / 16_000, cpu_report.r_opening, cpu_report.r_width, cpu_report.r_width_open)
-    log.info("CPU character, new formant speech (20 s): r opening %.3f, r width %.3f (open: %.3f)",
-             cpu_formant.r_opening, cpu_formant.r_width, cpu_formant.r_width_open)
+    log.info(
+        "CPU character, new TTS text (%4.1f s):     r opening %.3f, r width %.3f (open: %.3f)",
+        len(new_16k) / 16_000,
+        cpu_report.r_opening,
+        cpu_report.r_width,
+        cpu_report.r_width_open,
+    )
+    log.info(
+        "CPU character, new formant speech (20 s): r opening %.3f, r width %.3f (open: %.3f)",
+        cpu_formant.r_opening,
+        cpu_formant.r_width,
+        cpu_formant.r_width_open,
+    )
     if flp_s is not None and flp_report is not None and flp_formant is not None:
-        log.info("FLP path via the stand-in (CLI), %.0f s + 12 s reference: %6.1f s end to end (animate + retime %.1f s)",
-                 args.reference_seconds, flp_s, flp_animate_s)
+        log.info(
+            "FLP path via the stand-in (CLI), %.0f s + 12 s reference: %6.1f s end to end (animate + retime "
+            "%.1f s)",
+            args.reference_seconds,
+            flp_s,
+            flp_animate_s,
+        )
         log.info("  its recording (re-timed vs reference audio): r opening %.3f", flp_recording_r)
-        log.info("FLP character, new TTS text:              r opening %.3f, r width %.3f (open: %.3f)",
-                 flp_report.r_opening, flp_report.r_width, flp_report.r_width_open)
-        log.info("FLP character, new formant speech:        r opening %.3f, r width %.3f (open: %.3f)",
-                 flp_formant.r_opening, flp_formant.r_width, flp_formant.r_width_open)
+        log.info(
+            "FLP character, new TTS text:              r opening %.3f, r width %.3f (open: %.3f)",
+            flp_report.r_opening,
+            flp_report.r_width,
+            flp_report.r_width_open,
+        )
+        log.info(
+            "FLP character, new formant speech:        r opening %.3f, r width %.3f (open: %.3f)",
+            flp_formant.r_opening,
+            flp_formant.r_width,
+            flp_formant.r_width_open,
+        )
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -55,6 +55,7 @@ if "--all-cores" not in sys.argv:
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from real_mouths import pearson  # noqa: E402 -- the same r as the real-mouths benchmark
 
 from engine import features as feat  # noqa: E402
 from engine import landmarks, synthetic  # noqa: E402
@@ -67,7 +68,6 @@ from engine.makers.puppet import Puppet  # noqa: E402
 from engine.media import ANALYSIS_SAMPLE_RATE, iter_frames, read_audio  # noqa: E402
 from engine.say import say  # noqa: E402
 from engine.speech import VoiceSettings  # noqa: E402
-from real_mouths import pearson  # noqa: E402 -- the same r as the real-mouths benchmark
 
 log = logging.getLogger("pictures")
 
@@ -111,8 +111,12 @@ class Row:
     closed: float = float("nan")
 
     def passed(self) -> bool:
-        checks = [self.r >= TARGETS["r"], self.centre <= TARGETS["centre"], self.closed >= TARGETS["closed"],
-                  self.seconds <= TARGETS["s"]]
+        checks = [
+            self.r >= TARGETS["r"],
+            self.centre <= TARGETS["centre"],
+            self.closed >= TARGETS["closed"],
+            self.seconds <= TARGETS["s"],
+        ]
         if self.path == "landmarks":
             checks += [self.face >= TARGETS["face"], self.lip <= TARGETS["lip"]]
         return all(checks)
@@ -160,7 +164,9 @@ def pointed_cells(picture: Path, points: list[tuple[int, int]]) -> tuple[str, ob
     return f"{coarse}, then {fine}", parse_cells(fine, closer)
 
 
-def measure_landmarks(row: Row, still: np.ndarray, frames: list[np.ndarray], loudness: np.ndarray) -> tuple[np.ndarray, list[int]]:
+def measure_landmarks(
+    row: Row, still: np.ndarray, frames: list[np.ndarray], loudness: np.ndarray
+) -> tuple[np.ndarray, list[int]]:
     with landmarks.FaceTracker(still=True) as tracker:
         rest = tracker.find(still)
     if rest is None:
@@ -179,7 +185,9 @@ def measure_landmarks(row: Row, still: np.ndarray, frames: list[np.ndarray], lou
     closed_limit = rest.mouth_opening + 0.05
     row.closed = float(np.mean(openings[quiet] <= closed_limit)) if quiet.any() else float("nan")
     voiced = np.isfinite(openings) & ~quiet
-    threshold = max(np.nanpercentile(openings[voiced], 70), rest.mouth_opening + 0.1) if voiced.any() else np.inf
+    threshold = (
+        max(np.nanpercentile(openings[voiced], 70), rest.mouth_opening + 0.1) if voiced.any() else np.inf
+    )
     open_frames = [i for i in np.flatnonzero(voiced) if openings[i] >= threshold]
     face_width = float(np.linalg.norm(rest.point(234) - rest.point(454)))
     lip_line = (rest.point(13) + rest.point(14)) / 2
@@ -189,8 +197,9 @@ def measure_landmarks(row: Row, still: np.ndarray, frames: list[np.ndarray], lou
     offsets, colours = [], []
     for i in open_frames:
         face = faces[i]
-        matrix, _ = cv2.estimateAffinePartial2D(rest.points[list(STABLE)].astype(np.float32),
-                                                face.points[list(STABLE)].astype(np.float32))
+        matrix, _ = cv2.estimateAffinePartial2D(
+            rest.points[list(STABLE)].astype(np.float32), face.points[list(STABLE)].astype(np.float32)
+        )
         if matrix is None:
             continue
         expected = matrix[:, :2] @ lip_line + matrix[:, 2]
@@ -203,8 +212,9 @@ def measure_landmarks(row: Row, still: np.ndarray, frames: list[np.ndarray], lou
     return openings, open_frames
 
 
-def measure_pixels(row: Row, puppet: Puppet, still: np.ndarray, frames: list[np.ndarray],
-                   loudness: np.ndarray) -> tuple[np.ndarray, list[int]]:
+def measure_pixels(
+    row: Row, puppet: Puppet, still: np.ndarray, frames: list[np.ndarray], loudness: np.ndarray
+) -> tuple[np.ndarray, list[int]]:
     rig = puppet.rig
     pad = puppet.pad
     width = rig.mouth_width
@@ -236,14 +246,24 @@ def measure_pixels(row: Row, puppet: Puppet, still: np.ndarray, frames: list[np.
     row.closed = float(np.mean(darkening[quiet] <= limit)) if quiet.any() else float("nan")
     open_frames = [i for i in np.flatnonzero(~quiet) if darkening[i] >= np.percentile(speaking, 70)]
     face_width = 2 * eye_distance
-    offsets = [float(np.hypot(centres[i][0] - cx, centres[i][1] - cy)) / face_width for i in open_frames
-               if np.isfinite(centres[i][0])]
+    offsets = [
+        float(np.hypot(centres[i][0] - cx, centres[i][1] - cy)) / face_width
+        for i in open_frames
+        if np.isfinite(centres[i][0])
+    ]
     row.centre = float(np.median(offsets)) if offsets else float("nan")
     return darkening, open_frames
 
 
-def write_sheet(path: Path, still: np.ndarray, frames: list[np.ndarray], measure: np.ndarray, open_frames: list[int],
-                puppet: Puppet, label: str) -> None:
+def write_sheet(
+    path: Path,
+    still: np.ndarray,
+    frames: list[np.ndarray],
+    measure: np.ndarray,
+    open_frames: list[int],
+    puppet: Puppet,
+    label: str,
+) -> None:
     cx, cy = (np.asarray(puppet.rig.mouth_centre) - puppet.pad).astype(int)
     half = int(1.6 * puppet.rig.mouth_width)
 
@@ -256,9 +276,16 @@ def write_sheet(path: Path, still: np.ndarray, frames: list[np.ndarray], measure
     order = np.argsort(finite)
     closed, middle = order[len(order) // 10], order[len(order) // 2]
     wide = open_frames[int(np.argmax(finite[open_frames]))] if open_frames else order[-1]
-    tiles = [face(still), face(frames[closed]), face(frames[middle]), face(frames[wide]),
-             cv2.resize(frames[wide], (300, 300), interpolation=cv2.INTER_AREA)]
-    for tile, text in zip(tiles, ("still", f"closed {closed}", f"mid {middle}", f"open {wide}", "open, whole")):
+    tiles = [
+        face(still),
+        face(frames[closed]),
+        face(frames[middle]),
+        face(frames[wide]),
+        cv2.resize(frames[wide], (300, 300), interpolation=cv2.INTER_AREA),
+    ]
+    for tile, text in zip(
+        tiles, ("still", f"closed {closed}", f"mid {middle}", f"open {wide}", "open, whole")
+    ):
         cv2.putText(tile, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(tile, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
     sheet = np.hstack(tiles)
@@ -275,9 +302,18 @@ def run_picture(picture: Path, work: Path, sheets: Path | None) -> Row:
         mouth, eyes, width = pointed.mouth, pointed.eyes, pointed.mouth_width
         log.info("%s: pointed at %s", key, cells)
     started = time.perf_counter()
-    made = make_character(picture, folder, character_id=f"p-{key}", name=key, language="en",
-                          voice=VoiceSettings(language="en", voice="en-us+f3"), mouth=mouth, eyes=eyes, mouth_width=width,
-                          size=SIZE)
+    made = make_character(
+        picture,
+        folder,
+        character_id=f"p-{key}",
+        name=key,
+        language="en",
+        voice=VoiceSettings(language="en", voice="en-us+f3"),
+        mouth=mouth,
+        eyes=eyes,
+        mouth_width=width,
+        size=SIZE,
+    )
     row = Row(name=key, path=made.face, seconds=time.perf_counter() - started)
     video = work / f"{key}.mp4"
     say(load_character(folder), TEXT, video)
@@ -285,8 +321,11 @@ def run_picture(picture: Path, work: Path, sheets: Path | None) -> Row:
     audio = read_audio(video, ANALYSIS_SAMPLE_RATE)
     loudness = feat.frame_levels_db(audio, ANALYSIS_SAMPLE_RATE, len(frames))
     info = check_picture(picture)
-    rig = puppet_rig(info, mouth=mouth, eyes=eyes, mouth_width=width) if made.face != "manual" else \
-        rig_from_points(mouth, width, eyes)
+    rig = (
+        puppet_rig(info, mouth=mouth, eyes=eyes, mouth_width=width)
+        if made.face != "manual"
+        else rig_from_points(mouth, width, eyes)
+    )
     puppet = Puppet(read_picture(picture), rig, SIZE)
     still = puppet.frame(synthetic.FaceParams())
     if made.face == "landmarks":
@@ -294,8 +333,16 @@ def run_picture(picture: Path, work: Path, sheets: Path | None) -> Row:
     else:
         measure, open_frames = measure_pixels(row, puppet, still, frames, loudness)
     if sheets is not None:
-        write_sheet(sheets / f"{key}.png", still, frames, measure, open_frames, puppet,
-                    f"{key} {row.path}: r {row.r:.2f} centre {row.centre:.3f} lip {row.lip:.2f} closed {row.closed:.2f}")
+        write_sheet(
+            sheets / f"{key}.png",
+            still,
+            frames,
+            measure,
+            open_frames,
+            puppet,
+            f"{key} {row.path}: r {row.r:.2f} centre {row.centre:.3f} lip {row.lip:.2f} closed "
+            f"{row.closed:.2f}",
+        )
     return row
 
 
@@ -326,10 +373,16 @@ def main() -> int:
     print("\n| picture | path | s | face | r | centre | lip | closed | all met |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row.name} | {row.path} | {row.seconds:.1f} | {row.face:.3f} | {row.r:.2f} | {row.centre:.3f} | "
-              f"{row.lip:.2f} | {row.closed:.2f} | {'yes' if row.passed() else 'NO'} |")
-    print(f"targets: face >= {TARGETS['face']}, r >= {TARGETS['r']}, centre <= {TARGETS['centre']}, "
-          f"lip <= {TARGETS['lip']}, closed >= {TARGETS['closed']}, s <= {TARGETS['s']} (animals: pixels, no face/lip)")
+        print(
+            f"| {row.name} | {row.path} | {row.seconds:.1f} | {row.face:.3f} | {row.r:.2f} | "
+            f"{row.centre:.3f} | "
+            f"{row.lip:.2f} | {row.closed:.2f} | {'yes' if row.passed() else 'NO'} |"
+        )
+    print(
+        f"targets: face >= {TARGETS['face']}, r >= {TARGETS['r']}, centre <= {TARGETS['centre']}, "
+        f"lip <= {TARGETS['lip']}, closed >= {TARGETS['closed']}, s <= {TARGETS['s']} (animals: pixels, no "
+        "face/lip)"
+    )
     return 0
 
 

@@ -32,14 +32,20 @@ from engine.render import RenderConfig, render  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--library-seconds", type=float, default=180.0)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--test-seconds", type=float, default=60.0)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--seed", type=int, default=1, help="seed of the recording; the new speech uses seed + 1000")
+    parser.add_argument(
+        "--seed", type=int, default=1, help="seed of the recording; the new speech uses seed + 1000"
+    )
     parser.add_argument("--planners", default="greedy,global")
-    parser.add_argument("--no-idle-video", action="store_true", help="derive the idle library from the speech pauses")
+    parser.add_argument(
+        "--no-idle-video", action="store_true", help="derive the idle library from the speech pauses"
+    )
     parser.add_argument("--work", help="keep the generated files here (default: a temporary folder)")
     args = parser.parse_args()
 
@@ -49,10 +55,19 @@ def main() -> int:
     if not library_path.exists():
         started = time.perf_counter()
         speech_video, idle_video = synthetic.write_character_videos(
-            work / f"recording-{args.seed}", args.seed, args.library_seconds, size=args.size, idle_s=args.idle_seconds
+            work / f"recording-{args.seed}",
+            args.seed,
+            args.library_seconds,
+            size=args.size,
+            idle_s=args.idle_seconds,
         )
         print(f"generated the recording in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        build_library(speech_video, library_path, None if args.no_idle_video else idle_video, BuildSettings(size=args.size, crop="centre"))
+        build_library(
+            speech_video,
+            library_path,
+            None if args.no_idle_video else idle_video,
+            BuildSettings(size=args.size, crop="centre"),
+        )
 
     sample_rate = 16_000
     audio = synthetic.synth_speech(args.test_seconds, seed=args.seed + 1000, sample_rate=sample_rate)
@@ -67,7 +82,10 @@ def main() -> int:
             report = measure(out, audio, sample_rate, result.timeline, library)
             rows.append((method, result, report))
 
-    print(f"\nlibrary: {args.library_seconds:g} s synthetic recording, {args.size} px; new speech: {args.test_seconds:g} s (seed {args.seed + 1000})\n")
+    print(
+        f"\nlibrary: {args.library_seconds:g} s synthetic recording, {args.size} px; new speech: "
+        f"{args.test_seconds:g} s (seed {args.seed + 1000})\n"
+    )
     header = f"{'figure':34} {'target':>10} " + " ".join(f"{method:>10}" for method, _, _ in rows)
     print(header)
     print("-" * len(header))

@@ -85,7 +85,12 @@ def video_frames(path: Path, size: int, crop: Crop | None = None) -> list[np.nda
 
 
 def jumps_p95(frames: list[np.ndarray]) -> float:
-    grey = [cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (128, 128), interpolation=cv2.INTER_AREA).astype(np.int16) for f in frames]
+    grey = [
+        cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (128, 128), interpolation=cv2.INTER_AREA).astype(
+            np.int16
+        )
+        for f in frames
+    ]
     changes = [np.abs(b - a).mean() for a, b in zip(grey, grey[1:])]
     return float(np.percentile(changes, 95)) if changes else float("nan")
 
@@ -94,7 +99,9 @@ def ffmpeg(*args: str) -> None:
     subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *args], check=True)
 
 
-def block_resamples(rendered: np.ndarray, real: np.ndarray, rng: np.random.Generator, count: int = 400, block: int = 25) -> np.ndarray:
+def block_resamples(
+    rendered: np.ndarray, real: np.ndarray, rng: np.random.Generator, count: int = 400, block: int = 25
+) -> np.ndarray:
     """r of ``count`` block-bootstrap resamples (1 s blocks: neighbouring frames are not
     independent), to show how much one clip's figure can move by chance."""
     n = len(real)
@@ -142,19 +149,55 @@ def _as_takes(clip: Path, train_s: float, count: int, work: Path, size: int) -> 
     bounds = np.linspace(0.0, train_s, count + 1)
     for index in range(count):
         take = work / f"{clip.stem}-take{index}.mp4"
-        ffmpeg("-ss", f"{bounds[index]:.3f}", "-i", str(clip), "-t", f"{bounds[index + 1] - bounds[index]:.3f}",
-               "-vf", f"crop={crop.side}:{crop.side}:{crop.x}:{crop.y},scale={NOTE_SIDE}:{NOTE_SIDE}",
-               "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-c:a", "aac", "-b:a", "96k", str(take))
+        ffmpeg(
+            "-ss",
+            f"{bounds[index]:.3f}",
+            "-i",
+            str(clip),
+            "-t",
+            f"{bounds[index + 1] - bounds[index]:.3f}",
+            "-vf",
+            f"crop={crop.side}:{crop.side}:{crop.x}:{crop.y},scale={NOTE_SIDE}:{NOTE_SIDE}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "20",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            str(take),
+        )
         takes.append(take)
     joined = work / f"{clip.stem}-takes.mp4"
     return joined, join_takes(takes, joined, size=size), crop
 
 
-def run_clip(clip: Path, work: Path, size: int, config: RenderConfig, sheets: Path | None, *, takes: int = 0) -> Row:
+def run_clip(
+    clip: Path, work: Path, size: int, config: RenderConfig, sheets: Path | None, *, takes: int = 0
+) -> Row:
     duration = probe(clip).duration or 0.0
     train_s = round(duration * TRAIN_SHARE * feat.FPS) / feat.FPS
     train = work / f"{clip.stem}-train.mp4"
-    ffmpeg("-i", str(clip), "-t", f"{train_s:.3f}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-c:a", "aac", "-b:a", "192k", str(train))
+    ffmpeg(
+        "-i",
+        str(clip),
+        "-t",
+        f"{train_s:.3f}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "16",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "192k",
+        str(train),
+    )
     audio = read_audio(clip)
     test = audio[int(train_s * ANALYSIS_SAMPLE_RATE) :]
 
@@ -163,15 +206,30 @@ def run_clip(clip: Path, work: Path, size: int, config: RenderConfig, sheets: Pa
     take_crop = None
     if takes:  # as a person would record it in Telegram: video notes, joined
         joined, counts, take_crop = _as_takes(clip, train_s, takes, work, size)
-        build_library(joined, library_path, settings=BuildSettings(size=size, crop="centre"), take_frames=counts)
+        build_library(
+            joined, library_path, settings=BuildSettings(size=size, crop="centre"), take_frames=counts
+        )
     else:
         build_library(train, library_path, settings=BuildSettings(size=size))
     build_s = time.perf_counter() - started
-    return measure_library(clip, library_path, train_s, test, work, size, config, sheets, crop=take_crop, build_s=build_s)
+    return measure_library(
+        clip, library_path, train_s, test, work, size, config, sheets, crop=take_crop, build_s=build_s
+    )
 
 
-def measure_library(clip: Path, library_path: Path, train_s: float, test: np.ndarray, work: Path, size: int,
-                    config: RenderConfig, sheets: Path | None, *, crop: Crop | None = None, build_s: float = float("nan")) -> Row:
+def measure_library(
+    clip: Path,
+    library_path: Path,
+    train_s: float,
+    test: np.ndarray,
+    work: Path,
+    size: int,
+    config: RenderConfig,
+    sheets: Path | None,
+    *,
+    crop: Crop | None = None,
+    build_s: float = float("nan"),
+) -> Row:
     """Render the unheard ``test`` audio (the clip after ``train_s``) on a library built from the
     clip's first ``train_s`` and compare the mouths. The real footage is framed with ``crop``,
     or with the library's own crop when None (openness is a ratio: framing only has to show the
@@ -215,13 +273,22 @@ def measure_library(clip: Path, library_path: Path, train_s: float, test: np.nda
     if sheets is not None:
         write_sheet(sheets / f"{clip.stem}.png", rendered, real, result.timeline)
     return Row(
-        clip=clip.stem, train_s=train_s, test_frames=n,
-        r=pearson(rendered_open, real_open), loop_r=pearson(loop, real_open),
-        mouth_loud=pearson(rendered_open, loudness), real_loud=pearson(real_open, loudness),
-        jumps=jumps_p95(rendered) / max(jumps_p95(real), 1e-6), tts_loud=pearson(tts_open, tts_levels),
-        face_found=float(np.isfinite(rendered_open).mean()), face_width=float(np.nanmedian(rendered_width)),
+        clip=clip.stem,
+        train_s=train_s,
+        test_frames=n,
+        r=pearson(rendered_open, real_open),
+        loop_r=pearson(loop, real_open),
+        mouth_loud=pearson(rendered_open, loudness),
+        real_loud=pearson(real_open, loudness),
+        jumps=jumps_p95(rendered) / max(jumps_p95(real), 1e-6),
+        tts_loud=pearson(tts_open, tts_levels),
+        face_found=float(np.isfinite(rendered_open).mean()),
+        face_width=float(np.nanmedian(rendered_width)),
         face_offset=float(np.median(centres)) if centres else float("nan"),
-        build_s=build_s, model_r=model_r, rendered_open=rendered_open, real_open=real_open,
+        build_s=build_s,
+        model_r=model_r,
+        rendered_open=rendered_open,
+        real_open=real_open,
     )
 
 
@@ -241,45 +308,72 @@ def write_sheet(path: Path, rendered: list[np.ndarray], real: list[np.ndarray], 
 
 def report(rows: list[Row]) -> None:
     """The table, and the pooled figure over clips of at least :data:`POOLED_MIN_S`."""
-    header = f"{'clip':34} {'train s':>7} {'test fr':>7} {'r':>6} {'loop r':>6} {'mouth~loud':>10} {'real~loud':>9} {'tts~loud':>8} {'jumps':>6} {'face':>5} {'width':>5} {'off':>5} {'model r':>7} {'build s':>7}"
+    header = (
+        f"{'clip':34} {'train s':>7} {'test fr':>7} {'r':>6} {'loop r':>6} {'mouth~loud':>10} "
+        f"{'real~loud':>9} {'tts~loud':>8} {'jumps':>6} {'face':>5} {'width':>5} {'off':>5} {'model r':>7} "
+        f"{'build s':>7}"
+    )
     print(header)
     for row in rows:
-        print(f"{row.clip:34} {row.train_s:7.1f} {row.test_frames:7d} {row.r:6.3f} {row.loop_r:6.3f} {row.mouth_loud:10.3f} "
-              f"{row.real_loud:9.3f} {row.tts_loud:8.3f} {row.jumps:6.2f} {row.face_found:5.2f} {row.face_width:5.2f} {row.face_offset:5.2f} {row.model_r:7.3f} {row.build_s:7.1f}")
+        print(
+            f"{row.clip:34} {row.train_s:7.1f} {row.test_frames:7d} {row.r:6.3f} {row.loop_r:6.3f} "
+            f"{row.mouth_loud:10.3f} "
+            f"{row.real_loud:9.3f} {row.tts_loud:8.3f} {row.jumps:6.2f} {row.face_found:5.2f} "
+            f"{row.face_width:5.2f} {row.face_offset:5.2f} {row.model_r:7.3f} {row.build_s:7.1f}"
+        )
     pooled = [row for row in rows if row.train_s / TRAIN_SHARE >= POOLED_MIN_S - 0.05]
     if pooled:
         weights = np.array([row.test_frames for row in pooled], float)
         r = np.array([row.r for row in pooled])
         loop = np.array([row.loop_r for row in pooled])
         rng = np.random.default_rng(0)
-        draws = np.array([block_resamples(row.rendered_open, row.real_open, rng) for row in pooled])  # (clips, draws)
+        draws = np.array(
+            [block_resamples(row.rendered_open, row.real_open, rng) for row in pooled]
+        )  # (clips, draws)
         spread = np.nanpercentile(np.average(np.nan_to_num(draws), axis=0, weights=weights), [5, 95])
-        print(f"pooled over {len(pooled)} clips of >= {POOLED_MIN_S:.0f} s (weighted by test frames): "
-              f"r {np.average(r, weights=weights):.3f} (block bootstrap 5-95%: {spread[0]:.2f} to {spread[1]:.2f}), "
-              f"loop {np.average(loop, weights=weights):.3f}")
+        print(
+            f"pooled over {len(pooled)} clips of >= {POOLED_MIN_S:.0f} s (weighted by test frames): "
+            f"r {np.average(r, weights=weights):.3f} (block bootstrap 5-95%: {spread[0]:.2f} to "
+            f"{spread[1]:.2f}), "
+            f"loop {np.average(loop, weights=weights):.3f}"
+        )
         for row, values in zip(pooled, draws):
             low, high = np.nanpercentile(values, [5, 95])
             print(f"  {row.clip}: r {row.r:.3f}, 5-95% {low:.2f} to {high:.2f}")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clips", help="comma-separated clip names (default: all)")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--mouth-weight", type=float, default=None, help="planner mouth weight (default: the planner's)")
-    parser.add_argument("--slot-frames", type=int, default=None, help="planner slot length (default: the planner's)")
-    parser.add_argument("--join-mouth", type=float, default=None, help="planner mouth_join_weight (default: the planner's)")
+    parser.add_argument(
+        "--mouth-weight", type=float, default=None, help="planner mouth weight (default: the planner's)"
+    )
+    parser.add_argument(
+        "--slot-frames", type=int, default=None, help="planner slot length (default: the planner's)"
+    )
+    parser.add_argument(
+        "--join-mouth", type=float, default=None, help="planner mouth_join_weight (default: the planner's)"
+    )
     parser.add_argument("--sheets", help="write contact sheets (PNG) of rendered vs real frames here")
     parser.add_argument("--work", help="keep the generated files here (default: a temporary folder)")
-    parser.add_argument("--takes", type=int, default=0,
-                        help="build from the training part cut into this many 480 px video-note takes, joined "
-                        "as a person's are (the family-character path); default: the clip itself")
+    parser.add_argument(
+        "--takes",
+        type=int,
+        default=0,
+        help="build from the training part cut into this many 480 px video-note takes, joined "
+        "as a person's are (the family-character path); default: the clip itself",
+    )
     args = parser.parse_args()
     if not CLIPS.is_dir():
         print(f"no clips at {CLIPS}: nothing to measure", file=sys.stderr)
         return 0
     if not landmarks.available():
-        print("the landmark model is not installed: pip install --no-deps mediapipe==0.10.21", file=sys.stderr)
+        print(
+            "the landmark model is not installed: pip install --no-deps mediapipe==0.10.21", file=sys.stderr
+        )
         return 2
     names = args.clips.split(",") if args.clips else None
     clips = [c for c in sorted(CLIPS.glob("*.mp4")) if names is None or c.stem in names]
@@ -295,7 +389,9 @@ def main() -> int:
     config = RenderConfig(planner=planner)
     rows = []
     for clip in clips:
-        row = run_clip(clip, work, args.size, config, Path(args.sheets) if args.sheets else None, takes=args.takes)
+        row = run_clip(
+            clip, work, args.size, config, Path(args.sheets) if args.sheets else None, takes=args.takes
+        )
         rows.append(row)
         print(f"{row.clip}: r {row.r:.3f} (loop {row.loop_r:.3f})", file=sys.stderr)
     report(rows)

@@ -98,11 +98,15 @@ def build_application(settings: Settings, guard: ChatGuard) -> Application:
         .concurrent_updates(UpdateProcessor(UPDATE_CONCURRENCY, settings.admins))
         # Admins' half-finished /newcharacter drafts (user_data and the conversation's state)
         # survive a restart; nothing of the children's is kept here (the state database has it).
-        .persistence(PicklePersistence(
-            settings.conversations_path,
-            store_data=PersistenceInput(bot_data=False, chat_data=False, user_data=True, callback_data=False),
-            update_interval=5,
-        ))
+        .persistence(
+            PicklePersistence(
+                settings.conversations_path,
+                store_data=PersistenceInput(
+                    bot_data=False, chat_data=False, user_data=True, callback_data=False
+                ),
+                update_interval=5,
+            )
+        )
     )
     application = builder.build()
     register(application, guard, draft_timeout_s=settings.draft_timeout_s)
@@ -137,11 +141,26 @@ class GramophoneBot:
         await _initialize(application)
         inbox = Inbox(settings, store, application.bot)
         recorded = RecordedStories(settings.recorded_stories_dir, part_s=settings.recorded_story_part_s)
-        dispatcher = Dispatcher(settings, store, queue, application.bot, catalogue, storybook, inbox, recorded=recorded)
+        dispatcher = Dispatcher(
+            settings, store, queue, application.bot, catalogue, storybook, inbox, recorded=recorded
+        )
         inbox.on_received = dispatcher.wake
-        workshop = Workshop(settings, store, make_queues, application.bot, catalogue, characters, on_request=dispatcher.wake)
-        self.services = Services(settings, store, queue, catalogue, storybook, dispatcher, workshop, characters, inbox, guard,
-                                 recorded)
+        workshop = Workshop(
+            settings, store, make_queues, application.bot, catalogue, characters, on_request=dispatcher.wake
+        )
+        self.services = Services(
+            settings,
+            store,
+            queue,
+            catalogue,
+            storybook,
+            dispatcher,
+            workshop,
+            characters,
+            inbox,
+            guard,
+            recorded,
+        )
         self.make_queues = make_queues
         application.bot_data[KEY] = self.services
         self.application = application
@@ -151,7 +170,11 @@ class GramophoneBot:
         assert application.updater is not None
         webhook_url = webhook_url or settings.webhook_url
         if webhook_url:
-            secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
+            secret = (
+                settings.webhook_secret.get_secret_value()
+                if settings.webhook_secret
+                else secrets.token_urlsafe(32)
+            )
             self.webhook_secret = secret
             await application.updater.start_webhook(
                 listen=settings.listen,
@@ -194,7 +217,9 @@ class GramophoneBot:
         for admin in self.settings.admins:  # the admins see their commands too, in their own chat
             try:
                 for language in LANGUAGES:
-                    commands = [BotCommand(name, t(f"cmd_{name}", language)) for name in COMMANDS + ADMIN_COMMANDS]
+                    commands = [
+                        BotCommand(name, t(f"cmd_{name}", language)) for name in COMMANDS + ADMIN_COMMANDS
+                    ]
                     code = None if language == "en" else language
                     await bot.set_my_commands(commands, scope=BotCommandScopeChat(admin), language_code=code)
             except BadRequest as error:  # the admin has not started the bot yet
@@ -245,7 +270,9 @@ def _polling_error(error: TelegramError) -> None:
     log.warning("getUpdates failed: %s", error)
 
 
-async def serve(settings: Settings, webhook_url: str | None = None, workers: list[EmbeddedWorker] | None = None) -> None:
+async def serve(
+    settings: Settings, webhook_url: str | None = None, workers: list[EmbeddedWorker] | None = None
+) -> None:
     """Run the bot until SIGINT or SIGTERM; keep the embedded workers alive meanwhile."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -270,7 +297,11 @@ async def serve(settings: Settings, webhook_url: str | None = None, workers: lis
                 pass
             for worker in workers or []:
                 if not stop.is_set() and not worker.alive():
-                    log.error("the embedded %s exited (code %s): starting it again", worker.kind, worker.process and worker.process.returncode)
+                    log.error(
+                        "the embedded %s exited (code %s): starting it again",
+                        worker.kind,
+                        worker.process and worker.process.returncode,
+                    )
                     worker.start()
     finally:
         log.info("stopping")

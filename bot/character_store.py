@@ -1,5 +1,6 @@
 """The made characters' store: ``data_dir/characters/<id>/``, one folder per character an admin
-made from a picture. Names and ids are sanitised by ``engine.names``; folders are published, renamed and deleted
+made from a picture. Names and ids are sanitised by ``engine.names``; folders are published, renamed and
+deleted
 here, and nothing half-built is ever visible to the catalogue.
 
 Why the care: the catalogue (``engine.characters.Catalogue``) lists every folder of its roots
@@ -42,6 +43,7 @@ MAX_MEMBERS = 1000
 """A made character is a handful of files; a tar of a million empty ones is an attack on the disk."""
 """A result bigger than this unpacked is refused (a broken or hostile worker)."""
 
+
 class PublishError(Exception):
     """The finished character cannot be published (a foreign folder in the way, a broken result)."""
 
@@ -77,7 +79,9 @@ class CharacterStore:
 
     # -- publish --------------------------------------------------------------------------------
 
-    def publish(self, character_id: str, job_id: int, tar: bytes | Path, made_by: dict[str, Any]) -> Character:
+    def publish(
+        self, character_id: str, job_id: int, tar: bytes | Path, made_by: dict[str, Any]
+    ) -> Character:
         """Unpack a finished character (a tar, as bytes or a file) and move it into place in one
         rename (idempotent per job).
 
@@ -99,7 +103,9 @@ class CharacterStore:
         folder.mkdir(parents=True)
         try:
             self._unpack(tar, folder)
-            (folder / MADE_BY_FILE).write_text(json.dumps({**made_by, "job": job_id, "time": time.time()}), encoding="utf-8")
+            (folder / MADE_BY_FILE).write_text(
+                json.dumps({**made_by, "job": job_id, "time": time.time()}), encoding="utf-8"
+            )
             try:
                 character = load_character(folder)
             except CharacterError as error:
@@ -121,7 +127,11 @@ class CharacterStore:
         """Regular files and folders only, inside ``folder`` only (the ``data`` filter refuses
         absolute names, ``..``, links out and device files)."""
         total = 0
-        opened = tarfile.open(name=source, mode="r:") if isinstance(source, Path) else tarfile.open(fileobj=io.BytesIO(source), mode="r:")
+        opened = (
+            tarfile.open(name=source, mode="r:")
+            if isinstance(source, Path)
+            else tarfile.open(fileobj=io.BytesIO(source), mode="r:")
+        )
         with opened as tar:
             members = []
             for member in tar:  # one at a time: getmembers() would read a million headers first
@@ -185,7 +195,11 @@ class CharacterStore:
         if not self.root.is_dir():
             return
         for path in self.root.iterdir():
-            if path.name.startswith((STAGING_PREFIX, TRASH_PREFIX)) and path.name not in keep and path.is_dir():
+            if (
+                path.name.startswith((STAGING_PREFIX, TRASH_PREFIX))
+                and path.name not in keep
+                and path.is_dir()
+            ):
                 log.info("removing the leftover %s", path)
                 shutil.rmtree(path, ignore_errors=True)
 

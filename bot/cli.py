@@ -74,29 +74,46 @@ def register(commands: Any) -> None:
         "  gramophone --log-level DEBUG bot --webhook-url https://bot.example.org/telegram",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    bot.add_argument("--webhook-url", help="public HTTPS URL for Telegram to post updates to (default: polling)")
-    bot.add_argument("--workers", type=int, help="embedded render processes (default: GRAMOPHONE_WORKERS or one per core)")
+    bot.add_argument(
+        "--webhook-url", help="public HTTPS URL for Telegram to post updates to (default: polling)"
+    )
+    bot.add_argument(
+        "--workers", type=int, help="embedded render processes (default: GRAMOPHONE_WORKERS or one per core)"
+    )
     bot.set_defaults(handler=cmd_bot)
 
     worker = commands.add_parser(
         "worker",
-        help="run render workers for the bot's queue (GRAMOPHONE_REDIS_URL to serve a bot on another machine)",
+        help="run render workers for the bot's queue (GRAMOPHONE_REDIS_URL to serve a bot on another "
+        "machine)",
         description="Run workers for the bot's queues: render processes, or a maker of new characters.",
-        epilog="examples:\n  GRAMOPHONE_REDIS_URL=redis://:secret@queue:6379/0 gramophone worker --workers 4\n"
+        epilog="examples:\n  GRAMOPHONE_REDIS_URL=redis://:secret@queue:6379/0 gramophone worker --workers "
+        "4\n"
         "  gramophone -v worker --make      # new characters on this machine's CPU",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    worker.add_argument("--workers", type=int, help="processes (default: GRAMOPHONE_WORKERS or one per core; makers: 1)")
+    worker.add_argument(
+        "--workers", type=int, help="processes (default: GRAMOPHONE_WORKERS or one per core; makers: 1)"
+    )
     kind = worker.add_mutually_exclusive_group()
-    kind.add_argument("--gpu", action="store_true",
-                      help="make new characters on this machine's GPU (FasterLivePortrait; GRAMOPHONE_FLP_* settings)")
-    kind.add_argument("--make", action="store_true", help="make new characters on the CPU (the puppet path); one process")
-    worker.add_argument("--no-prebuild", action="store_true", help="do not build missing character libraries first")
+    kind.add_argument(
+        "--gpu",
+        action="store_true",
+        help="make new characters on this machine's GPU (FasterLivePortrait; GRAMOPHONE_FLP_* settings)",
+    )
+    kind.add_argument(
+        "--make", action="store_true", help="make new characters on the CPU (the puppet path); one process"
+    )
+    worker.add_argument(
+        "--no-prebuild", action="store_true", help="do not build missing character libraries first"
+    )
     worker.set_defaults(handler=cmd_worker)
 
     health = commands.add_parser(
-        "health", help="exit 0 if the bot on this data folder is alive (a container health check)",
-        description="Reads how long ago the bot's dispatcher last passed work on (GRAMOPHONE_DATA_DIR/bot.alive).",
+        "health",
+        help="exit 0 if the bot on this data folder is alive (a container health check)",
+        description="Reads how long ago the bot's dispatcher last passed work on "
+        "(GRAMOPHONE_DATA_DIR/bot.alive).",
         epilog="example:\n  gramophone health || echo the bot is stuck",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -72,16 +72,27 @@ async def send_video(bot: Bot, request: Request, video: Video, read_timeout_s: f
     reply = ReplyParameters(message_id=request.incoming_message_id, allow_sending_without_reply=True)
     duration = max(1, round(video.duration_s))
     as_note = video.video_note
-    for attempt, pause in enumerate((*BACKOFF_S, None)):
+    for pause in (*BACKOFF_S, None):
         try:
             if as_note:
                 return await bot.send_video_note(
-                    request.chat_id, video.data, duration=duration, length=video.size,
-                    reply_parameters=reply, read_timeout=read_timeout_s,
+                    request.chat_id,
+                    video.data,
+                    duration=duration,
+                    length=video.size,
+                    reply_parameters=reply,
+                    read_timeout=read_timeout_s,
                 )
             return await bot.send_video(
-                request.chat_id, video.data, duration=duration, width=video.size, height=video.size,
-                caption=video.caption, supports_streaming=True, reply_parameters=reply, read_timeout=read_timeout_s,
+                request.chat_id,
+                video.data,
+                duration=duration,
+                width=video.size,
+                height=video.size,
+                caption=video.caption,
+                supports_streaming=True,
+                reply_parameters=reply,
+                read_timeout=read_timeout_s,
             )
         except RetryAfter as error:
             wait = seconds_of(error.retry_after)
@@ -95,7 +106,9 @@ async def send_video(bot: Bot, request: Request, video: Video, read_timeout_s: f
             if "chat not found" in text or "user is deactivated" in text or "chat_id" in text:
                 raise Undeliverable(f"bad request: {error.message}") from error
             if as_note:
-                log.warning("%s: video note refused (%s): sending a plain video", request.label, error.message)
+                log.warning(
+                    "%s: video note refused (%s): sending a plain video", request.label, error.message
+                )
                 as_note = False
                 continue
             raise Undeliverable(f"bad request: {error.message}") from error

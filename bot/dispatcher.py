@@ -95,7 +95,9 @@ class Dispatcher(PollingLoop):
     ) -> None:
         self.settings = settings
         self.inbox = inbox
-        self.recorded = recorded or RecordedStories(settings.recorded_stories_dir, part_s=settings.recorded_story_part_s)
+        self.recorded = recorded or RecordedStories(
+            settings.recorded_stories_dir, part_s=settings.recorded_story_part_s
+        )
         self.store = store
         self.queue = queue
         self.bot = bot
@@ -165,7 +167,9 @@ class Dispatcher(PollingLoop):
         try:
             return await step(request, *args)
         except OSError as error:
-            log.warning("%s: %s failed (%s): trying again next pass", request.label, step.__name__.strip("_"), error)
+            log.warning(
+                "%s: %s failed (%s): trying again next pass", request.label, step.__name__.strip("_"), error
+            )
         except Exception:  # noqa: BLE001 -- one bad row must not stop the others
             log.exception("%s: %s failed: trying again next pass", request.label, step.__name__.strip("_"))
         return None
@@ -195,13 +199,17 @@ class Dispatcher(PollingLoop):
                 assert seen.beat is not None
                 self.store.transition(request.id, Status.QUEUED, Status.RENDERING)
                 log.info("%s rendering on %s:%s", request.label, seen.beat.get("host"), seen.beat.get("pid"))
-            case TaskState.WAITING if request.status == Status.RENDERING:  # interrupted, put back by its worker
+            case TaskState.WAITING if (
+                request.status == Status.RENDERING
+            ):  # interrupted, put back by its worker
                 self.store.transition(request.id, Status.RENDERING, Status.QUEUED)
 
     async def _finished(self, request: Request, outcome: dict[str, Any]) -> None:
         if not outcome.get("ok"):
             error = f"{outcome.get('error_kind')}: {outcome.get('error')}"
-            await self._give_up(request, IN_QUEUE, error, apology="input" if outcome.get("user_error") else "render")
+            await self._give_up(
+                request, IN_QUEUE, error, apology="input" if outcome.get("user_error") else "render"
+            )
             await asyncio.to_thread(self.queue.forget, request.task_id)
             return
         path = self.settings.results_dir / f"{request.id}.mp4"
@@ -209,14 +217,21 @@ class Dispatcher(PollingLoop):
         # the next pass stores it again, while other chats' answers go on.
         await write_atomic(path, outcome["mp4"])
         moved = self.store.transition(
-            request.id, IN_QUEUE, "rendered",
-            result_path=str(path), duration_s=float(outcome["duration_s"]), video_note=int(bool(outcome["video_note"])),
+            request.id,
+            IN_QUEUE,
+            "rendered",
+            result_path=str(path),
+            duration_s=float(outcome["duration_s"]),
+            video_note=int(bool(outcome["video_note"])),
             size=int(outcome["size"]),
         )
         if moved:
             log.info(
                 "%s rendered: %.1f s by %s in %.1f s",
-                request.label, outcome["duration_s"], outcome.get("worker"), outcome.get("seconds", 0.0),
+                request.label,
+                outcome["duration_s"],
+                outcome.get("worker"),
+                outcome.get("seconds", 0.0),
             )
         else:
             await aiofiles.os.remove(path)
@@ -229,12 +244,23 @@ class Dispatcher(PollingLoop):
             await asyncio.to_thread(self.queue.abandon, request.task_id)
         if request.attempts < self.settings.render_attempts:
             if self.store.transition(request.id, request.status, "received", error=reason):
-                log.warning("%s attempt %d failed (%s): trying again", request.label, request.attempts, reason)
+                log.warning(
+                    "%s attempt %d failed (%s): trying again", request.label, request.attempts, reason
+                )
             return
-        await self._give_up(request, request.status, f"{reason} (after {request.attempts} attempts)", level=logging.ERROR)
+        await self._give_up(
+            request, request.status, f"{reason} (after {request.attempts} attempts)", level=logging.ERROR
+        )
 
-    async def _give_up(self, request: Request, status: str | tuple[str, ...], reason: str, *,
-                       apology: Literal["render", "input"] | None = "render", level: int = logging.WARNING) -> bool:
+    async def _give_up(
+        self,
+        request: Request,
+        status: str | tuple[str, ...],
+        reason: str,
+        *,
+        apology: Literal["render", "input"] | None = "render",
+        level: int = logging.WARNING,
+    ) -> bool:
         """The one way a request fails for good: ``failed`` (if it is still in ``status``),
         logged, the chat told (``apology``: a render that failed, or an input we cannot use; None
         when the chat cannot be reached), and the rest of its story failed with it."""
@@ -253,7 +279,9 @@ class Dispatcher(PollingLoop):
             return
         for part in self.store.story_parts(request):
             if part.part > request.part and part.status in ACTIVE:
-                if self.store.transition(part.id, part.status, "failed", error=f"part {request.part + 1} failed"):
+                if self.store.transition(
+                    part.id, part.status, "failed", error=f"part {request.part + 1} failed"
+                ):
                     if part.task_id and part.status in IN_QUEUE:
                         await asyncio.to_thread(self.queue.abandon, part.task_id)
                     remove_quietly(part.result_path)
@@ -307,7 +335,9 @@ class Dispatcher(PollingLoop):
         """Story part k waits for part k-1 to be in the queue (or done)."""
         if request.parts <= 1 or request.part == 0:
             return True
-        previous = self.store.find(request.chat_id, request.incoming_message_id, request.kind, request.part - 1)
+        previous = self.store.find(
+            request.chat_id, request.incoming_message_id, request.kind, request.part - 1
+        )
         return previous is not None and previous.status in ("queued", "rendering", "rendered", "sent")
 
     async def _submit(self, request: Request) -> bool:
@@ -330,7 +360,9 @@ class Dispatcher(PollingLoop):
             log.warning("%s: cannot fetch its input yet: %s", request.label, error)
             return False
         task_id = f"{request.id}-{request.attempts + 1}-{uuid.uuid4().hex[:8]}"
-        if not self.store.transition(request.id, "received", "queued", task_id=task_id, attempts=request.attempts + 1):
+        if not self.store.transition(
+            request.id, "received", "queued", task_id=task_id, attempts=request.attempts + 1
+        ):
             return False
         await asyncio.to_thread(self.queue.enqueue, job, task_id)
         log.info("%s queued as task %s (attempt %d)", request.label, task_id, request.attempts + 1)
@@ -340,7 +372,9 @@ class Dispatcher(PollingLoop):
         identifier = request.character or self.settings.default_character
         if identifier not in self.catalogue.characters:
             self.catalogue.reload()
-        character = self.catalogue.characters.get(identifier) or self.catalogue.characters.get(self.settings.default_character)
+        character = self.catalogue.characters.get(identifier) or self.catalogue.characters.get(
+            self.settings.default_character
+        )
         if character is None:
             listed = self.catalogue.list()
             if not listed:
@@ -352,12 +386,17 @@ class Dispatcher(PollingLoop):
         character = self._character(request)
         language = request.language or character.language
         common = dict(
-            request_id=request.id, character=character.id, language=language, kind=request.kind,
+            request_id=request.id,
+            character=character.id,
+            language=language,
+            kind=request.kind,
             video_note_max_s=self.settings.video_note_max_s,
         )
         if request.kind == "voice":
             audio = await self._voice_input(request)
-            return make_job(**common, audio=audio, max_audio_s=self.settings.voice_max_s, pitch=character.pitch_semitones)
+            return make_job(
+                **common, audio=audio, max_audio_s=self.settings.voice_max_s, pitch=character.pitch_semitones
+            )
         if request.kind == "text":
             text = request.input or ""
         elif request.kind == "story" and (request.input or "").startswith("rec/"):
@@ -383,10 +422,16 @@ class Dispatcher(PollingLoop):
         if request.part >= story.parts:
             raise InputGone(f"recorded story {request.input!r} has only {story.parts} parts")
         with tempfile.TemporaryDirectory(prefix="gramophone-part-") as scratch:
-            wav = await asyncio.to_thread(self.recorded.part_audio, story, request.part, Path(scratch) / "part.wav")
+            wav = await asyncio.to_thread(
+                self.recorded.part_audio, story, request.part, Path(scratch) / "part.wav"
+            )
             audio = wav.read_bytes()
-        return make_job(**{**common, "kind": "recorded"}, audio=audio, max_audio_s=self.settings.recorded_story_part_s + 30,
-                        pitch=0.0)
+        return make_job(
+            **{**common, "kind": "recorded"},
+            audio=audio,
+            max_audio_s=self.settings.recorded_story_part_s + 30,
+            pitch=0.0,
+        )
 
     def _caption(self, request: Request) -> str | None:
         """A story's part as the caption of its video, so a parent can read along: its text (the
@@ -396,7 +441,11 @@ class Dispatcher(PollingLoop):
             return None
         recorded = self.recorded.get_id(request.input or "")
         if recorded is not None:
-            return f"{recorded.title} ({request.part + 1}/{recorded.parts})" if recorded.parts > 1 else recorded.title
+            return (
+                f"{recorded.title} ({request.part + 1}/{recorded.parts})"
+                if recorded.parts > 1
+                else recorded.title
+            )
         story = self.storybook.get_id(request.input or "")
         if story is None:
             return None
@@ -454,20 +503,37 @@ class Dispatcher(PollingLoop):
             self.wake()
             return
         if request.send_started is not None:
-            log.warning("%s: a send was in progress when the bot stopped; sending again (may duplicate)", request.label)
+            log.warning(
+                "%s: a send was in progress when the bot stopped; sending again (may duplicate)",
+                request.label,
+            )
         self.store.annotate(request.id, "rendered", send_started=time.time())
         async with aiofiles.open(path, "rb") as handle:
             data = await handle.read()
-        if len(data) > UPLOAD_LIMIT_BYTES and self.settings.bot_api_url.startswith("https://api.telegram.org"):
-            await self._give_up(request, Status.RENDERED, f"the video is {len(data) // 2**20} MB, over Telegram's upload limit",
-                                level=logging.ERROR)
+        if len(data) > UPLOAD_LIMIT_BYTES and self.settings.bot_api_url.startswith(
+            "https://api.telegram.org"
+        ):
+            await self._give_up(
+                request,
+                Status.RENDERED,
+                f"the video is {len(data) // 2**20} MB, over Telegram's upload limit",
+                level=logging.ERROR,
+            )
             remove_quietly(path)
             return
-        video = Video(data, request.duration_s or 0.0, request.size or 0, bool(request.video_note), self._caption(request))
+        video = Video(
+            data,
+            request.duration_s or 0.0,
+            request.size or 0,
+            bool(request.video_note),
+            self._caption(request),
+        )
         try:
             message = await send_video(self.bot, request, video, self.settings.send_read_timeout_s)
         except MaybeDelivered as error:
-            self.store.transition(request.id, "rendered", "sent", error=f"send timed out, probably delivered: {error}")
+            self.store.transition(
+                request.id, "rendered", "sent", error=f"send timed out, probably delivered: {error}"
+            )
             log.warning("%s: the send timed out after the upload; counting it as delivered", request.label)
         except Undeliverable as error:
             await self._give_up(request, Status.RENDERED, f"cannot deliver: {error}", apology=None)
@@ -477,10 +543,20 @@ class Dispatcher(PollingLoop):
             if rounds < RESEND_ROUNDS:
                 self._send_rounds[request.id] = rounds
                 self._resend_after[request.id] = time.monotonic() + RESEND_DELAY_S
-                log.warning("%s: Telegram unreachable (%s); trying again in %.0f s", request.label, error, RESEND_DELAY_S)
+                log.warning(
+                    "%s: Telegram unreachable (%s); trying again in %.0f s",
+                    request.label,
+                    error,
+                    RESEND_DELAY_S,
+                )
                 return
-            await self._give_up(request, Status.RENDERED, f"could not send after {rounds} rounds: {error}", apology=None,
-                                level=logging.ERROR)
+            await self._give_up(
+                request,
+                Status.RENDERED,
+                f"could not send after {rounds} rounds: {error}",
+                apology=None,
+                level=logging.ERROR,
+            )
         else:
             self.store.transition(request.id, "rendered", "sent", reply_message_id=message.message_id)
             log.info("%s sent as message %s", request.label, message.message_id)

@@ -27,10 +27,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from engine.errors import MediaError
-from engine.media import inspect_untrusted_audio, sniff_container
 from telegram import Bot, ReplyParameters
 from telegram.error import BadRequest, NetworkError, TelegramError
+
+from engine.errors import MediaError
+from engine.media import inspect_untrusted_audio, sniff_container
 
 from .files import remove_quietly, write_atomic
 from .settings import Settings
@@ -200,13 +201,18 @@ class Inbox:
         log.info("%s refused: %s (%s)", request.label, refusal.key, refusal)
         settings = self.settings
         text = t(
-            refusal.key, request.language,
-            minutes=round(settings.voice_max_s / 60), mb=settings.download_max_bytes // (1024 * 1024),
+            refusal.key,
+            request.language,
+            minutes=round(settings.voice_max_s / 60),
+            mb=settings.download_max_bytes // (1024 * 1024),
         )
         try:
             await self.bot.send_message(
-                request.chat_id, text,
-                reply_parameters=ReplyParameters(request.incoming_message_id, allow_sending_without_reply=True),
+                request.chat_id,
+                text,
+                reply_parameters=ReplyParameters(
+                    request.incoming_message_id, allow_sending_without_reply=True
+                ),
             )
         except TelegramError as error:
             log.warning("%s: could not say why: %s", request.label, error)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from engine.characters import Character
 from telegram import Message, Update
+
+from engine.characters import Character
 
 from .services import Services
 from .store import Chat, Request
@@ -89,7 +90,12 @@ async def admit(
     )
     first = rows[0]
     if admission.refused == "duplicate":
-        log.info("duplicate update ignored: chat %s message %s (%s)", first["chat_id"], first["incoming_message_id"], first["kind"])
+        log.info(
+            "duplicate update ignored: chat %s message %s (%s)",
+            first["chat_id"],
+            first["incoming_message_id"],
+            first["kind"],
+        )
         return []
     if admission.refused is not None:
         log.info("chat %s: %s refused (%s)", chat.chat_id, first["kind"], admission.refused)
@@ -97,12 +103,18 @@ async def admit(
             await message.reply_text(t(REFUSAL_TEXTS[admission.refused], chat.language, name=character.name))
         return []
     requests = admission.requests
-    log.info("%s %s", requests[0].label if len(requests) == 1 else f"{requests[0].label} +{len(requests) - 1} parts", status)
+    log.info(
+        "%s %s",
+        requests[0].label if len(requests) == 1 else f"{requests[0].label} +{len(requests) - 1} parts",
+        status,
+    )
     svc.dispatcher.wake()
     return requests
 
 
-async def tell_position(svc: Services, message: Message, request: Request, chat: Chat, character: Character) -> None:
+async def tell_position(
+    svc: Services, message: Message, request: Request, chat: Chat, character: Character
+) -> None:
     """When other children make the line long, say where this request is in it: silence feels
     broken. (A child's own earlier messages do not count: that wait is no surprise.)"""
     if svc.store.groups_ahead(request, other_chats=True) >= svc.settings.workers:

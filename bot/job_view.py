@@ -32,7 +32,9 @@ def status_text(job: MakeJob, store: Store, *, seconds: float | None = None) -> 
     return t("job_status", language, name=job.name, id=job.character_id, job=job.id, state=state)
 
 
-def state_text(job: MakeJob, store: Store, language: str, *, listing: bool = False, seconds: float | None = None) -> str:
+def state_text(
+    job: MakeJob, store: Store, language: str, *, listing: bool = False, seconds: float | None = None
+) -> str:
     """One line for a job's state (``listing``: the shorter line /jobs shows)."""
     if job.status == MakeStatus.QUEUED:
         place = store.make_jobs_ahead(job) + 1
@@ -46,9 +48,16 @@ def state_text(job: MakeJob, store: Store, language: str, *, listing: bool = Fal
     if job.status == MakeStatus.READY:
         if seconds is None and job.started and job.finished:
             seconds = job.finished - job.started
-        where = t({"flp": "path_flp", "person": "path_person"}.get(job.path_used or "", "path_puppet"), language)
-        text = t("jobs_ready" if listing else "job_ready", language, where=where, duration=duration_text(seconds or 0.0),
-                 name=job.name)
+        where = t(
+            {"flp": "path_flp", "person": "path_person"}.get(job.path_used or "", "path_puppet"), language
+        )
+        text = t(
+            "jobs_ready" if listing else "job_ready",
+            language,
+            where=where,
+            duration=duration_text(seconds or 0.0),
+            name=job.name,
+        )
         if job.error:  # what happened on the way (a retry, the move to the CPU)
             text += "\n" + t("job_note", language, note=job.error)
         return text

@@ -26,8 +26,8 @@ from typing import Any
 
 from engine.characters import Catalogue, Character, ensure_library
 from engine.errors import GramophoneError, InputError, MediaError
-from engine.render import VIDEO_NOTE_MAX_SIDE
 from engine.library import Library, open_library
+from engine.render import VIDEO_NOTE_MAX_SIDE
 
 from .payloads import RenderJob, RenderOutcome
 
@@ -101,7 +101,10 @@ def run_job(job: RenderJob, characters: CharacterCache) -> RenderOutcome:
     label = f"request {job.get('request_id')} ({job.get('kind')})"
     try:
         character = characters.get(job["character"])
-        with open_library(ensure_library(character)) as library, tempfile.TemporaryDirectory(prefix="gramophone-job-") as scratch:
+        with (
+            open_library(ensure_library(character)) as library,
+            tempfile.TemporaryDirectory(prefix="gramophone-job-") as scratch,
+        ):
             out = Path(scratch) / "answer.mp4"
             if job["kind"] in VOICE_KINDS:
                 duration, size = _render_voice(job, character, library, Path(scratch), out)
@@ -110,10 +113,16 @@ def run_job(job: RenderJob, characters: CharacterCache) -> RenderOutcome:
             data = out.read_bytes()
     except GramophoneError as error:
         log.warning("%s: cannot render: %s", label, error)
-        return {"ok": False, "error": str(error), "error_kind": type(error).__name__,
-                "user_error": isinstance(error, (InputError, MediaError))}
+        return {
+            "ok": False,
+            "error": str(error),
+            "error_kind": type(error).__name__,
+            "user_error": isinstance(error, (InputError, MediaError)),
+        }
     seconds = time.perf_counter() - started
-    video_note = job["video_note"] and duration <= job["video_note_max_s"] + 1e-6 and size <= VIDEO_NOTE_MAX_SIDE
+    video_note = (
+        job["video_note"] and duration <= job["video_note_max_s"] + 1e-6 and size <= VIDEO_NOTE_MAX_SIDE
+    )
     log.info("%s: %.1f s of video, %d px, in %.1f s", label, duration, size, seconds)
     return {
         "ok": True,
@@ -127,13 +136,16 @@ def run_job(job: RenderJob, characters: CharacterCache) -> RenderOutcome:
 
 
 def _note_size(library_size: int, duration: float, job: dict[str, Any]) -> int | None:
-    """Output side: the library's, capped at VIDEO_NOTE_MAX_SIDE (512 px) when the answer will be a video note."""
+    """Output side: the library's, capped at VIDEO_NOTE_MAX_SIDE (512 px) when the answer will be a
+    video note."""
     if job["video_note"] and duration <= job["video_note_max_s"] and library_size > VIDEO_NOTE_MAX_SIDE:
         return VIDEO_NOTE_MAX_SIDE
     return None
 
 
-def _render_voice(job: dict[str, Any], character: Character, library: Library, scratch: Path, out: Path) -> tuple[float, int]:
+def _render_voice(
+    job: dict[str, Any], character: Character, library: Library, scratch: Path, out: Path
+) -> tuple[float, int]:
     """The child's own voice, pitch-shifted into the character's, lip-synced."""
     from engine.effects import shift_pitch
     from engine.errors import MediaError
@@ -155,8 +167,11 @@ def _render_voice(job: dict[str, Any], character: Character, library: Library, s
     return result.duration_s, result.size
 
 
-def _render_text(job: dict[str, Any], character: Character, library: Library, scratch: Path, out: Path) -> tuple[float, int]:
-    """Text spoken in the character's voice and lip-synced (``engine.say``: speech streamed into the render)."""
+def _render_text(
+    job: dict[str, Any], character: Character, library: Library, scratch: Path, out: Path
+) -> tuple[float, int]:
+    """Text spoken in the character's voice and lip-synced (``engine.say``: speech streamed into
+    the render)."""
     from engine.say import say
 
     # The answer's length is known only once spoken; keep it small enough for a video note if it may be one.

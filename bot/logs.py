@@ -20,7 +20,9 @@ class RedactSecrets(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         # Longest first, so a secret containing another is replaced whole.
-        self.secrets = sorted({secret for secret in secrets if secret and len(secret) >= 6}, key=len, reverse=True)
+        self.secrets = sorted(
+            {secret for secret in secrets if secret and len(secret) >= 6}, key=len, reverse=True
+        )
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:

@@ -141,9 +141,17 @@ def run_make_job(
                 idle = Path(scratch) / "take-idle.mp4"
                 idle.write_bytes(job["idle_take"])
                 made = make_character_from_person(
-                    takes, idle, folder, character_id=job["character_id"], name=job["name"], language=job["language"],
-                    voice=VoiceSettings(**job["voice"]), description=job.get("description", ""),
-                    pitch_semitones=job.get("pitch_semitones", 0.0), progress=progress, cancelled=cancelled,
+                    takes,
+                    idle,
+                    folder,
+                    character_id=job["character_id"],
+                    name=job["name"],
+                    language=job["language"],
+                    voice=VoiceSettings(**job["voice"]),
+                    description=job.get("description", ""),
+                    pitch_semitones=job.get("pitch_semitones", 0.0),
+                    progress=progress,
+                    cancelled=cancelled,
                     size=int(job.get("size", 512)),
                 )
                 tar = tar_folder(folder, Path(scratch) / "character.tar")
@@ -177,8 +185,12 @@ def run_make_job(
             delivered = deliver(tar)
     except GramophoneError as error:
         log.warning("%s: cannot make it: %s", label, error)
-        return {"ok": False, "error": str(error), "error_kind": type(error).__name__,
-                "cancelled": isinstance(error, CancelledError)}
+        return {
+            "ok": False,
+            "error": str(error),
+            "error_kind": type(error).__name__,
+            "cancelled": isinstance(error, CancelledError),
+        }
     return _success(made, delivered, size, started, label)
 
 

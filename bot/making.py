@@ -36,19 +36,19 @@ from pathlib import Path
 from typing import Any
 
 import aiofiles
-from engine.characters import Catalogue
 from telegram import Bot
 from telegram.error import BadRequest, TelegramError
 
+from engine.characters import Catalogue
+
+from . import job_view
 from .character_store import STAGING_PREFIX, CharacterStore, PublishError
 from .files import remove_quietly
 from .make_jobs import make_make_job
+from .polling import PollingLoop
 from .settings import Settings
 from .store import MAKE_ACTIVE, MakeJob, MakeStatus, Store
 from .tasks import MakeQueue, TaskFailed
-
-from . import job_view
-from .polling import PollingLoop
 from .watch import TaskState, TaskWatcher
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,9 @@ class Workshop(PollingLoop):
 
     async def _collect_one(self, job: MakeJob, task_id: str) -> None:
         now = self.watcher.clock()
-        seen = await self.watcher.look(self.queues[job.route], task_id, run_limit_s=self.settings.make_timeout_s)
+        seen = await self.watcher.look(
+            self.queues[job.route], task_id, run_limit_s=self.settings.make_timeout_s
+        )
         match seen.state:
             case TaskState.FINISHED:
                 assert seen.outcome is not None
@@ -162,8 +164,14 @@ class Workshop(PollingLoop):
         stage = beat.get("stage")
         progress = beat.get("progress")
         if job.status == MakeStatus.QUEUED:
-            if self.store.transition_make_job(job.id, MakeStatus.QUEUED, MakeStatus.RUNNING, started=time.time(), stage=stage,
-                                              progress=progress):
+            if self.store.transition_make_job(
+                job.id,
+                MakeStatus.QUEUED,
+                MakeStatus.RUNNING,
+                started=time.time(),
+                stage=stage,
+                progress=progress,
+            ):
                 log.info("%s running on %s:%s", job.label, beat.get("host"), beat.get("pid"))
         elif (stage, progress) != (job.stage, job.progress) and (stage is not None or progress is not None):
             self.store.annotate_make_job(job.id, MakeStatus.RUNNING, stage=stage, progress=progress)
@@ -193,14 +201,19 @@ class Workshop(PollingLoop):
             else:
                 tar.write_bytes(outcome["tar"])
             character = await asyncio.to_thread(
-                self.characters.publish, job.character_id, job.id, tar,
+                self.characters.publish,
+                job.character_id,
+                job.id,
+                tar,
                 {"path": path_used, "worker": outcome.get("worker"), "name": job.name},
             )
         except TaskFailed as error:
             await self._attempt_failed(job, f"the result is incomplete: {error}")
             return
         except OSError as error:  # a full disk, not a bad result: the result stays in the queue
-            log.warning("%s: cannot publish now (%s): trying again in %.0f s", job.label, error, PUBLISH_RETRY_S)
+            log.warning(
+                "%s: cannot publish now (%s): trying again in %.0f s", job.label, error, PUBLISH_RETRY_S
+            )
             self._publish_after[job.id] = time.monotonic() + PUBLISH_RETRY_S
             return
         except (PublishError, KeyError, tarfile.TarError) as error:
@@ -216,8 +229,16 @@ class Workshop(PollingLoop):
         else:
             self.catalogue.reload()
             self._queue_preview(job, character.greeting_for(job.language))
-            if await self._end(job, "ready", path_used=path_used, stage="ready", progress=1.0, seconds=seconds):
-                log.info("%s ready: made by %s on %s in %.0f s", job.label, path_used, outcome.get("worker"), seconds)
+            if await self._end(
+                job, "ready", path_used=path_used, stage="ready", progress=1.0, seconds=seconds
+            ):
+                log.info(
+                    "%s ready: made by %s on %s in %.0f s",
+                    job.label,
+                    path_used,
+                    outcome.get("worker"),
+                    seconds,
+                )
         await asyncio.to_thread(queue.forget, job.task_id)
 
     def _queue_preview(self, job: MakeJob, greeting: str) -> None:
@@ -228,8 +249,13 @@ class Workshop(PollingLoop):
         requests = self.store.add_requests(
             [
                 dict(
-                    chat_id=job.chat_id, user_id=job.user_id, kind="preview", input=greeting,
-                    character=job.character_id, language=job.language, incoming_message_id=job.status_message_id,
+                    chat_id=job.chat_id,
+                    user_id=job.user_id,
+                    kind="preview",
+                    input=greeting,
+                    character=job.character_id,
+                    language=job.language,
+                    incoming_message_id=job.status_message_id,
                 )
             ]
         )
@@ -244,21 +270,27 @@ class Workshop(PollingLoop):
         if job.task_id:
             await asyncio.to_thread(self.queues[job.route].abandon, job.task_id)
         if job.attempts < self.settings.make_attempts:
-            if self.store.transition_make_job(job.id, job.status, "queued", task_id=None, error=reason, stage=None, progress=None):
+            if self.store.transition_make_job(
+                job.id, job.status, "queued", task_id=None, error=reason, stage=None, progress=None
+            ):
                 log.warning("%s attempt %d failed (%s): trying again", job.label, job.attempts, reason)
             return
         await self._end(job, "failed", error=f"{reason} (after {job.attempts} attempts)")
 
     async def _end(self, job: MakeJob, status: str, seconds: float | None = None, **values: Any) -> bool:
         """Move an active job to a final status, drop its picture, and owe the admin an edit."""
-        if not self.store.transition_make_job(job.id, MAKE_ACTIVE, status, finished=time.time(), picture_path=None, **values):
+        if not self.store.transition_make_job(
+            job.id, MAKE_ACTIVE, status, finished=time.time(), picture_path=None, **values
+        ):
             return False
         if status == "failed":
             log.warning("%s failed: %s", job.label, values.get("error"))
         elif status == "cancelled":
             log.info("%s cancelled", job.label)
         remove_quietly(job.picture_path)
-        for take in job.option_values.get("takes") or []:  # a person's recordings: in the character now, or gone
+        for take in (
+            job.option_values.get("takes") or []
+        ):  # a person's recordings: in the character now, or gone
             remove_quietly(take)
         self._owed.add(job.id)
         if seconds is not None:
@@ -276,7 +308,11 @@ class Workshop(PollingLoop):
             except TaskFailed:
                 outcome = {}
             beat = None if outcome is not None else await asyncio.to_thread(queue.heartbeat, job.task_id)
-            if outcome is None and beat is None and time.time() - job.updated < self.settings.heartbeat_timeout_s:
+            if (
+                outcome is None
+                and beat is None
+                and time.time() - job.updated < self.settings.heartbeat_timeout_s
+            ):
                 continue  # a task just taken may not have beaten yet: give it time to see the cancel
             if outcome is not None or beat is None:
                 await asyncio.to_thread(queue.forget, job.task_id)
@@ -291,13 +327,23 @@ class Workshop(PollingLoop):
             await asyncio.to_thread(self.queues["gpu"].abandon, job.task_id)
         self.watcher.forget(job.task_id)
         if not _cpu_can_make(job):
-            await self._end(job, "failed", error=reason or "no GPU worker is running, and the CPU needs a mouth position")
+            await self._end(
+                job, "failed", error=reason or "no GPU worker is running, and the CPU needs a mouth position"
+            )
             return
         if reason is None:
-            reason = f"no GPU worker took it in {job_view.duration_text(self.settings.gpu_start_timeout_s)}: made on the CPU"
+            waited = job_view.duration_text(self.settings.gpu_start_timeout_s)
+            reason = f"no GPU worker took it in {waited}: made on the CPU"
         if self.store.transition_make_job(
-            job.id, MAKE_ACTIVE, "queued", route="cpu", task_id=None, attempts=max(0, job.attempts - 1), error=reason,
-            stage=None, progress=None,
+            job.id,
+            MAKE_ACTIVE,
+            "queued",
+            route="cpu",
+            task_id=None,
+            attempts=max(0, job.attempts - 1),
+            error=reason,
+            stage=None,
+            progress=None,
         ):
             log.warning("%s: moved to the CPU maker: %s", job.label, reason)
 
@@ -333,10 +379,18 @@ class Workshop(PollingLoop):
                 async with aiofiles.open(take, "rb") as handle:
                     takes.append(await handle.read())
             return make_make_job(
-                job_id=job.id, character_id=job.character_id, name=job.name, language=job.language,
-                voice=job.voice_settings, picture=b"", takes=takes, idle_take=picture,
-                description=options.get("description", ""), pitch_semitones=float(options.get("pitch_semitones", 0.0)),
-                route=job.route, size=self.settings.make_size,
+                job_id=job.id,
+                character_id=job.character_id,
+                name=job.name,
+                language=job.language,
+                voice=job.voice_settings,
+                picture=b"",
+                takes=takes,
+                idle_take=picture,
+                description=options.get("description", ""),
+                pitch_semitones=float(options.get("pitch_semitones", 0.0)),
+                route=job.route,
+                size=self.settings.make_size,
             )
         return make_make_job(
             job_id=job.id,
@@ -394,7 +448,10 @@ class Workshop(PollingLoop):
         if self._shown.get(job.id) == text:
             self._owed.discard(job.id)
             return
-        if not (force or final) and now - self._last_edit.get(job.id, -1e9) < self.settings.status_edit_interval_s:
+        if (
+            not (force or final)
+            and now - self._last_edit.get(job.id, -1e9) < self.settings.status_edit_interval_s
+        ):
             return
         self._last_edit[job.id] = now
         try:
@@ -422,4 +479,6 @@ def _cpu_can_make(job: MakeJob) -> bool:
     options = job.option_values
     if options.get("takes"):
         return True  # a person's recordings need no GPU at all
-    return options.get("landmarks") == "face" or (options.get("mouth") is not None and options.get("eyes") is not None)
+    return options.get("landmarks") == "face" or (
+        options.get("mouth") is not None and options.get("eyes") is not None
+    )

@@ -57,7 +57,9 @@ class RecordedStory:
         return len(self.cuts) + 1
 
 
-def part_cuts(audio: np.ndarray, sample_rate: int, part_s: float, first_s: float = FIRST_PART_S) -> list[float]:
+def part_cuts(
+    audio: np.ndarray, sample_rate: int, part_s: float, first_s: float = FIRST_PART_S
+) -> list[float]:
     """Where the parts begin: near ``first_s``, then every ``part_s``, each moved back to the
     quietest 50 ms within :data:`SEARCH_S` before it (a pause between words or sentences)."""
     duration = len(audio) / sample_rate
@@ -101,13 +103,23 @@ class RecordedStories:
         while (folder / f"{slug}.json").exists():
             number += 1
             slug = f"{base}-{number}"
-        story = RecordedStory(character=character, slug=slug, title=title, language=language,
-                              duration_s=round(len(audio) / SAMPLE_RATE, 2),
-                              cuts=tuple(part_cuts(audio, SAMPLE_RATE, self.part_s)))
+        story = RecordedStory(
+            character=character,
+            slug=slug,
+            title=title,
+            language=language,
+            duration_s=round(len(audio) / SAMPLE_RATE, 2),
+            cuts=tuple(part_cuts(audio, SAMPLE_RATE, self.part_s)),
+        )
         with tempfile.NamedTemporaryFile(dir=folder, suffix=".wav", delete=False) as handle:
             soundfile.write(handle, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
         Path(handle.name).replace(folder / f"{slug}.wav")
-        meta = {"title": story.title, "language": language, "duration_s": story.duration_s, "cuts": list(story.cuts)}
+        meta = {
+            "title": story.title,
+            "language": language,
+            "duration_s": story.duration_s,
+            "cuts": list(story.cuts),
+        }
         partial = folder / f".{slug}.json.part"
         partial.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         partial.replace(folder / f"{slug}.json")  # last: a story is listed only once whole
@@ -120,7 +132,9 @@ class RecordedStories:
         if not SLUG.match(character) or not folder.is_dir():
             return []
         stories = [self._load(character, path.stem) for path in folder.glob("*.json")]
-        return sorted((story for story in stories if story is not None), key=lambda story: story.title.lower())
+        return sorted(
+            (story for story in stories if story is not None), key=lambda story: story.title.lower()
+        )
 
     def get(self, character: str, slug: str) -> RecordedStory | None:
         """One story, or None (also for names that are not plain: callback data is untrusted)."""
@@ -137,8 +151,9 @@ class RecordedStories:
         """Part ``part`` of the story as a WAV of its own (read from the stored WAV alone)."""
         bounds = (0.0, *story.cuts, story.duration_s)
         start, end = (int(round(bounds[i] * SAMPLE_RATE)) for i in (part, part + 1))
-        audio, rate = soundfile.read(self.root / story.character / f"{story.slug}.wav", start=start, stop=end,
-                                     dtype="float32")
+        audio, rate = soundfile.read(
+            self.root / story.character / f"{story.slug}.wav", start=start, stop=end, dtype="float32"
+        )
         soundfile.write(out, audio, rate, subtype="PCM_16", format="WAV")
         return out
 
@@ -151,7 +166,13 @@ class RecordedStories:
         path = self.root / character / f"{slug}.json"
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
-            return RecordedStory(character=character, slug=slug, title=str(meta["title"]), language=str(meta["language"]),
-                                 duration_s=float(meta["duration_s"]), cuts=tuple(float(c) for c in meta["cuts"]))
+            return RecordedStory(
+                character=character,
+                slug=slug,
+                title=str(meta["title"]),
+                language=str(meta["language"]),
+                duration_s=float(meta["duration_s"]),
+                cuts=tuple(float(c) for c in meta["cuts"]),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None

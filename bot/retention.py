@@ -25,7 +25,9 @@ def forget_old(settings: Settings, store: Store, *, now: float | None = None) ->
     for request in purged:
         remove_quietly(request.input_path)
         remove_quietly(request.result_path)
-    in_use = {path for request in store.active() for path in (request.input_path, request.result_path) if path}
+    in_use = {
+        path for request in store.active() for path in (request.input_path, request.result_path) if path
+    }
     for folder in (settings.inbox_dir, settings.results_dir):
         if not folder.is_dir():
             continue

@@ -19,9 +19,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from engine.errors import InputError
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engine.errors import InputError
 
 DEFAULT_API_URL = "https://api.telegram.org"
 VIDEO_NOTE_MAX_S = 60.0
@@ -74,7 +75,9 @@ class Settings(BaseSettings):
         description="The server at bot_api_url runs with --local: files up to 2 GB, read from its disk.",
     )
     poll_timeout_s: float = Field(default=10.0, gt=0, description="Long-polling timeout of getUpdates.")
-    webhook_url: str | None = Field(default=None, repr=False, description="Public HTTPS URL: webhook mode instead of polling.")
+    webhook_url: str | None = Field(
+        default=None, repr=False, description="Public HTTPS URL: webhook mode instead of polling."
+    )
     webhook_secret: SecretStr | None = Field(
         default=None, description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token (webhook mode)."
     )
@@ -86,13 +89,16 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None,
         repr=False,  # may hold a password
-        description="redis://host:port/db: workers on other machines. None: embedded SQLite queue."
+        description="redis://host:port/db: workers on other machines. None: embedded SQLite queue.",
     )
-    workers: int = Field(default_factory=lambda: _cores(), ge=1, description="Render processes (default: one per core).")
+    workers: int = Field(
+        default_factory=lambda: _cores(), ge=1, description="Render processes (default: one per core)."
+    )
     max_in_flight: int | None = Field(
         default=None,
         ge=1,
-        description="Tasks in the queue at once (default 2 x workers; set it to 2 x all workers in Redis mode).",
+        description="Tasks in the queue at once (default 2 x workers; set it to 2 x all workers in Redis "
+        "mode).",
     )
     characters_dirs: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
@@ -110,14 +116,24 @@ class Settings(BaseSettings):
     video_note_max_s: float = Field(default=VIDEO_NOTE_MAX_S, gt=0, le=VIDEO_NOTE_MAX_S)
     voice_max_s: float = Field(default=300.0, gt=0, description="Longest voice note or audio accepted.")
     text_max_chars: int = Field(default=2000, ge=1)
-    download_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="The cloud Bot API's getFile limit.")
-    story_part_chars: int = Field(default=600, ge=80, description="Characters of a story per video.")
-    recorded_story_max_s: float = Field(default=1200.0, gt=0, description="Longest story an admin may record (/newstory).")
-    recorded_story_part_s: float = Field(default=30.0, ge=10, le=55, description="Seconds of a recorded story per video.")
-    probe_workers: int = Field(
-        default=2, ge=1, description="Threads that check users' files: a file that hangs ffmpeg costs one, not the bot."
+    download_max_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1, description="The cloud Bot API's getFile limit."
     )
-    probe_timeout_s: float = Field(default=30.0, gt=0, description="Longest one check of a user's file may take.")
+    story_part_chars: int = Field(default=600, ge=80, description="Characters of a story per video.")
+    recorded_story_max_s: float = Field(
+        default=1200.0, gt=0, description="Longest story an admin may record (/newstory)."
+    )
+    recorded_story_part_s: float = Field(
+        default=30.0, ge=10, le=55, description="Seconds of a recorded story per video."
+    )
+    probe_workers: int = Field(
+        default=2,
+        ge=1,
+        description="Threads that check users' files: a file that hangs ffmpeg costs one, not the bot.",
+    )
+    probe_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest one check of a user's file may take."
+    )
 
     # -- floods and who may talk ------------------------------------------------------------
     chat_rate_messages: int = Field(
@@ -125,13 +141,19 @@ class Settings(BaseSettings):
     )
     chat_rate_window_s: float = Field(default=60.0, gt=0, description="The window of chat_rate_messages.")
     refusal_interval_s: float = Field(
-        default=30.0, ge=0, description="At most one refusal ('too many', 'slow down', 'busy') per chat this often."
+        default=30.0,
+        ge=0,
+        description="At most one refusal ('too many', 'slow down', 'busy') per chat this often.",
     )
-    allow_groups: bool = Field(default=False, description="Answer in groups too (default: private chats only).")
+    allow_groups: bool = Field(
+        default=False, description="Answer in groups too (default: private chats only)."
+    )
 
     # -- children's data --------------------------------------------------------------------
     retention_days: float = Field(
-        default=7.0, gt=0, description="Finished requests' texts, voices and videos are deleted after this; counts stay."
+        default=7.0,
+        gt=0,
+        description="Finished requests' texts, voices and videos are deleted after this; counts stay.",
     )
     retention_sweep_s: float = Field(default=3600.0, gt=0, description="How often old data is looked for.")
 
@@ -141,7 +163,9 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = Field(
         default=30.0, gt=0, description="A task whose worker has been silent this long is lost."
     )
-    poll_interval_s: float = Field(default=0.5, gt=0, description="How often the dispatcher looks at the queue.")
+    poll_interval_s: float = Field(
+        default=0.5, gt=0, description="How often the dispatcher looks at the queue."
+    )
     send_read_timeout_s: float = Field(
         default=60.0, gt=0, description="How long to wait for Telegram's answer to a video upload."
     )
@@ -150,48 +174,71 @@ class Settings(BaseSettings):
 
     # -- people -----------------------------------------------------------------------------
     admins: Annotated[list[int], NoDecode] = Field(
-        default_factory=list, description="Telegram user ids allowed the admin commands (/newcharacter, /jobs, ...)."
+        default_factory=list,
+        description="Telegram user ids allowed the admin commands (/newcharacter, /jobs, ...).",
     )
 
     # -- making characters (admins) ---------------------------------------------------------
     flp_mode: Literal["cli", "http"] | None = Field(
         default=None,
-        description="How the GPU worker reaches FasterLivePortrait. None: no GPU worker; characters are made on CPU.",
+        description="How the GPU worker reaches FasterLivePortrait. None: no GPU worker; characters are "
+        "made on CPU.",
     )
     flp_checkout: Path | None = Field(default=None, description="FLP checkout (cli mode).")
     flp_python: str | None = Field(default=None, description="The Python of FLP's environment (cli mode).")
-    flp_cfg: str | None = Field(default=None, description="FLP's inference config, relative to the checkout (cli mode).")
+    flp_cfg: str | None = Field(
+        default=None, description="FLP's inference config, relative to the checkout (cli mode)."
+    )
     flp_url: str | None = Field(default=None, repr=False, description="FLP's HTTP endpoint (http mode).")
     flp_timeout_s: float | None = Field(default=None, gt=0, description="Longest one FLP run may take.")
     flp_start_wait_s: float | None = Field(
         default=None, ge=0, description="http: how long the GPU worker waits for FLP's port to open (900 s)."
     )
     flp_max_lost_fraction: float | None = Field(
-        default=None, ge=0, le=1, description="Frames FLP may fail to animate before the CPU puppet is used instead."
+        default=None,
+        ge=0,
+        le=1,
+        description="Frames FLP may fail to animate before the CPU puppet is used instead.",
     )
     flp_reference_speech: Path | None = Field(
         default=None, description="The recorded reference performance FLP animates the picture with (speech)."
     )
-    flp_reference_idle: Path | None = Field(default=None, description="... and its idle take (blinks, mouth closed).")
-    draft_timeout_s: float = Field(
-        default=3600.0, gt=0, description="An unfinished /newcharacter conversation is dropped after this long idle."
+    flp_reference_idle: Path | None = Field(
+        default=None, description="... and its idle take (blinks, mouth closed)."
     )
-    make_size: int = Field(default=512, ge=64, description="Side in pixels of a new character's videos (even).")
+    draft_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="An unfinished /newcharacter conversation is dropped after this long idle.",
+    )
+    make_size: int = Field(
+        default=512, ge=64, description="Side in pixels of a new character's videos (even)."
+    )
     make_attempts: int = Field(default=2, ge=1, description="Tries per new character before giving up.")
     make_timeout_s: float = Field(default=3600.0, gt=0, description="Longest making one character may take.")
     gpu_start_timeout_s: float = Field(
         default=900.0,
         gt=0,
-        description="A GPU job no GPU worker has started by then is made on CPU instead (when the CPU path can).",
+        description="A GPU job no GPU worker has started by then is made on CPU instead (when the CPU path "
+        "can).",
     )
     maker_nice: int = Field(
-        default=10, ge=0, le=19, description="Niceness of the embedded CPU maker, so children's renders come first."
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness of the embedded CPU maker, so children's renders come first.",
     )
     status_edit_interval_s: float = Field(
-        default=3.0, gt=0, description="Least time between two edits of a make job's status message (Telegram limits edits)."
+        default=3.0,
+        gt=0,
+        description="Least time between two edits of a make job's status message (Telegram limits edits).",
     )
-    picture_max_bytes: int = Field(default=10_000_000, ge=1, description="Largest picture accepted for a character.")
-    picture_max_pixels: int = Field(default=40_000_000, ge=1, description="Most pixels a picture may decode to.")
+    picture_max_bytes: int = Field(
+        default=10_000_000, ge=1, description="Largest picture accepted for a character."
+    )
+    picture_max_pixels: int = Field(
+        default=40_000_000, ge=1, description="Most pixels a picture may decode to."
+    )
     log_level: str = "INFO"
 
     @field_validator("characters_dirs", mode="before")
@@ -204,8 +251,19 @@ class Settings(BaseSettings):
     def _split_ids(cls, value: Any) -> Any:
         return _split(value, ",")
 
-    @field_validator("flp_mode", "flp_checkout", "flp_python", "flp_cfg", "flp_url", "flp_reference_speech",
-                     "flp_reference_idle", "flp_timeout_s", "flp_max_lost_fraction", "flp_start_wait_s", mode="before")
+    @field_validator(
+        "flp_mode",
+        "flp_checkout",
+        "flp_python",
+        "flp_cfg",
+        "flp_url",
+        "flp_reference_speech",
+        "flp_reference_idle",
+        "flp_timeout_s",
+        "flp_max_lost_fraction",
+        "flp_start_wait_s",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         """``GRAMOPHONE_FLP_MODE=`` (what a compose file passes for an unset variable) means unset."""
@@ -334,7 +392,11 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """What must never appear in a log line: the token, the webhook secret, the Redis password."""
-        found = [value.get_secret_value().strip() for value in (self.telegram_bot_token, self.webhook_secret) if value]
+        found = [
+            value.get_secret_value().strip()
+            for value in (self.telegram_bot_token, self.webhook_secret)
+            if value
+        ]
         if self.redis_url and "@" in self.redis_url:
             credentials = self.redis_url.partition("://")[2].rsplit("@", 1)[0]
             found.append(credentials.rpartition(":")[2])
@@ -346,7 +408,8 @@ class Settings(BaseSettings):
         mode = f"webhook {self.webhook_url}" if self.webhook_url else "polling"
         maker = f"GPU (FLP {self.flp_mode})" if self.flp_mode else "CPU"
         return (
-            f"data {self.data_dir}, queue {queue}, {self.workers} workers, in flight <= {self.in_flight_limit}, "
+            f"data {self.data_dir}, queue {queue}, {self.workers} workers, in flight <= "
+            f"{self.in_flight_limit}, "
             f"api {self.bot_api_url}{' (local)' if self.bot_api_local else ''}, {mode}, "
             f"characters {[str(path) for path in self.character_roots]}, new characters on {maker}, "
             f"{len(self.admins)} admins"
@@ -383,7 +446,13 @@ def load_settings(**overrides: Any) -> Settings:
             location = problem.get("loc") or ("?",)
             name = str(location[0])
             variable = "TELEGRAM_BOT_TOKEN" if name == "telegram_bot_token" else f"GRAMOPHONE_{name.upper()}"
-            item = f" item {int(location[1]) + 1}" if len(location) > 1 and isinstance(location[1], int) else ""
-            expected = str(problem.get("msg", "invalid")).replace("Input should be", "expected").replace("Value error, ", "")
+            item = (
+                f" item {int(location[1]) + 1}" if len(location) > 1 and isinstance(location[1], int) else ""
+            )
+            expected = (
+                str(problem.get("msg", "invalid"))
+                .replace("Input should be", "expected")
+                .replace("Value error, ", "")
+            )
             problems.append(f"{variable}{item} {problem.get('input')!r}: {expected}")
         raise SettingsError("; ".join(problems)) from None

@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from pathlib import Path
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Literal
 
 import sqlite_utils
@@ -57,7 +57,9 @@ STATUSES = tuple(Status)
 TRANSITIONS: dict[str, frozenset[str]] = {
     # from -> where it may go; Store.transition refuses any other move (staying put is annotate)
     Status.FETCHING: frozenset({Status.RECEIVED, Status.FAILED}),
-    Status.RECEIVED: frozenset({Status.QUEUED, Status.FETCHING, Status.FAILED}),  # fetching: its checked file is gone
+    Status.RECEIVED: frozenset(
+        {Status.QUEUED, Status.FETCHING, Status.FAILED}
+    ),  # fetching: its checked file is gone
     # a task finished, was lost (received: try again) or the story it belongs to failed
     Status.QUEUED: frozenset({Status.RENDERING, Status.RENDERED, Status.RECEIVED, Status.FAILED}),
     Status.RENDERING: frozenset({Status.QUEUED, Status.RENDERED, Status.RECEIVED, Status.FAILED}),
@@ -183,7 +185,12 @@ def _v4_retention(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_delivery, _v3_make_jobs, _v4_retention]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_initial,
+    _v2_delivery,
+    _v3_make_jobs,
+    _v4_retention,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -200,9 +207,13 @@ class MakeStatus(StrEnum):
 MAKE_STATUSES = tuple(MakeStatus)
 MAKE_TRANSITIONS: dict[str, frozenset[str]] = {
     # ready from queued: a maker's result that arrives after its job was queued again (a restart)
-    MakeStatus.QUEUED: frozenset({MakeStatus.RUNNING, MakeStatus.READY, MakeStatus.FAILED, MakeStatus.CANCELLED}),
+    MakeStatus.QUEUED: frozenset(
+        {MakeStatus.RUNNING, MakeStatus.READY, MakeStatus.FAILED, MakeStatus.CANCELLED}
+    ),
     # queued again: a crashed or killed maker, or a GPU job moved to the CPU
-    MakeStatus.RUNNING: frozenset({MakeStatus.QUEUED, MakeStatus.READY, MakeStatus.FAILED, MakeStatus.CANCELLED}),
+    MakeStatus.RUNNING: frozenset(
+        {MakeStatus.QUEUED, MakeStatus.READY, MakeStatus.FAILED, MakeStatus.CANCELLED}
+    ),
     MakeStatus.READY: frozenset(),
     MakeStatus.FAILED: frozenset(),
     MakeStatus.CANCELLED: frozenset(),
@@ -354,7 +365,8 @@ class Store:
         current = self.version
         if current > SCHEMA_VERSION:
             raise RuntimeError(
-                f"{self.path} has schema version {current}, newer than this bot's {SCHEMA_VERSION}: upgrade the bot"
+                f"{self.path} has schema version {current}, newer than this bot's {SCHEMA_VERSION}: upgrade "
+                "the bot"
             )
         for number in range(current + 1, SCHEMA_VERSION + 1):
             with self._transaction():
@@ -382,7 +394,8 @@ class Store:
         """The chat's row, created with these defaults on first contact."""
         now = time.time()
         self.db.execute(
-            "INSERT OR IGNORE INTO chats (chat_id, language, character, created, updated) VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO chats (chat_id, language, character, created, updated) VALUES (?, ?, ?, "
+            "?, ?)",
             [chat_id, language, character, now, now],
         )
         chat = self.chat(chat_id)
@@ -438,7 +451,10 @@ class Store:
         ids: list[int] = []
         try:
             with self._transaction():
-                if self.find(first["chat_id"], first["incoming_message_id"], first["kind"], first["part"]) is not None:
+                if (
+                    self.find(first["chat_id"], first["incoming_message_id"], first["kind"], first["part"])
+                    is not None
+                ):
                     return Admission([], "duplicate")
                 if max_per_chat is not None and self.active_groups(first["chat_id"]) >= max_per_chat:
                     return Admission([], "chat_full")
@@ -447,7 +463,9 @@ class Store:
                 for row in rows:
                     columns = ", ".join(row)
                     marks = ", ".join("?" for _ in row)
-                    cursor = self.db.execute(f"INSERT INTO requests ({columns}) VALUES ({marks})", list(row.values()))
+                    cursor = self.db.execute(
+                        f"INSERT INTO requests ({columns}) VALUES ({marks})", list(row.values())
+                    )
                     ids.append(int(cursor.lastrowid))
         except sqlite3.IntegrityError:  # a later part exists already: the same update, redelivered
             return Admission([], "duplicate")
@@ -462,7 +480,8 @@ class Store:
     def find(self, chat_id: int, incoming_message_id: int, kind: str, part: int = 0) -> Request | None:
         rows = list(
             self.db.query(
-                "SELECT * FROM requests WHERE chat_id = ? AND incoming_message_id = ? AND kind = ? AND part = ?",
+                "SELECT * FROM requests WHERE chat_id = ? AND incoming_message_id = ? AND kind = ? AND part "
+                "= ?",
                 [chat_id, incoming_message_id, kind, part],
             )
         )
@@ -488,7 +507,8 @@ class Store:
         return [
             _request(row)
             for row in self.db.query(
-                "SELECT * FROM requests WHERE chat_id = ? AND incoming_message_id = ? AND kind = ? ORDER BY part",
+                "SELECT * FROM requests WHERE chat_id = ? AND incoming_message_id = ? AND kind = ? ORDER BY "
+                "part",
                 [request.chat_id, request.incoming_message_id, request.kind],
             )
         ]
@@ -529,7 +549,15 @@ class Store:
         _check_moves("request", TRANSITIONS, expected, status)
         return self._compare_and_set("requests", _REQUEST_FIELDS, request_id, expected, status, values)
 
-    def _compare_and_set(self, table: str, fields: set[str], row_id: int, expected: tuple[str, ...], status: str, values: dict[str, Any]) -> bool:
+    def _compare_and_set(
+        self,
+        table: str,
+        fields: set[str],
+        row_id: int,
+        expected: tuple[str, ...],
+        status: str,
+        values: dict[str, Any],
+    ) -> bool:
         """``UPDATE table SET status, updated, values WHERE id AND status IN expected``: True if it moved."""
         unknown = set(values) - fields
         if unknown or {"id", "status", "created"} & set(values):
@@ -577,12 +605,17 @@ class Store:
         """Purged requests per (kind, status), all days together."""
         return {
             (row["kind"], row["status"]): row["n"]
-            for row in self.db.query("SELECT kind, status, SUM(n) AS n FROM request_counts GROUP BY kind, status")
+            for row in self.db.query(
+                "SELECT kind, status, SUM(n) AS n FROM request_counts GROUP BY kind, status"
+            )
         }
 
     def counts(self) -> dict[str, int]:
         """Requests per status, for logs and tests."""
-        return {row["status"]: row["n"] for row in self.db.query("SELECT status, COUNT(*) AS n FROM requests GROUP BY status")}
+        return {
+            row["status"]: row["n"]
+            for row in self.db.query("SELECT status, COUNT(*) AS n FROM requests GROUP BY status")
+        }
 
     # -- make jobs ------------------------------------------------------------------------------
 
@@ -603,7 +636,9 @@ class Store:
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         try:
-            cursor = self.db.execute(f"INSERT INTO make_jobs ({columns}) VALUES ({marks})", list(row.values()))
+            cursor = self.db.execute(
+                f"INSERT INTO make_jobs ({columns}) VALUES ({marks})", list(row.values())
+            )
         except sqlite3.IntegrityError:
             return None
         return self.make_job(int(cursor.lastrowid))
@@ -620,7 +655,9 @@ class Store:
         except KeyError:
             return None
 
-    def make_jobs(self, *statuses: str, limit: int | None = None, newest_first: bool = False) -> list[MakeJob]:
+    def make_jobs(
+        self, *statuses: str, limit: int | None = None, newest_first: bool = False
+    ) -> list[MakeJob]:
         """Make jobs in any of ``statuses`` (all when none given), oldest first by default."""
         if set(statuses) - set(MAKE_STATUSES):
             raise ValueError(f"statuses must be among {MAKE_STATUSES}")
@@ -638,7 +675,8 @@ class Store:
         """Unfinished jobs of the same queue before ``job``: its place in line, less one."""
         return int(
             self.db.execute(
-                "SELECT COUNT(*) FROM make_jobs WHERE status IN ('queued', 'running') AND route = ? AND id < ?",
+                "SELECT COUNT(*) FROM make_jobs WHERE status IN ('queued', 'running') AND route = ? AND id "
+                "< ?",
                 [job.route, job.id],
             ).fetchone()[0]
         )
@@ -647,10 +685,14 @@ class Store:
         """Ids promised to jobs not over yet (or made): no second job may take them."""
         return {
             row["character_id"]
-            for row in self.db.query("SELECT character_id FROM make_jobs WHERE status IN ('queued', 'running', 'ready')")
+            for row in self.db.query(
+                "SELECT character_id FROM make_jobs WHERE status IN ('queued', 'running', 'ready')"
+            )
         }
 
-    def transition_make_job(self, job_id: int, expected: str | Iterable[str], status: str, **values: Any) -> bool:
+    def transition_make_job(
+        self, job_id: int, expected: str | Iterable[str], status: str, **values: Any
+    ) -> bool:
         """Compare-and-set, as :meth:`transition` for requests."""
         if status not in MAKE_STATUSES:
             raise ValueError(f"unknown make job status {status!r}")

@@ -54,7 +54,11 @@ def split_parts(text: str, part_chars: int, first_part_chars: int | None = None)
         size += len(sentence) + (1 if size else 0)
     if current:
         parts.append(" ".join(current))
-    if len(parts) > 2 and len(parts[-1]) < part_chars // 4 and len(parts[-2]) + len(parts[-1]) < part_chars * 5 // 4:
+    if (
+        len(parts) > 2
+        and len(parts[-1]) < part_chars // 4
+        and len(parts[-2]) + len(parts[-1]) < part_chars * 5 // 4
+    ):
         parts[-2:] = [f"{parts[-2]} {parts[-1]}"]  # no tiny last video of one sentence
     return parts
 

@@ -130,7 +130,9 @@ def make_maker_huey(settings: Settings, route: str) -> Huey:
         flp = settings.flp_config() if route == "gpu" else None
         reference = settings.flp_reference() if route == "gpu" else None
         with _heartbeat(huey, task.id, state):
-            return run_make_job(job, flp=flp, reference=reference, progress=progress, cancelled=cancelled, deliver=deliver)
+            return run_make_job(
+                job, flp=flp, reference=reference, progress=progress, cancelled=cancelled, deliver=deliver
+            )
 
     _requeue_on_interrupt(huey)
     huey.gramophone_make = make  # type: ignore[attr-defined]
@@ -147,7 +149,9 @@ def _heartbeat(huey: Huey, task_id: str, state: dict[str, Any] | None = None) ->
 
     def beat(count: int) -> None:
         extra = dict(state) if state else {}
-        huey.storage.put_data(key, json.dumps({**extra, **identity, "beat": count, "time": time.time()}).encode())
+        huey.storage.put_data(
+            key, json.dumps({**extra, **identity, "beat": count, "time": time.time()}).encode()
+        )
 
     def loop() -> None:
         count = 1

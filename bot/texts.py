@@ -111,22 +111,26 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Чтобы подарить героя другу, пошли ему ссылку:",
     },
     "deep_link_unknown": {
-        "en": "I don't know that character (the link may be old); here is who answers now. /characters shows them all.",
-        "ru": "Я не знаю такого героя (может быть, ссылка устарела); вот кто отвечает сейчас. Все герои: /characters.",
+        "en": "I don't know that character (the link may be old); here is who answers now. /characters "
+        "shows them all.",
+        "ru": "Я не знаю такого героя (может быть, ссылка устарела); вот кто отвечает сейчас. Все герои: "
+        "/characters.",
     },
     # what a parent sees before pressing Start (setMyDescription: <= 512; setMyShortDescription: <= 120)
     "bot_description": {
         "en": "A storybook character (a little fox, Grandma...) answers your child in a short video, lips "
-              "moving with every word. Send a voice note or a message, or ask for a bedtime story with /story. "
-              "What is kept: a voice note or message only until its answer is sent; a record of each request for "
-              "{days} days; the chat's language and character. Nothing is shared with other chats.",
-        "ru": "Сказочный герой (лисёнок, бабушка...) отвечает ребёнку коротким видео, шевеля губами на каждом слове. "
-              "Пришли голосовое или сообщение, или попроси сказку на ночь: /story. Что хранится: голосовое или "
-              "сообщение только пока не отправлен ответ; запись о каждом запросе {days} дн.; язык и герой чата. "
-              "Ничего не передаётся в другие чаты.",
+        "moving with every word. Send a voice note or a message, or ask for a bedtime story with /story. "
+        "What is kept: a voice note or message only until its answer is sent; a record of each request for "
+        "{days} days; the chat's language and character. Nothing is shared with other chats.",
+        "ru": "Сказочный герой (лисёнок, бабушка...) отвечает ребёнку коротким видео, шевеля губами на "
+        "каждом слове. "
+        "Пришли голосовое или сообщение, или попроси сказку на ночь: /story. Что хранится: голосовое или "
+        "сообщение только пока не отправлен ответ; запись о каждом запросе {days} дн.; язык и герой чата. "
+        "Ничего не передаётся в другие чаты.",
     },
     "bot_short_description": {
-        "en": "A storybook character answers your child in a talking video. Voice notes are deleted once answered.",
+        "en": "A storybook character answers your child in a talking video. Voice notes are deleted once "
+        "answered.",
         "ru": "Сказочный герой отвечает ребёнку говорящим видео. Голосовые удаляются после ответа.",
     },
     "character_chosen": {
@@ -145,11 +149,11 @@ TEXTS: dict[str, dict[str, str]] = {
     "stories_prompt": {"en": "Which story would you like?", "ru": "Какую сказку рассказать?"},
     "no_stories": {"en": "I don't know any stories yet.", "ru": "Я пока не знаю ни одной сказки."},
     "story_chosen": {
-        "en": "{name} will tell you \"{title}\". It comes in {parts} parts, here comes the first one!",
+        "en": '{name} will tell you "{title}". It comes in {parts} parts, here comes the first one!',
         "ru": "{name} расскажет тебе сказку «{title}». В ней {parts} частей, вот первая!",
     },
     "story_chosen_one": {
-        "en": "{name} will tell you \"{title}\".",
+        "en": '{name} will tell you "{title}".',
         "ru": "{name} расскажет тебе сказку «{title}».",
     },
     # -- language ---------------------------------------------------------------------------------
@@ -173,7 +177,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Sorry, only the grown-ups who look after this bot can do that.",
         "ru": "Извини, это могут делать только взрослые, которые следят за ботом.",
     },
-    "cmd_newcharacter": {"en": "Make a character from a picture or a person", "ru": "Новый герой из картинки или человека"},
+    "cmd_newcharacter": {
+        "en": "Make a character from a picture or a person",
+        "ru": "Новый герой из картинки или человека",
+    },
     "cmd_newstory": {"en": "Record a story in a real voice", "ru": "Записать сказку живым голосом"},
     "cmd_jobs": {"en": "Character jobs", "ru": "Задачи по героям"},
     "cmd_cancel": {"en": "Cancel a character job", "ru": "Отменить задачу"},
@@ -190,9 +197,9 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "nc_ask_picture": {
         "en": "{name} (id {id}). Now send me a picture of {name}: a photo or an image file, "
-              "one face looking at the camera.",
+        "one face looking at the camera.",
         "ru": "{name} (id {id}). Теперь пришли картинку с героем: фото или файл с изображением, "
-              "одно лицо, смотрит в камеру.",
+        "одно лицо, смотрит в камеру.",
     },
     "nc_not_a_picture": {
         "en": "Please send a picture (a photo or an image file), or /cancel.",
@@ -208,26 +215,32 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "nc_no_face": {
         "en": "I couldn't find a face in this picture: animals and drawings often fool the face finder. "
-              "Show me with the grid: send four cells, the two corners of the mouth and then the two eyes, "
-              "for example {example}. Or tap a choice below, or send another picture.",
+        "Show me with the grid: send four cells, the two corners of the mouth and then the two eyes, "
+        "for example {example}. Or tap a choice below, or send another picture.",
         "ru": "Я не нашёл лицо на этой картинке: животные и рисунки часто сбивают поиск лиц. "
-              "Покажи по сетке: пришли четыре клетки — два уголка рта, потом два глаза, "
-              "например {example}. Или выбери вариант ниже, или пришли другую картинку.",
+        "Покажи по сетке: пришли четыре клетки — два уголка рта, потом два глаза, "
+        "например {example}. Или выбери вариант ниже, или пришли другую картинку.",
     },
     "nc_from_person": {"en": "Or: record a person instead", "ru": "Или: записать человека"},
     "nc_person_intro": {
         "en": "Let's record {name}! I'll send the reading in {parts} parts. For each, record a round video "
-              "message (hold the video button and swipe up to lock it) reading the part aloud: face in the circle, "
-              "even light, looking at the camera, starting with your mouth closed. Then one silent video. (Or send one ordinary video of all the parts read one after another.)",
-        "ru": "Запишем героя {name}! Я пришлю текст частями, их {parts}. Для каждой запиши круглое видеосообщение "
-              "(зажми кнопку видео и смахни вверх, чтобы не держать) и прочитай часть вслух: лицо в круге, светло, "
-              "смотри в камеру, начни с закрытым ртом. Потом одно видео без слов. (Или пришли одно обычное видео, где прочитаны все части подряд.)",
+        "message (hold the video button and swipe up to lock it) reading the part aloud: face in the circle, "
+        "even light, looking at the camera, starting with your mouth closed. Then one silent video. (Or "
+        "send one ordinary video of all the parts read one after another.)",
+        "ru": "Запишем героя {name}! Я пришлю текст частями, их {parts}. Для каждой запиши круглое "
+        "видеосообщение "
+        "(зажми кнопку видео и смахни вверх, чтобы не держать) и прочитай часть вслух: лицо в круге, светло, "
+        "смотри в камеру, начни с закрытым ртом. Потом одно видео без слов. (Или пришли одно обычное видео, "
+        "где прочитаны все части подряд.)",
     },
     "nc_take": {
         "en": "Part {part} of {parts}. Record a round video reading this:\n\n{text}",
         "ru": "Часть {part} из {parts}. Запиши круглое видео и прочитай это:\n\n{text}",
     },
-    "nc_take_ok": {"en": "Part {part} of {parts}: recorded, thank you.", "ru": "Часть {part} из {parts}: записано, спасибо."},
+    "nc_take_ok": {
+        "en": "Part {part} of {parts}: recorded, thank you.",
+        "ru": "Часть {part} из {parts}: записано, спасибо.",
+    },
     "nc_take_again": {
         "en": "Could you record that one again? {reasons}.",
         "ru": "Запиши, пожалуйста, ещё раз: {reasons}.",
@@ -245,45 +258,68 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Все части записаны! Последнее: посмотри в камеру и улыбнись, без слов, 10 секунд.",
     },
     "nc_consent": {
-        "en": "Before I make {name}: did the person in these videos agree to become a character children talk to? "
-              "Their recordings stay on this bot until the character is deleted (/delcharacter).",
-        "ru": "Прежде чем делать героя {name}: человек на видео согласен стать героем, с которым говорят дети? "
-              "Записи хранятся у бота, пока героя не удалят (/delcharacter).",
+        "en": "Before I make {name}: did the person in these videos agree to become a character children "
+        "talk to? "
+        "Their recordings stay on this bot until the character is deleted (/delcharacter).",
+        "ru": "Прежде чем делать героя {name}: человек на видео согласен стать героем, с которым говорят "
+        "дети? "
+        "Записи хранятся у бота, пока героя не удалят (/delcharacter).",
     },
     "nc_consent_yes": {"en": "Yes, they agreed", "ru": "Да, согласен"},
     "nc_consent_given": {"en": "Thank you: agreed.", "ru": "Спасибо: согласие есть."},
     "nc_confirm_person": {
         "en": "Ready to make:\nName: {name} (id {id})\nMade from: {made_from} and a silent one\n"
-              "Voice for written texts: {voice}\nMade on: the CPU\n\nMake it?",
+        "Voice for written texts: {voice}\nMade on: the CPU\n\nMake it?",
         "ru": "Всё готово:\nИмя: {name} (id {id})\nИз чего: {made_from} и одна запись без слов\n"
-              "Голос для текстов: {voice}\nГде делаем: процессор\n\nДелаем?",
+        "Голос для текстов: {voice}\nГде делаем: процессор\n\nДелаем?",
     },
     "nc_made_from_parts": {"en": "{parts} recorded parts", "ru": "записанных частей: {parts}"},
     "nc_made_from_video": {"en": "one video of the whole passage", "ru": "одно видео со всем текстом"},
-    "ns_ask_character": {"en": "Which character will tell the story, in the voice you record?",
-                         "ru": "Кто из героев расскажет сказку голосом, который ты запишешь?"},
+    "ns_ask_character": {
+        "en": "Which character will tell the story, in the voice you record?",
+        "ru": "Кто из героев расскажет сказку голосом, который ты запишешь?",
+    },
     "ns_ask_audio": {
         "en": "{name} it is. Now send the story: a voice note or an audio file, up to {minutes} minutes. "
-              "Read calmly, with small pauses between sentences.",
+        "Read calmly, with small pauses between sentences.",
         "ru": "Рассказывает {name}. Теперь пришли сказку: голосовое или аудиофайл, до {minutes} мин. "
-              "Читай спокойно, с небольшими паузами между предложениями.",
+        "Читай спокойно, с небольшими паузами между предложениями.",
     },
-    "ns_send_audio": {"en": "Please send the story as a voice note or an audio file, or /cancel.",
-                      "ru": "Пришли, пожалуйста, сказку голосовым или аудиофайлом или /cancel."},
-    "ns_too_big": {"en": "That file is too big (more than {mb} MB). Send a shorter one, or /cancel.",
-                   "ru": "Этот файл слишком большой (больше {mb} МБ). Пришли покороче или /cancel."},
-    "ns_too_long": {"en": "That story is longer than {minutes} minutes; send a shorter one, or /cancel.",
-                    "ru": "Эта сказка длиннее {minutes} мин.; пришли покороче или /cancel."},
-    "ns_too_short": {"en": "That is only a few seconds; send the whole story, or /cancel.",
-                     "ru": "Это всего несколько секунд; пришли сказку целиком или /cancel."},
-    "ns_unreadable": {"en": "I can't play that file; send an ordinary voice note or an MP3/M4A/OGG audio file, or /cancel.",
-                      "ru": "Не получается прочитать этот файл; пришли обычное голосовое или аудио MP3/M4A/OGG или /cancel."},
-    "ns_ask_title": {"en": "Got it: about {minutes} min. What is the story called?",
-                     "ru": "Получил: около {minutes} мин. Как называется сказка?"},
-    "ns_bad_title": {"en": "Please send a title of 1 to 40 characters.", "ru": "Пришли название, от 1 до 40 символов."},
-    "ns_gone": {"en": "That character is gone; start again with /newstory.", "ru": "Этого героя больше нет; начни заново: /newstory."},
+    "ns_send_audio": {
+        "en": "Please send the story as a voice note or an audio file, or /cancel.",
+        "ru": "Пришли, пожалуйста, сказку голосовым или аудиофайлом или /cancel.",
+    },
+    "ns_too_big": {
+        "en": "That file is too big (more than {mb} MB). Send a shorter one, or /cancel.",
+        "ru": "Этот файл слишком большой (больше {mb} МБ). Пришли покороче или /cancel.",
+    },
+    "ns_too_long": {
+        "en": "That story is longer than {minutes} minutes; send a shorter one, or /cancel.",
+        "ru": "Эта сказка длиннее {minutes} мин.; пришли покороче или /cancel.",
+    },
+    "ns_too_short": {
+        "en": "That is only a few seconds; send the whole story, or /cancel.",
+        "ru": "Это всего несколько секунд; пришли сказку целиком или /cancel.",
+    },
+    "ns_unreadable": {
+        "en": "I can't play that file; send an ordinary voice note or an MP3/M4A/OGG audio file, or /cancel.",
+        "ru": "Не получается прочитать этот файл; пришли обычное голосовое или аудио MP3/M4A/OGG или "
+        "/cancel.",
+    },
+    "ns_ask_title": {
+        "en": "Got it: about {minutes} min. What is the story called?",
+        "ru": "Получил: около {minutes} мин. Как называется сказка?",
+    },
+    "ns_bad_title": {
+        "en": "Please send a title of 1 to 40 characters.",
+        "ru": "Пришли название, от 1 до 40 символов.",
+    },
+    "ns_gone": {
+        "en": "That character is gone; start again with /newstory.",
+        "ru": "Этого героя больше нет; начни заново: /newstory.",
+    },
     "ns_saved": {
-        "en": "Saved! \"{title}\" ({parts} parts) is in /story for children who chose {name}.",
+        "en": 'Saved! "{title}" ({parts} parts) is in /story for children who chose {name}.',
         "ru": "Сохранено! «{title}» ({parts} частей) есть в /story у детей, выбравших героя {name}.",
     },
     "ns_cancelled": {"en": "OK, no new story this time.", "ru": "Хорошо, в этот раз без новой сказки."},
@@ -293,21 +329,22 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "nc_closer": {
         "en": "Thank you! Now a closer look: send the same four cells on this grid, the mouth corners and "
-              "then the eyes, for example {example}.",
+        "then the eyes, for example {example}.",
         "ru": "Спасибо! Теперь поближе: пришли те же четыре клетки на этой сетке — уголки рта, потом глаза, "
-              "например {example}.",
+        "например {example}.",
     },
     "nc_bad_cells": {
-        "en": "I can't use that: {reason}. Send four cells from the grid, mouth corners first, for example {example}.",
+        "en": "I can't use that: {reason}. Send four cells from the grid, mouth corners first, for example "
+        "{example}.",
         "ru": "Не получается: {reason}. Пришли четыре клетки сетки, сначала уголки рта, например {example}.",
     },
     "nc_cartoon": {"en": "Usual cartoon proportions", "ru": "Обычные мультяшные пропорции"},
     "nc_gpu": {"en": "Let the GPU find the face", "ru": "Пусть лицо найдёт GPU"},
     "nc_bad_position": {
         "en": "Send the mouth position as two numbers x,y inside the picture ({width}x{height}), "
-              "for example {example}.",
+        "for example {example}.",
         "ru": "Пришли положение рта двумя числами x,y внутри картинки ({width}x{height}), "
-              "например {example}.",
+        "например {example}.",
     },
     "nc_ask_voice": {
         "en": "Which language and voice will {name} speak with?",
@@ -323,9 +360,9 @@ TEXTS: dict[str, dict[str, str]] = {
     "voice_ru_low": {"en": "Russian, low voice", "ru": "Русский, низкий голос"},
     "nc_confirm": {
         "en": "Ready to make:\nName: {name} (id {id})\nPicture: {width}x{height}, {face}\nVoice: {voice}\n"
-              "Made on: {where}\n\nMake it?",
+        "Made on: {where}\n\nMake it?",
         "ru": "Всё готово:\nИмя: {name} (id {id})\nКартинка: {width}x{height}, {face}\nГолос: {voice}\n"
-              "Где делаем: {where}\n\nДелаем?",
+        "Где делаем: {where}\n\nДелаем?",
     },
     "face_found": {"en": "face found", "ru": "лицо найдено"},
     "face_mouth": {"en": "mouth at {x},{y}", "ru": "рот в точке {x},{y}"},
@@ -338,7 +375,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "nc_stop": {"en": "Cancel", "ru": "Отмена"},
     "nc_cancelled": {"en": "OK, no new character this time.", "ru": "Хорошо, в этот раз без нового героя."},
     # -- admins: a make job's status message -------------------------------------------------------
-    "job_status": {"en": "New character {name} ({id}), job {job}:\n{state}", "ru": "Новый герой {name} ({id}), задача {job}:\n{state}"},
+    "job_status": {
+        "en": "New character {name} ({id}), job {job}:\n{state}",
+        "ru": "Новый герой {name} ({id}), задача {job}:\n{state}",
+    },
     "job_queued": {"en": "waiting, number {position} in line", "ru": "ждёт, {position}-й в очереди"},
     "job_queued_gpu": {
         "en": "waiting for the GPU worker, number {position} in line",
@@ -355,7 +395,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "готово! Сделано на: {where}, за {duration}. {name} уже в /characters; вот приветствие.",
     },
     "job_note": {"en": "(on the way: {note})", "ru": "(по пути: {note})"},
-    "jobs_ready": {"en": "ready, made on {where} in {duration}", "ru": "готово, сделано на: {where}, за {duration}"},
+    "jobs_ready": {
+        "en": "ready, made on {where} in {duration}",
+        "ru": "готово, сделано на: {where}, за {duration}",
+    },
     "path_flp": {"en": "the GPU (FasterLivePortrait)", "ru": "GPU (FasterLivePortrait)"},
     "path_puppet": {"en": "the CPU (puppet)", "ru": "процессоре (кукла)"},
     "path_person": {"en": "the CPU, from the recorded videos", "ru": "процессоре, из записанных видео"},
@@ -370,7 +413,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Какую задачу? Пришли /cancel НОМЕР, например /cancel {example}. Список: /jobs.",
     },
     "cancel_unknown": {"en": "There is no job {job}.", "ru": "Задачи {job} нет."},
-    "cancel_not_active": {"en": "Job {job} is over already ({status}).", "ru": "Задача {job} уже закончена ({status})."},
+    "cancel_not_active": {
+        "en": "Job {job} is over already ({status}).",
+        "ru": "Задача {job} уже закончена ({status}).",
+    },
     "cancel_done": {"en": "Job {job} ({name}) is cancelled.", "ru": "Задача {job} ({name}) отменена."},
     "del_prompt": {"en": "Which character shall I delete?", "ru": "Какого героя удалить?"},
     "del_none": {

@@ -72,6 +72,7 @@ def warm_up(settings: Settings) -> None:
     import tempfile
 
     import numpy as np
+
     from engine.characters import Catalogue
     from engine.media import ANALYSIS_SAMPLE_RATE, write_wav
     from engine.render import render
@@ -107,7 +108,11 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def run_worker(
-    settings: Settings, workers: int | None = None, parent_pid: int | None = None, prebuild: bool = True, route: str | None = None
+    settings: Settings,
+    workers: int | None = None,
+    parent_pid: int | None = None,
+    prebuild: bool = True,
+    route: str | None = None,
 ) -> int:
     """Run a consumer until SIGINT (graceful) or SIGTERM (interrupt). Blocks.
 
@@ -150,15 +155,20 @@ def check_gpu_settings(settings: Settings) -> None:
     from engine.errors import GramophoneError
 
     if settings.flp_mode is None:
-        raise SystemExit("gramophone worker --gpu: set GRAMOPHONE_FLP_MODE (cli or http) and the FLP settings (deploy/README.md)")
+        raise SystemExit(
+            "gramophone worker --gpu: set GRAMOPHONE_FLP_MODE (cli or http) and the FLP settings "
+            "(deploy/README.md)"
+        )
     try:
         settings.flp_config()
     except GramophoneError as error:
         raise SystemExit(f"gramophone worker --gpu: {error}") from None
     reference = settings.flp_reference()
     if reference is None:
-        raise SystemExit("gramophone worker --gpu: set GRAMOPHONE_FLP_REFERENCE_SPEECH and GRAMOPHONE_FLP_REFERENCE_IDLE "
-                         "(the recorded reference performance, deploy/README.md)")
+        raise SystemExit(
+            "gramophone worker --gpu: set GRAMOPHONE_FLP_REFERENCE_SPEECH and GRAMOPHONE_FLP_REFERENCE_IDLE "
+            "(the recorded reference performance, deploy/README.md)"
+        )
     from engine.makers.flp import validate_reference
 
     try:
@@ -182,12 +192,20 @@ class EmbeddedWorker:
         return "worker" if self.route is None else f"{self.route} maker"
 
     def start(self) -> None:
-        env = {key: value for key, value in os.environ.items() if key not in ("TELEGRAM_BOT_TOKEN", "GRAMOPHONE_TELEGRAM_BOT_TOKEN")}
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("TELEGRAM_BOT_TOKEN", "GRAMOPHONE_TELEGRAM_BOT_TOKEN")
+        }
         env.update(worker_environment(self.settings))
         command = [
-            sys.executable, "-m", "bot.worker",
-            "--workers", str(self.workers),
-            "--parent-pid", str(os.getpid()),
+            sys.executable,
+            "-m",
+            "bot.worker",
+            "--workers",
+            str(self.workers),
+            "--parent-pid",
+            str(os.getpid()),
         ]
         if self.route is not None:
             command += ["--make" if self.route == "cpu" else "--gpu"]
@@ -223,14 +241,26 @@ def worker_environment(settings: Settings) -> dict[str, str]:
 
     env = {
         "GRAMOPHONE_DATA_DIR": str(Path(settings.data_dir).resolve()),
-        "GRAMOPHONE_CHARACTERS_DIRS": json.dumps([str(Path(path).resolve()) for path in settings.characters_dirs]),
+        "GRAMOPHONE_CHARACTERS_DIRS": json.dumps(
+            [str(Path(path).resolve()) for path in settings.characters_dirs]
+        ),
         "GRAMOPHONE_WORKER_HEALTH_CHECK_S": str(settings.worker_health_check_s),
         "GRAMOPHONE_LOG_LEVEL": settings.log_level,
     }
     if settings.redis_url:
         env["GRAMOPHONE_REDIS_URL"] = settings.redis_url
-    for name in ("maker_nice", "flp_mode", "flp_checkout", "flp_python", "flp_cfg", "flp_url", "flp_timeout_s",
-                 "flp_max_lost_fraction", "flp_reference_speech", "flp_reference_idle"):
+    for name in (
+        "maker_nice",
+        "flp_mode",
+        "flp_checkout",
+        "flp_python",
+        "flp_cfg",
+        "flp_url",
+        "flp_timeout_s",
+        "flp_max_lost_fraction",
+        "flp_reference_speech",
+        "flp_reference_idle",
+    ):
         value = getattr(settings, name)
         if value is not None:
             env[f"GRAMOPHONE_{name.upper()}"] = str(value)

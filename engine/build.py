@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -69,7 +69,11 @@ class BuildSettings:
 
 
 def _encode_frames(
-    frames: Iterator[np.ndarray], quality: int, thumbs: list[np.ndarray], meter: MouthMeter, progress: Progress | None
+    frames: Iterator[np.ndarray],
+    quality: int,
+    thumbs: list[np.ndarray],
+    meter: MouthMeter,
+    progress: Progress | None,
 ) -> Iterator[bytes]:
     params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     for frame in frames:
@@ -84,8 +88,16 @@ def _encode_frames(
         yield jpeg.tobytes()
 
 
-def _store_video(writer: LibraryWriter, source: int, path: Path, settings: BuildSettings, crop: Crop | None,
-                 thumbs: list[np.ndarray], meter: MouthMeter, progress: Progress | None) -> int:
+def _store_video(
+    writer: LibraryWriter,
+    source: int,
+    path: Path,
+    settings: BuildSettings,
+    crop: Crop | None,
+    thumbs: list[np.ndarray],
+    meter: MouthMeter,
+    progress: Progress | None,
+) -> int:
     """Decode ``path`` into the library in chunks; returns how many frames it added."""
     frames = iter_frames(path, settings.size, feat.FPS, crop)
     meter.new_source()
@@ -136,7 +148,10 @@ def _crops(speech_video: Path, idle_video: Path | None, crop: Crop | str) -> tup
     speech_crop = face_crop(speech_video)
     if idle_video is None:
         return speech_crop, None
-    same = (probe(speech_video).width, probe(speech_video).height) == (probe(idle_video).width, probe(idle_video).height)
+    same = (probe(speech_video).width, probe(speech_video).height) == (
+        probe(idle_video).width,
+        probe(idle_video).height,
+    )
     return speech_crop, speech_crop if same else face_crop(idle_video)
 
 
@@ -145,7 +160,9 @@ def _within_takes(starts: np.ndarray, take_frames: Sequence[int] | None, speech_
     if not take_frames:
         return starts
     if sum(take_frames) != speech_frames or min(take_frames) < feat.SEGMENT_FRAMES:
-        raise InputError(f"the takes' {sum(take_frames)} frames do not make the speech video's {speech_frames}")
+        raise InputError(
+            f"the takes' {sum(take_frames)} frames do not make the speech video's {speech_frames}"
+        )
     boundaries = np.cumsum(take_frames)[:-1]
     crossing = np.zeros(len(starts), bool)
     for boundary in boundaries:
@@ -192,10 +209,16 @@ def _idle_from_video(recording: _Recording, idle_frames: int) -> _Recording:
 
 def _idle_from_pauses(recording: _Recording) -> _Recording | None:
     """No idle take: the segments wholly inside the recording's own pauses, when there are enough."""
-    in_pause = np.array([recording.idle[s : s + feat.SEGMENT_FRAMES].all() for s in recording.starts], dtype=bool)
+    in_pause = np.array(
+        [recording.idle[s : s + feat.SEGMENT_FRAMES].all() for s in recording.starts], dtype=bool
+    )
     if in_pause.sum() < MIN_IDLE_SEGMENTS:
         return None
-    return replace(recording, kinds=tuple("idle" if pause else "speech" for pause in in_pause), idle_source="speech-pauses")
+    return replace(
+        recording,
+        kinds=tuple("idle" if pause else "speech" for pause in in_pause),
+        idle_source="speech-pauses",
+    )
 
 
 def _idle_from_quietest(recording: _Recording, thumbs: np.ndarray) -> _Recording:
@@ -210,12 +233,18 @@ def _idle_from_quietest(recording: _Recording, thumbs: np.ndarray) -> _Recording
     idle = np.zeros(len(recording.speech), bool)
     for start in starts[chosen]:
         idle[start : start + feat.SEGMENT_FRAMES] = True
-    return replace(recording, idle=idle, starts=np.concatenate([starts, starts[chosen]]),
-                   kinds=recording.kinds + ("idle",) * len(chosen), idle_source="quietest-segments")
+    return replace(
+        recording,
+        idle=idle,
+        starts=np.concatenate([starts, starts[chosen]]),
+        kinds=recording.kinds + ("idle",) * len(chosen),
+        idle_source="quietest-segments",
+    )
 
 
-def _measure_mouths(writer: LibraryWriter, meter: MouthMeter, thumbs: np.ndarray, recording: _Recording,
-                    speech_frames: int) -> dict:
+def _measure_mouths(
+    writer: LibraryWriter, meter: MouthMeter, thumbs: np.ndarray, recording: _Recording, speech_frames: int
+) -> dict:
     """The mouth of every frame, and the audio -> mouth model learnt from the speech frames,
     into the library; returns their description for its metadata."""
     recorded_speech = np.zeros(len(thumbs), dtype=bool)
@@ -281,7 +310,9 @@ def build_library(
     if not info.has_video:
         raise MediaError(f"{speech_video}: not a video (no video track)")
     if not info.has_audio:
-        raise MediaError(f"{speech_video}: has no audio track; the speech video must carry the voice it shows")
+        raise MediaError(
+            f"{speech_video}: has no audio track; the speech video must carry the voice it shows"
+        )
     if idle_video is not None:
         idle_video = Path(idle_video)
         if not probe(idle_video).has_video:
@@ -293,18 +324,30 @@ def build_library(
     thumbs: list[np.ndarray] = []
     meter = MouthMeter(use_landmarks=settings.mouth_landmarks)
     with LibraryWriter(out_path) as writer:
-        speech_frames = _store_video(writer, SPEECH_SOURCE, speech_video, settings, speech_crop, thumbs, meter, progress)
+        speech_frames = _store_video(
+            writer, SPEECH_SOURCE, speech_video, settings, speech_crop, thumbs, meter, progress
+        )
         if speech_frames < MIN_SPEECH_SECONDS * feat.FPS:
             raise InputError(
-                f"{speech_video}: only {speech_frames / feat.FPS:.2f} s of video; a speech video needs at least {MIN_SPEECH_SECONDS:.0f} s"
+                f"{speech_video}: only {speech_frames / feat.FPS:.2f} s of video; a speech video needs at "
+                f"least {MIN_SPEECH_SECONDS:.0f} s"
             )
         analysis = feat.analyse(audio, ANALYSIS_SAMPLE_RATE, speech_frames, settings.vad)
         starts = _within_takes(feat.segment_starts(speech_frames), take_frames, speech_frames)
-        recording = _Recording(analysis.features, analysis.levels_db, analysis.speech, ~analysis.speech, starts,
-                               ("speech",) * len(starts), "")
+        recording = _Recording(
+            analysis.features,
+            analysis.levels_db,
+            analysis.speech,
+            ~analysis.speech,
+            starts,
+            ("speech",) * len(starts),
+            "",
+        )
         idle_frames = 0
         if idle_video is not None:
-            idle_frames = _store_video(writer, IDLE_SOURCE, idle_video, settings, idle_crop, thumbs, meter, progress)
+            idle_frames = _store_video(
+                writer, IDLE_SOURCE, idle_video, settings, idle_crop, thumbs, meter, progress
+            )
             if idle_frames < feat.SEGMENT_FRAMES:
                 raise InputError(f"{idle_video}: shorter than one segment ({feat.SEGMENT_FRAMES} frames)")
             recording = _idle_from_video(recording, idle_frames)
@@ -322,18 +365,22 @@ def build_library(
         writer.set_array("thumbnails", thumbs_array)
         writer.set_array("embeddings", _principal_embeddings(thumbs_array, settings.embedding_dims, rng))
         starts = recording.starts
-        writer.set_segments(starts, list(recording.kinds), feat.segment_fingerprints(features, starts), feat.SEGMENT_FRAMES)
+        writer.set_segments(
+            starts, list(recording.kinds), feat.segment_fingerprints(features, starts), feat.SEGMENT_FRAMES
+        )
         writer.set_meta(
             size=settings.size,
             fps=feat.FPS,
             idle_source=idle_source,
             build={**settings.as_meta(), "crop": _describe_crop(settings.crop, speech_crop)},
             mouth=mouth_meta,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
             speech_video=speech_video.name,
             idle_video=idle_video.name if idle_video is not None else "",
         )
         writer.commit()
-    log.info("built %s: %d speech frames, %d idle frames (%s)", out_path, speech_frames, idle_frames, idle_source)
+    log.info(
+        "built %s: %d speech frames, %d idle frames (%s)", out_path, speech_frames, idle_frames, idle_source
+    )
     with open_library(out_path) as library:
         return library.info()

@@ -24,7 +24,18 @@ CHARACTER_FILE = "character.toml"
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 SOURCES = ("drawn", "video")
 PITCH_RANGE = (-12.0, 12.0)
-_KNOWN = ("id", "name", "description", "language", "pitch_semitones", "portrait", "voice", "voices", "greeting", "library")
+_KNOWN = (
+    "id",
+    "name",
+    "description",
+    "language",
+    "pitch_semitones",
+    "portrait",
+    "voice",
+    "voices",
+    "greeting",
+    "library",
+)
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -66,7 +77,11 @@ class CharacterSpec:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise CharacterError(f"{where}: not valid TOML ({error})") from None
-        missing = [key for key in ("id", "name", "language") if not isinstance(data.get(key), str) or not data.get(key)]
+        missing = [
+            key
+            for key in ("id", "name", "language")
+            if not isinstance(data.get(key), str) or not data.get(key)
+        ]
         if missing:
             raise CharacterError(f"{where}: missing {', '.join(missing)}")
         identifier = data["id"]
@@ -82,7 +97,12 @@ class CharacterSpec:
         if isinstance(greeting, str):
             greeting = {data["language"]: greeting}
         library = data.get("library", {"source": "video"})
-        tables = {"voice": data.get("voice", {}), "voices": data.get("voices", {}), "greeting": greeting, "library": library}
+        tables = {
+            "voice": data.get("voice", {}),
+            "voices": data.get("voices", {}),
+            "greeting": greeting,
+            "library": library,
+        }
         for key, value in tables.items():
             if not isinstance(value, dict):
                 raise CharacterError(f"{where}: [{key}] must be a table")
@@ -110,14 +130,23 @@ class CharacterSpec:
     def to_toml(self) -> str:
         """The spec as ``character.toml`` text (UTF-8; every string escaped, control characters too)."""
         lines = [f"# {line}".rstrip() for line in self.comment.splitlines()] if self.comment else []
-        top: dict[str, Any] = {"id": self.id, "name": self.name, "description": self.description,
-                               "language": self.language, "pitch_semitones": float(self.pitch_semitones)}
+        top: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "language": self.language,
+            "pitch_semitones": float(self.pitch_semitones),
+        }
         if self.portrait is not None:
             top["portrait"] = self.portrait
         scalars = {key: value for key, value in self.extra.items() if not isinstance(value, dict)}
         lines += [f"{_key(key)} = {_value(value)}" for key, value in {**top, **scalars}.items()]
-        tables: dict[str, Any] = {"voice": self.voice, "voices": self.voices, "greeting": self.greeting,
-                                  "library": self.library}
+        tables: dict[str, Any] = {
+            "voice": self.voice,
+            "voices": self.voices,
+            "greeting": self.greeting,
+            "library": self.library,
+        }
         tables.update({key: value for key, value in self.extra.items() if isinstance(value, dict)})
         for name, table in tables.items():
             if table:
@@ -126,8 +155,10 @@ class CharacterSpec:
 
     def renamed(self, new_name: str) -> CharacterSpec:
         """The same character under a new display name; greetings that say the old name say the new."""
-        greeting = {language: line.replace(self.name, new_name) if self.name else line
-                    for language, line in self.greeting.items()}
+        greeting = {
+            language: line.replace(self.name, new_name) if self.name else line
+            for language, line in self.greeting.items()
+        }
         return replace(self, name=new_name, greeting=greeting)
 
 

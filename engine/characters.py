@@ -39,12 +39,12 @@ with a message naming the folder and the others still load.
 from __future__ import annotations
 
 import fcntl
-from importlib import resources
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from .character_spec import CHARACTER_FILE, CharacterError, CharacterSpec
 from .errors import InputError
@@ -70,8 +70,12 @@ def builtin_characters_dir() -> Path:
     configured = os.environ.get(BUILTIN_DIR_ENV)
     if not configured and os.environ.get(_OLD_BUILTIN_DIR_ENV):
         configured = os.environ[_OLD_BUILTIN_DIR_ENV]
-        log.warning("%s is now called %s (the bot's %sS lists every catalogue root)", _OLD_BUILTIN_DIR_ENV,
-                    BUILTIN_DIR_ENV, _OLD_BUILTIN_DIR_ENV)
+        log.warning(
+            "%s is now called %s (the bot's %sS lists every catalogue root)",
+            _OLD_BUILTIN_DIR_ENV,
+            BUILTIN_DIR_ENV,
+            _OLD_BUILTIN_DIR_ENV,
+        )
     if configured:
         return Path(configured)
     try:
@@ -85,8 +89,6 @@ def library_cache_dir() -> Path:
     ``$XDG_CACHE_HOME/gramophone/libraries`` (``~/.cache/...`` by default)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "gramophone" / "libraries"
-
-
 
 
 def made_characters_dir() -> Path:
@@ -134,7 +136,9 @@ class Character:
 
     def greeting_for(self, language: str | None = None) -> str:
         language = language or self.language
-        return self.greetings.get(language) or self.greetings.get(self.language) or f"Hello! I am {self.name}."
+        return (
+            self.greetings.get(language) or self.greetings.get(self.language) or f"Hello! I am {self.name}."
+        )
 
 
 def _voice(table: dict, language: str, where: Path) -> VoiceSettings:
@@ -171,13 +175,17 @@ def load_character(folder: str | os.PathLike) -> Character:
     language = spec.language
     voices = {language: _voice(dict(spec.voice), language, toml_path)}
     for other, table in spec.voices.items():
-        voices[other] = _voice({**spec.voice, **table, "language": table.get("language", other)}, other, toml_path)
+        voices[other] = _voice(
+            {**spec.voice, **table, "language": table.get("language", other)}, other, toml_path
+        )
     source = dict(spec.library)
     kind = source["source"]
     if kind == "video" and not (folder / LIBRARY_FILE).is_file():
         video = folder / source.get("speech_video", "speech.mp4")
         if not video.is_file():
-            raise CharacterError(f"{folder}: no {LIBRARY_FILE} and no speech video {video.name} to build it from")
+            raise CharacterError(
+                f"{folder}: no {LIBRARY_FILE} and no speech video {video.name} to build it from"
+            )
     return Character(
         id=spec.id,
         name=spec.name,
@@ -210,7 +218,9 @@ class Catalogue:
         for root in self.roots:
             if not root.is_dir():
                 continue
-            for folder in sorted(path for path in root.iterdir() if path.is_dir() and (path / CHARACTER_FILE).exists()):
+            for folder in sorted(
+                path for path in root.iterdir() if path.is_dir() and (path / CHARACTER_FILE).exists()
+            ):
                 try:
                     character = load_character(folder)
                 except CharacterError as error:
@@ -231,7 +241,9 @@ class Catalogue:
             raise InputError(f"unknown character {identifier!r} (known: {known})") from None
 
 
-def ensure_library(character: Character, progress: Callable[[int], None] | None = None, rebuild: bool = False) -> Path:
+def ensure_library(
+    character: Character, progress: Callable[[int], None] | None = None, rebuild: bool = False
+) -> Path:
     """The character's library, built first if it is missing (or ``rebuild``).
 
     A lock file in the folder makes concurrent callers (several workers starting at once) wait
@@ -259,8 +271,12 @@ def ensure_library(character: Character, progress: Callable[[int], None] | None 
             idle_name = character.source.get("idle_video")
             idle = character.folder / idle_name if idle_name else None
             crop = str(character.source.get("crop", "face"))
-            settings = BuildSettings(size=int(character.source.get("size", 512)), crop=Crop.parse(crop) if "," in crop else crop)
+            settings = BuildSettings(
+                size=int(character.source.get("size", 512)), crop=Crop.parse(crop) if "," in crop else crop
+            )
             takes = character.source.get("takes")  # a person recorded in takes: no segment across two
             take_frames = [int(count) for count in takes] if isinstance(takes, list) and takes else None
-            build_library(speech, character.library_path, idle, settings, progress=progress, take_frames=take_frames)
+            build_library(
+                speech, character.library_path, idle, settings, progress=progress, take_frames=take_frames
+            )
     return character.library_path

@@ -76,8 +76,24 @@ def shift_pitch(
         filters.append(pitch_filter(semitones))
     tmp = destination.with_name(f".{destination.name}.part.wav")
     cmd = [
-        ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *inputs,
-        "-map", "0:a:0", "-vn", "-ac", "1", "-af", ",".join(filters), "-ar", "48000", "-c:a", "pcm_s16le", str(tmp),
+        ffmpeg_exe(),
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        *inputs,
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-ac",
+        "1",
+        "-af",
+        ",".join(filters),
+        "-ar",
+        "48000",
+        "-c:a",
+        "pcm_s16le",
+        str(tmp),
     ]
     try:
         run = run_bounded(cmd, timeout_s=timeout_s)

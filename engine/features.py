@@ -23,8 +23,8 @@ across recordings needs. A segment's 16-number fingerprint is the mean of its fr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import scipy.fft
@@ -81,7 +81,9 @@ def _hann(length: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)).astype(np.float32)
 
 
-def mel_filterbank(sample_rate: int, n_fft: int = _N_FFT, n_mels: int = _N_MELS, fmin: float = 60.0, fmax: float = 7600.0) -> np.ndarray:
+def mel_filterbank(
+    sample_rate: int, n_fft: int = _N_FFT, n_mels: int = _N_MELS, fmin: float = 60.0, fmax: float = 7600.0
+) -> np.ndarray:
     """Triangular mel filters on the Slaney mel scale with Slaney area normalisation.
 
     The same filters as ``librosa.filters.mel`` with its defaults (a test checks it): librosa
@@ -145,7 +147,9 @@ def _levels_from_power(power: np.ndarray) -> np.ndarray:
     return 10 * np.log10(frame_power + _EPS)
 
 
-def raw_features(audio: np.ndarray, sample_rate: int, n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def raw_features(
+    audio: np.ndarray, sample_rate: int, n_frames: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Un-normalised per-frame features and levels.
 
     Returns
@@ -236,7 +240,9 @@ class AudioAnalysis:
         return int(self.features.shape[0])
 
 
-def analyse(audio: np.ndarray, sample_rate: int, n_frames: int | None = None, vad: VadSettings = VadSettings()) -> AudioAnalysis:
+def analyse(
+    audio: np.ndarray, sample_rate: int, n_frames: int | None = None, vad: VadSettings = VadSettings()
+) -> AudioAnalysis:
     """Features, speech mask and levels of ``audio`` along a ``FPS`` timeline."""
     raw, levels = raw_features(audio, sample_rate, n_frames)
     speech = voice_activity(levels, vad)
@@ -252,5 +258,7 @@ def segment_starts(n_frames: int) -> np.ndarray:
 
 def segment_fingerprints(features: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """The 16-number fingerprint of each segment: the mean of its frames' feature vectors."""
-    cumulative = np.vstack([np.zeros((1, features.shape[1]), np.float64), np.cumsum(features, axis=0, dtype=np.float64)])
+    cumulative = np.vstack(
+        [np.zeros((1, features.shape[1]), np.float64), np.cumsum(features, axis=0, dtype=np.float64)]
+    )
     return ((cumulative[starts + SEGMENT_FRAMES] - cumulative[starts]) / SEGMENT_FRAMES).astype(np.float32)

@@ -52,7 +52,11 @@ def _face_boxes(frames: list[np.ndarray]) -> list[tuple[float, float, float, flo
     cascade = _haar()
     for frame in frames:
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        found = cascade.detectMultiScale(grey, 1.1, 5, minSize=(grey.shape[0] // 10,) * 2) if cascade is not None else ()
+        found = (
+            cascade.detectMultiScale(grey, 1.1, 5, minSize=(grey.shape[0] // 10,) * 2)
+            if cascade is not None
+            else ()
+        )
         if len(found) == 0:
             boxes.append(None)
             continue
@@ -92,5 +96,14 @@ def face_crop(path: str | os.PathLike, *, seconds: float = SAMPLE_SECONDS, sampl
     x = int(round(min(max(centre_x - side / 2, 0), width - side)))
     y = int(round(min(max(centre_y - side / 2, 0), height - side)))
     crop = Crop(x, y, side)
-    log.info("%s: face found in %d of %d frames; crop %d,%d,%d,%d", path.name, len(boxes), len(frames), x, y, side, side)
+    log.info(
+        "%s: face found in %d of %d frames; crop %d,%d,%d,%d",
+        path.name,
+        len(boxes),
+        len(frames),
+        x,
+        y,
+        side,
+        side,
+    )
     return crop

@@ -61,7 +61,11 @@ def _face_mesh_module() -> types.ModuleType | None:
     try:
         from mediapipe.python.solutions import face_mesh
     except Exception as error:  # noqa: BLE001 -- absent, or a broken install: fall back, say why once
-        log.info("face landmarks unavailable (%s: %s): mouths are measured from pixels", type(error).__name__, error)
+        log.info(
+            "face landmarks unavailable (%s: %s): mouths are measured from pixels",
+            type(error).__name__,
+            error,
+        )
         return None
     return face_mesh
 
@@ -154,8 +158,11 @@ def serve() -> None:
             if mesh is not None:
                 mesh.close()
             mesh = module.FaceMesh(
-                static_image_mode=bool(payload), max_num_faces=1, refine_landmarks=True,
-                min_detection_confidence=0.5, min_tracking_confidence=0.5,
+                static_image_mode=bool(payload),
+                max_num_faces=1,
+                refine_landmarks=True,
+                min_detection_confidence=0.5,
+                min_tracking_confidence=0.5,
             )
             _send(sink, None)
             continue
@@ -173,8 +180,11 @@ class _Server:
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.landmarks"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, cwd=str(Path(__file__).resolve().parents[1]),
+            [sys.executable, "-m", "engine.landmarks"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=str(Path(__file__).resolve().parents[1]),
         )
         self.lock = threading.Lock()
         atexit.register(self.stop)
@@ -189,7 +199,9 @@ class _Server:
                 _send(self.process.stdin, (kind, payload))
                 return _receive(self.process.stdout)
             except (BrokenPipeError, EOFError) as error:
-                raise RuntimeError(f"the face landmark process stopped (exit {self.process.poll()})") from error
+                raise RuntimeError(
+                    f"the face landmark process stopped (exit {self.process.poll()})"
+                ) from error
 
     def stop(self) -> None:
         if not self.alive():
@@ -228,7 +240,9 @@ class FaceTracker:
 
     def __init__(self, *, still: bool = False) -> None:
         if _face_mesh_module() is None:
-            raise RuntimeError("no face landmark model: pip install --no-deps mediapipe==0.10.21 (see README)")
+            raise RuntimeError(
+                "no face landmark model: pip install --no-deps mediapipe==0.10.21 (see README)"
+            )
         self._server = _the_server()
         self._server.ask("reset", still)
 

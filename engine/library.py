@@ -37,10 +37,11 @@ import logging
 import os
 import sqlite3
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -104,19 +105,22 @@ class LibraryInfo:
             f"library      {self.path}",
             f"format       {FORMAT} v{self.format_version}",
             f"frames       {self.frames} at {self.size}x{self.size}, {self.fps} fps",
-            f"speech       {self.speech_frames} frames ({self.speech_seconds:.1f} s), {self.speech_segments} segments",
-            f"idle         {self.idle_frames} frames ({self.idle_seconds:.1f} s), {self.idle_segments} segments, {idle_notes.get(self.idle_source, self.idle_source)}",
+            f"speech       {self.speech_frames} frames ({self.speech_seconds:.1f} s), "
+            f"{self.speech_segments} segments",
+            f"idle         {self.idle_frames} frames ({self.idle_seconds:.1f} s), {self.idle_segments} "
+            f"segments, {idle_notes.get(self.idle_source, self.idle_source)}",
             f"file size    {self.file_bytes / 1e6:.1f} MB",
             f"mouth        {self._mouth_line()}",
             f"built        {self.created}",
             f"settings     {settings}",
         ]
 
-
     def _mouth_line(self) -> str:
         if not self.mouth:
             return "not measured (a v1 library: rebuild it for mouth-aware planning)"
-        line = f"measured by {self.mouth.get('measure')} ({self.mouth.get('landmarks')}), on {100 * self.mouth.get('found', 0):.0f}% of frames"
+        found = 100 * self.mouth.get("found", 0)
+        how = f"{self.mouth.get('measure')} ({self.mouth.get('landmarks')})"
+        line = f"measured by {how}, on {found:.0f}% of frames"
         model = self.mouth.get("model")
         if model:
             r = model.get("cv_r", [0, 0])
@@ -142,7 +146,7 @@ class LibraryWriter:
         self._db: sqlite_utils.Database | None = None
         self._next_frame = 0
 
-    def __enter__(self) -> "LibraryWriter":
+    def __enter__(self) -> LibraryWriter:
         directory = self.path.parent if str(self.path.parent) else Path(".")
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -184,11 +188,19 @@ class LibraryWriter:
         assert self._db is not None
         self._db["arrays"].insert(_array_row(name, array), replace=True)
 
-    def set_segments(self, starts: np.ndarray, kinds: list[str], fingerprints: np.ndarray, length: int) -> None:
+    def set_segments(
+        self, starts: np.ndarray, kinds: list[str], fingerprints: np.ndarray, length: int
+    ) -> None:
         assert self._db is not None
         self._db["segments"].insert_all(
             (
-                {"id": i, "start": int(start), "length": length, "kind": kind, "fingerprint": fingerprints[i].astype(np.float32).tobytes()}
+                {
+                    "id": i,
+                    "start": int(start),
+                    "length": length,
+                    "kind": kind,
+                    "fingerprint": fingerprints[i].astype(np.float32).tobytes(),
+                }
                 for i, (start, kind) in enumerate(zip(starts, kinds))
             ),
             batch_size=2000,
@@ -197,7 +209,10 @@ class LibraryWriter:
     def set_meta(self, **values: object) -> None:
         assert self._db is not None
         self._db["meta"].insert_all(
-            ({"key": key, "value": value if isinstance(value, str) else json.dumps(value)} for key, value in values.items()),
+            (
+                {"key": key, "value": value if isinstance(value, str) else json.dumps(value)}
+                for key, value in values.items()
+            ),
             replace=True,
         )
 
@@ -236,31 +251,42 @@ class Library:
             if handle.read(16) != _SQLITE_MAGIC:
                 raise LibraryError(f"{self.path}: not a Gramophone character library")
         try:
-            self._conn = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, check_same_thread=False)
+            self._conn = sqlite3.connect(
+                f"file:{self.path.resolve()}?mode=ro", uri=True, check_same_thread=False
+            )
             self._db = sqlite_utils.Database(self._conn)
             meta = {row["key"]: row["value"] for row in self._db["meta"].rows}
         except sqlite3.DatabaseError:
-            raise LibraryError(f"{self.path}: not a Gramophone character library (unreadable SQLite)") from None
+            raise LibraryError(
+                f"{self.path}: not a Gramophone character library (unreadable SQLite)"
+            ) from None
         if meta.get("format") != FORMAT:
             raise LibraryError(f"{self.path}: not a Gramophone character library")
         version = int(meta.get("format_version", "0"))
         if version not in READABLE_VERSIONS:
             newer = "a newer" if version > FORMAT_VERSION else "an older"
             raise LibraryError(
-                f"{self.path}: library format v{version} is from {newer} Gramophone; this one reads v{FORMAT_VERSION}: rebuild it with `gramophone build`"
+                f"{self.path}: library format v{version} is from {newer} Gramophone; this one reads "
+                f"v{FORMAT_VERSION}: rebuild it with `gramophone build`"
             )
         self.meta = meta
         self.size = int(meta["size"])
         self.fps = int(meta["fps"])
         try:
             self._arrays = {row["name"]: row for row in self._db["arrays"].rows}
-            segments = list(self._conn.execute("SELECT start, length, kind, fingerprint FROM segments ORDER BY id"))
+            segments = list(
+                self._conn.execute("SELECT start, length, kind, fingerprint FROM segments ORDER BY id")
+            )
             self.frame_count = self._conn.execute("SELECT count(*) FROM frames").fetchone()[0]
-            sources = np.array([row[0] for row in self._conn.execute("SELECT source FROM frames ORDER BY id")], dtype=np.int8)
+            sources = np.array(
+                [row[0] for row in self._conn.execute("SELECT source FROM frames ORDER BY id")], dtype=np.int8
+            )
         except (sqlite3.DatabaseError, KeyError):
             raise LibraryError(f"{self.path}: damaged library (rebuild it with `gramophone build`)") from None
         if not segments or self.frame_count == 0:
-            raise LibraryError(f"{self.path}: damaged library: no segments (rebuild it with `gramophone build`)")
+            raise LibraryError(
+                f"{self.path}: damaged library: no segments (rebuild it with `gramophone build`)"
+            )
         self.segment_starts = np.array([row[0] for row in segments], dtype=np.int64)
         self.segment_length = int(segments[0][1])
         self.segment_is_idle = np.array([row[2] == "idle" for row in segments], dtype=bool)
@@ -317,14 +343,16 @@ class Library:
         return json.loads(self.meta.get("mouth", "{}"))
 
     @cached_property
-    def mouth_model(self) -> "MouthModel | None":
+    def mouth_model(self) -> MouthModel | None:
         """The recording's audio -> mouth model; None in a v1 library or one too short to learn it."""
         from .mouth import MouthModel
 
         names = ("mouth_model_weights", "mouth_model_x", "mouth_model_y")
         if not all(name in self._arrays for name in names):
             return None
-        return MouthModel.from_arrays({name: self.array(name) for name in names}, self.mouth_meta.get("model", {}))
+        return MouthModel.from_arrays(
+            {name: self.array(name) for name in names}, self.mouth_meta.get("model", {})
+        )
 
     def jpeg(self, index: int) -> bytes:
         row = self._conn.execute(self._select, (int(index),)).fetchone()
@@ -361,7 +389,7 @@ class Library:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "Library":
+    def __enter__(self) -> Library:
         return self
 
     def __exit__(self, *exc: object) -> None:

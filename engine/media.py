@@ -19,9 +19,9 @@ import signal
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import cv2
 import ffmpeg  # ffmpeg-python: command-line builder only
@@ -217,7 +217,9 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     audio = re.search(r"Stream #\d+:\d+.*?: Audio: (\w+)", text)
     has_audio = audio is not None
     audio_codec = audio.group(1) if audio else None
-    return MediaInfo(path, duration, width, height, fps, has_video, has_audio, video_codec, audio_codec, pixel_format)
+    return MediaInfo(
+        path, duration, width, height, fps, has_video, has_audio, video_codec, audio_codec, pixel_format
+    )
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int = ANALYSIS_SAMPLE_RATE) -> np.ndarray:
@@ -275,7 +277,12 @@ def _read_plain_wav(path: Path, sample_rate: int) -> np.ndarray | None:
         info = soundfile.info(str(path))
     except (RuntimeError, soundfile.LibsndfileError, OSError):
         return None
-    if info.format != "WAV" or info.subtype not in _PLAIN_SUBTYPES or info.channels != 1 or info.samplerate != sample_rate:
+    if (
+        info.format != "WAV"
+        or info.subtype not in _PLAIN_SUBTYPES
+        or info.channels != 1
+        or info.samplerate != sample_rate
+    ):
         return None
     try:
         audio, _ = soundfile.read(str(path), dtype="float32")
@@ -340,7 +347,9 @@ def sniff_container(head: bytes) -> str | None:
     return None
 
 
-def untrusted_input_args(path: str | os.PathLike, container: str, *, max_seconds: float | None = None) -> list[str]:
+def untrusted_input_args(
+    path: str | os.PathLike, container: str, *, max_seconds: float | None = None
+) -> list[str]:
     """ffmpeg's input options for a user's file: the one demuxer its bytes showed, local files
     only, and at most ``max_seconds`` read from it.
 
@@ -362,8 +371,13 @@ USER_VIDEO_CONTAINERS = {"mp4": "mov", "mkv": "matroska"}
 """The containers a user's video may be in: Telegram's video notes and videos are MP4; WebM too."""
 
 
-def remux_untrusted_video(path: str | os.PathLike, out: str | os.PathLike, *, max_seconds: float,
-                          timeout_s: float = UNTRUSTED_TIMEOUT_S) -> Path:
+def remux_untrusted_video(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    max_seconds: float,
+    timeout_s: float = UNTRUSTED_TIMEOUT_S,
+) -> Path:
     """A user's video copied (not re-encoded) into a plain MP4 we made, through the one demuxer its
     bytes showed, local files only, at most ``max_seconds`` of it: everything after reads our
     copy, never the user's file (which could be a playlist naming other files or URLs).
@@ -379,10 +393,33 @@ def remux_untrusted_video(path: str | os.PathLike, out: str | os.PathLike, *, ma
     demuxer = USER_VIDEO_CONTAINERS.get(container or "")
     if demuxer is None:
         raise MediaError(f"{path.name}: not a video I accept (send an MP4 video or a round video message)")
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-           "-protocol_whitelist", UNTRUSTED_PROTOCOLS, "-format_whitelist", demuxer, "-f", demuxer,
-           "-t", f"{max_seconds:.3f}", "-i", str(path), "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy",
-           "-f", "mp4", str(out)]
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-protocol_whitelist",
+        UNTRUSTED_PROTOCOLS,
+        "-format_whitelist",
+        demuxer,
+        "-f",
+        demuxer,
+        "-t",
+        f"{max_seconds:.3f}",
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0?",
+        "-c",
+        "copy",
+        "-f",
+        "mp4",
+        str(out),
+    ]
     run = run_bounded(cmd, timeout_s=timeout_s)
     if run.returncode != 0 or not out.exists():
         out.unlink(missing_ok=True)
@@ -423,11 +460,28 @@ def inspect_untrusted_audio(
         raise MediaError(f"{path}: no such file") from None
     container = sniff_container(head)
     if container is None:
-        raise MediaError(f"{path}: not an audio file I accept (ogg, mp3, m4a/mp4, webm/mkv, wav, flac, aac, amr)")
+        raise MediaError(
+            f"{path}: not an audio file I accept (ogg, mp3, m4a/mp4, webm/mkv, wav, flac, aac, amr)"
+        )
     cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
         *untrusted_input_args(path, container, max_seconds=max_seconds + DECODE_MARGIN_S),
-        "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(_MEASURE_RATE), "-f", "s16le", "pipe:",
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-sn",
+        "-dn",
+        "-ac",
+        "1",
+        "-ar",
+        str(_MEASURE_RATE),
+        "-f",
+        "s16le",
+        "pipe:",
     ]
     run = run_bounded(cmd, timeout_s=timeout_s)
     if run.returncode != 0:
@@ -447,7 +501,7 @@ class Crop:
     side: int
 
     @classmethod
-    def parse(cls, text: str) -> "Crop":
+    def parse(cls, text: str) -> Crop:
         """Parse ``x,y,w,h`` (w must equal h: characters are square)."""
         try:
             x, y, w, h = (int(part) for part in text.split(","))
@@ -477,8 +531,10 @@ def iter_frames(
     if crop is None:
         stream = stream.filter("crop", "min(iw,ih)", "min(iw,ih)")
     else:
-        if info.width and info.height and (
-            crop.x + crop.side > info.width or crop.y + crop.side > info.height
+        if (
+            info.width
+            and info.height
+            and (crop.x + crop.side > info.width or crop.y + crop.side > info.height)
         ):
             raise InputError(
                 f"crop {crop.x},{crop.y},{crop.side},{crop.side} lies outside the "
@@ -508,10 +564,14 @@ def iter_frames(
             returncode = proc.wait()
         if returncode not in (0, -9):
             errors.seek(0)
-            raise ffmpeg_failure(path, "cannot decode video", _last_line(errors.read().decode(errors="replace")))
+            raise ffmpeg_failure(
+                path, "cannot decode video", _last_line(errors.read().decode(errors="replace"))
+            )
 
 
-def sample_frames(path: str | os.PathLike, *, count: int, seconds: float, scale: float = 1.0) -> list[np.ndarray]:
+def sample_frames(
+    path: str | os.PathLike, *, count: int, seconds: float, scale: float = 1.0
+) -> list[np.ndarray]:
     """``count`` frames spread over the first ``seconds`` of the video, whole (not cropped),
     scaled by ``scale``: what framing looks at to find the face."""
     path = Path(path)
@@ -523,17 +583,36 @@ def sample_frames(path: str | os.PathLike, *, count: int, seconds: float, scale:
     span = min(seconds, info.duration or seconds)
     rate = max(count / max(span, 1e-3), 0.1)
     cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-t", f"{span:.3f}", "-i", str(path),
-        "-vf", f"fps={rate:.4f},scale={width}:{height}", "-frames:v", str(count),
-        "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:",
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-t",
+        f"{span:.3f}",
+        "-i",
+        str(path),
+        "-vf",
+        f"fps={rate:.4f},scale={width}:{height}",
+        "-frames:v",
+        str(count),
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "bgr24",
+        "pipe:",
     ]
-    run = run_bounded(cmd, timeout_s=UNTRUSTED_TIMEOUT_S, keep_stdout=True, stdout_limit=width * height * 3 * count)
+    run = run_bounded(
+        cmd, timeout_s=UNTRUSTED_TIMEOUT_S, keep_stdout=True, stdout_limit=width * height * 3 * count
+    )
     if run.returncode not in (0, -9) or run.stdout is None:
         raise ffmpeg_failure(path, "cannot decode video", run.message)
     frame_bytes = width * height * 3
     data = run.stdout
-    return [np.frombuffer(data[i : i + frame_bytes], np.uint8).reshape(height, width, 3)
-            for i in range(0, len(data) - frame_bytes + 1, frame_bytes)]
+    return [
+        np.frombuffer(data[i : i + frame_bytes], np.uint8).reshape(height, width, 3)
+        for i in range(0, len(data) - frame_bytes + 1, frame_bytes)
+    ]
 
 
 @dataclass(frozen=True)
@@ -598,12 +677,10 @@ class VideoEncoder:
         self._audio_thread: threading.Thread | None = None
         self._audio_fd: int | None = None
 
-    def __enter__(self) -> "VideoEncoder":
+    def __enter__(self) -> VideoEncoder:
         directory = self.path.parent if str(self.path.parent) else Path(".")
         try:
-            handle, tmp = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".part.mp4", dir=directory
-            )
+            handle, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part.mp4", dir=directory)
             os.close(handle)
         except OSError as error:
             raise InputError(f"cannot write {self.path}: {error.strerror}") from None
@@ -617,12 +694,20 @@ class VideoEncoder:
         pass_fds: tuple[int, ...] = ()
         if self.audio_path is not None:
             streams.append(ffmpeg.input(str(self.audio_path)).audio)
-            audio_args = {"acodec": "aac", "audio_bitrate": self.settings.audio_bitrate, "aac_coder": self.settings.aac_coder}
+            audio_args = {
+                "acodec": "aac",
+                "audio_bitrate": self.settings.audio_bitrate,
+                "aac_coder": self.settings.aac_coder,
+            }
         elif self.audio_rate is not None:
             read_fd, self._audio_fd = os.pipe()
             pass_fds = (read_fd,)
             streams.append(ffmpeg.input(f"pipe:{read_fd}", format="s16le", ar=self.audio_rate, ac=1))
-            audio_args = {"acodec": "aac", "audio_bitrate": self.settings.audio_bitrate, "aac_coder": self.settings.aac_coder}
+            audio_args = {
+                "acodec": "aac",
+                "audio_bitrate": self.settings.audio_bitrate,
+                "aac_coder": self.settings.aac_coder,
+            }
         video_args = {
             "vcodec": "libx264",
             "preset": self.settings.preset,
@@ -676,7 +761,9 @@ class VideoEncoder:
 
     def write(self, frame: np.ndarray) -> None:
         """Append one frame: BGR uint8 ``(size, size, 3)``, or planar I420 ``(size * 3 / 2, size)``."""
-        assert self._proc is not None and self._proc.stdin is not None, "use VideoEncoder as a context manager"
+        assert self._proc is not None and self._proc.stdin is not None, (
+            "use VideoEncoder as a context manager"
+        )
         if frame.ndim == 2:
             if frame.shape != (self.size * 3 // 2, self.size):
                 frame = cv2.cvtColor(frame, cv2.COLOR_YUV2BGR_I420)

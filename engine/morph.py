@@ -48,7 +48,8 @@ class MorphSettings:
             raise ValueError("a morph needs 3 <= min_frames <= max_frames (two end frames and one between)")
 
     def length(self, distance: float) -> int:
-        """Morph length, end frames included, for a thumbnail distance (mean absolute grey-level difference)."""
+        """Morph length, end frames included, for a thumbnail distance (mean absolute grey-level
+        difference)."""
         span = max(self.far - self.near, 1e-6)
         fraction = min(max((distance - self.near) / span, 0.0), 1.0)
         return int(round(self.min_frames + fraction * (self.max_frames - self.min_frames)))
@@ -132,7 +133,11 @@ class MorphWorkspace:
         self.luma_map = _MapMaker(flow_size, width)
         self.chroma_map = _MapMaker(flow_size, width // 2)
         self.warped = [
-            (np.empty((height, width), np.uint8), np.empty((height // 2, width // 2), np.uint8), np.empty((height // 2, width // 2), np.uint8))
+            (
+                np.empty((height, width), np.uint8),
+                np.empty((height // 2, width // 2), np.uint8),
+                np.empty((height // 2, width // 2), np.uint8),
+            )
             for _ in range(2)
         ]
 
@@ -145,7 +150,11 @@ class Morph:
     """
 
     def __init__(
-        self, a: np.ndarray, b: np.ndarray, settings: MorphSettings = MorphSettings(), workspace: MorphWorkspace | None = None
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        settings: MorphSettings = MorphSettings(),
+        workspace: MorphWorkspace | None = None,
     ) -> None:
         self.yuv_a = a if a.ndim == 2 else to_i420(a)
         self.yuv_b = b if b.ndim == 2 else to_i420(b)
@@ -157,18 +166,33 @@ class Morph:
         grey_a = cv2.resize(self.yuv_a[:height], (small, small), interpolation=cv2.INTER_AREA)
         grey_b = cv2.resize(self.yuv_b[:height], (small, small), interpolation=cv2.INTER_AREA)
         scale = np.float32(width / small)
-        self.flows = (_flow(grey_a, grey_b) * scale, _flow(grey_b, grey_a) * scale)  # small grid, full-size pixels
+        self.flows = (
+            _flow(grey_a, grey_b) * scale,
+            _flow(grey_b, grey_a) * scale,
+        )  # small grid, full-size pixels
         # Farneback returns faint noise even between equal frames: still if hardly any vector is not.
-        self.still = max(np.count_nonzero(np.abs(flow) > settings.still_px) for flow in self.flows) <= 0.01 * self.flows[0].size
+        self.still = (
+            max(np.count_nonzero(np.abs(flow) > settings.still_px) for flow in self.flows)
+            <= 0.01 * self.flows[0].size
+        )
         self._planes_a, self._planes_b = _planes(self.yuv_a), _planes(self.yuv_b)
 
-    def _warp(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], which: int, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _warp(
+        self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], which: int, step: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sample ``planes`` at ``grid - step * flow[which]`` (backward warping), into the workspace."""
         space = self.workspace
         flow = self.flows[which]
         luma, u, v = planes
         out_luma, out_u, out_v = space.warped[which]
-        cv2.remap(luma, space.luma_map(flow, step), None, cv2.INTER_LINEAR, dst=out_luma, borderMode=cv2.BORDER_REPLICATE)
+        cv2.remap(
+            luma,
+            space.luma_map(flow, step),
+            None,
+            cv2.INTER_LINEAR,
+            dst=out_luma,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         chroma_map = space.chroma_map(flow, 0.5 * step)  # chroma planes move half as many of their pixels
         cv2.remap(u, chroma_map, None, cv2.INTER_LINEAR, dst=out_u, borderMode=cv2.BORDER_REPLICATE)
         cv2.remap(v, chroma_map, None, cv2.INTER_LINEAR, dst=out_v, borderMode=cv2.BORDER_REPLICATE)

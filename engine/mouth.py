@@ -36,8 +36,16 @@ MOUTH_DIMS = 2
 OPENING, WIDTH = 0, 1
 CODE_DIMS = 8
 PATCH_W, PATCH_H = 32, 16
-ANCHORS = (landmarks.NOSE_TIP, landmarks.EYE_CORNERS[0], landmarks.EYE_CORNERS[1], landmarks.MOUTH_CORNERS[0],
-           landmarks.MOUTH_CORNERS[1], landmarks.OUTER_LIPS[0], landmarks.OUTER_LIPS[1], landmarks.CHIN)
+ANCHORS = (
+    landmarks.NOSE_TIP,
+    landmarks.EYE_CORNERS[0],
+    landmarks.EYE_CORNERS[1],
+    landmarks.MOUTH_CORNERS[0],
+    landmarks.MOUTH_CORNERS[1],
+    landmarks.OUTER_LIPS[0],
+    landmarks.OUTER_LIPS[1],
+    landmarks.CHIN,
+)
 """Landmarks kept per frame: where the face and the mouth are, for lower-face compositing."""
 CONTEXT_BANDS: tuple[tuple[int, int], ...] = ((-9, -6), (-5, -3), (-2, -1), (0, 0), (1, 2), (3, 5), (6, 9))
 """Frame offsets pooled into one feature band each: near frames alone, far ones averaged."""
@@ -67,12 +75,22 @@ def _patch(image: np.ndarray, centre: np.ndarray, width: float) -> np.ndarray:
     """The mouth region as a PATCH_W x PATCH_H grey patch, scaled by the mouth's width."""
     half_w = max(4.0, 0.8 * width)
     half_h = half_w * PATCH_H / PATCH_W
-    source = np.float32([[centre[0] - half_w, centre[1] - half_h], [centre[0] + half_w, centre[1] - half_h],
-                         [centre[0] - half_w, centre[1] + half_h]])
+    source = np.float32(
+        [
+            [centre[0] - half_w, centre[1] - half_h],
+            [centre[0] + half_w, centre[1] - half_h],
+            [centre[0] - half_w, centre[1] + half_h],
+        ]
+    )
     target = np.float32([[0, 0], [PATCH_W, 0], [0, PATCH_H]])
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    return cv2.warpAffine(grey, cv2.getAffineTransform(source, target), (PATCH_W, PATCH_H), flags=cv2.INTER_AREA,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        grey,
+        cv2.getAffineTransform(source, target),
+        (PATCH_W, PATCH_H),
+        flags=cv2.INTER_AREA,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 class MouthMeter:
@@ -116,7 +134,9 @@ class MouthMeter:
             self._values.append((np.nan, np.nan))
             self._anchors.append(np.full((len(ANCHORS), 2), np.nan, np.float32))
             self._found.append(False)
-            self._patches.append(self._patches[-1] if self._patches else np.zeros((PATCH_H, PATCH_W), np.uint8))
+            self._patches.append(
+                self._patches[-1] if self._patches else np.zeros((PATCH_H, PATCH_W), np.uint8)
+            )
             self._skipped.append(True)
             return
         self._skipped.append(False)
@@ -130,7 +150,9 @@ class MouthMeter:
         self._values.append((face.mouth_opening, face.mouth_width))
         self._anchors.append(face.points[list(ANCHORS)].astype(np.float32))
         self._found.append(True)
-        width = float(np.linalg.norm(face.point(landmarks.MOUTH_CORNERS[0]) - face.point(landmarks.MOUTH_CORNERS[1])))
+        width = float(
+            np.linalg.norm(face.point(landmarks.MOUTH_CORNERS[0]) - face.point(landmarks.MOUTH_CORNERS[1]))
+        )
         self._patches.append(_patch(frame, face.mouth_centre, width))
 
     def finish(self, thumbnails: np.ndarray, speech: np.ndarray) -> MouthMeasures:
@@ -139,7 +161,12 @@ class MouthMeter:
         self.new_source()
         found = np.asarray(self._found, dtype=bool)
         looked = ~np.asarray(self._skipped, dtype=bool)
-        if self.use_landmarks and len(found) == len(thumbnails) and looked.any() and found[looked].mean() >= 0.5:
+        if (
+            self.use_landmarks
+            and len(found) == len(thumbnails)
+            and looked.any()
+            and found[looked].mean() >= 0.5
+        ):
             values = _interpolate(np.asarray(self._values, dtype=np.float32), found)
             found = found | (np.asarray(self._skipped, dtype=bool) & _between_found(found))
             code = _principal_codes(np.stack(self._patches), found)
@@ -147,7 +174,10 @@ class MouthMeter:
             flat = _interpolate(anchors.reshape(len(anchors), -1), found).reshape(anchors.shape)
             return MouthMeasures(values, found, code, "landmarks", flat.astype(np.float32))
         if self.use_landmarks:
-            log.info("a face in only %.0f%% of frames: measuring the mouth from pixels", 100 * (found.mean() if len(found) else 0))
+            log.info(
+                "a face in only %.0f%% of frames: measuring the mouth from pixels",
+                100 * (found.mean() if len(found) else 0),
+            )
         return pixel_measures(thumbnails, speech)
 
 
@@ -208,7 +238,9 @@ def pixel_measures(thumbnails: np.ndarray, speech: np.ndarray) -> MouthMeasures:
     dark_columns = (darker > 12).mean(axis=1)  # (n, width): how much of each column went dark
     width = (dark_columns > 0.2).mean(axis=1)
     values = np.stack([opening, width], axis=1).astype(np.float32)
-    patches = np.stack([cv2.resize(r.astype(np.uint8), (PATCH_W, PATCH_H), interpolation=cv2.INTER_AREA) for r in region])
+    patches = np.stack(
+        [cv2.resize(r.astype(np.uint8), (PATCH_W, PATCH_H), interpolation=cv2.INTER_AREA) for r in region]
+    )
     found = np.ones(len(thumbnails), dtype=bool)
     return MouthMeasures(values, found, _principal_codes(patches, found), "pixels")
 
@@ -264,8 +296,15 @@ class MouthModel:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, object]) -> MouthModel:
         x, y = arrays["mouth_model_x"], arrays["mouth_model_y"]
-        return cls(arrays["mouth_model_weights"], x[0], x[1], y[0], y[1], float(meta.get("ridge", 0.0)),
-                   tuple(float(r) for r in meta.get("cv_r", ())))  # type: ignore[union-attr]
+        return cls(
+            arrays["mouth_model_weights"],
+            x[0],
+            x[1],
+            y[0],
+            y[1],
+            float(meta.get("ridge", 0.0)),
+            tuple(float(r) for r in meta.get("cv_r", ())),
+        )  # type: ignore[union-attr]
 
 
 def standardise(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -322,8 +361,16 @@ def fit_mouth_model(features: np.ndarray, mouth: np.ndarray, train: np.ndarray) 
     _, penalty, scores = max((r for r in results if r[0] >= best_score - 0.02), key=lambda r: r[1])
     weights = _ridge(x, y, penalty).astype(np.float32)
     fitted = x @ weights[:-1] + weights[-1]
-    model = MouthModel(weights, x_mean.astype(np.float32), x_std.astype(np.float32),
-                       fitted.mean(axis=0).astype(np.float32), (fitted.std(axis=0) + 1e-6).astype(np.float32),
-                       penalty, scores)
-    log.info("mouth model: ridge %g, held-out r opening %.2f, width %.2f", penalty, scores[OPENING], scores[WIDTH])
+    model = MouthModel(
+        weights,
+        x_mean.astype(np.float32),
+        x_std.astype(np.float32),
+        fitted.mean(axis=0).astype(np.float32),
+        (fitted.std(axis=0) + 1e-6).astype(np.float32),
+        penalty,
+        scores,
+    )
+    log.info(
+        "mouth model: ridge %g, held-out r opening %.2f, width %.2f", penalty, scores[OPENING], scores[WIDTH]
+    )
     return model

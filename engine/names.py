@@ -29,7 +29,11 @@ def clean_name(text: str | None) -> str | None:
     if not isinstance(text, str):
         return None
     text = unicodedata.normalize("NFC", text)
-    kept = "".join(" " if char.isspace() else char for char in text if unicodedata.category(char)[0] != "C" or char.isspace())
+    kept = "".join(
+        " " if char.isspace() else char
+        for char in text
+        if unicodedata.category(char)[0] != "C" or char.isspace()
+    )
     name = " ".join(kept.split())
     if not name or len(name) > NAME_MAX_CHARS:
         return None

@@ -183,7 +183,14 @@ def plan(
     return _plan_global(library, analysis, slots, candidates, settings, previous_frame)
 
 
-def _plan_greedy(library: Library, analysis: feat.AudioAnalysis, slots, candidates: _Candidates, settings: PlannerSettings, previous_frame: int | None) -> list[Piece]:
+def _plan_greedy(
+    library: Library,
+    analysis: feat.AudioAnalysis,
+    slots,
+    candidates: _Candidates,
+    settings: PlannerSettings,
+    previous_frame: int | None,
+) -> list[Piece]:
     thumbs = library.thumbnails
     fingerprints = library.fingerprints
     norms = np.linalg.norm(fingerprints, axis=1) + 1e-9
@@ -274,7 +281,9 @@ class _MouthCost:
         self.target = target * root
 
     @classmethod
-    def of(cls, library: Library, analysis: feat.AudioAnalysis, settings: PlannerSettings) -> "_MouthCost | None":
+    def of(
+        cls, library: Library, analysis: feat.AudioAnalysis, settings: PlannerSettings
+    ) -> _MouthCost | None:
         """The cost for this library and audio; None for a v1 library or a zero weight."""
         model = library.mouth_model
         mouths = _standard_mouths(library) if settings.mouth_weight > 0 and model is not None else None
@@ -310,7 +319,14 @@ def smooth(features: np.ndarray, frames: int) -> np.ndarray:
     return out
 
 
-def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidates: _Candidates, settings: PlannerSettings, previous_frame: int | None) -> list[Piece]:
+def _plan_global(
+    library: Library,
+    analysis: feat.AudioAnalysis,
+    slots,
+    candidates: _Candidates,
+    settings: PlannerSettings,
+    previous_frame: int | None,
+) -> list[Piece]:
     lib_features = smooth(library.features, settings.smooth_frames)
     query_features = smooth(analysis.features, settings.smooth_frames)
     embeddings = library.embeddings
@@ -372,7 +388,9 @@ def _plan_global(library: Library, analysis: feat.AudioAnalysis, slots, candidat
             distance = _distances(embeddings[ends], embeddings[shortlist]) / pixel_scale
             transition = settings.join_cost + settings.splice_weight * distance
             if join_mouths is not None:  # a join between unlike mouths morphs into a ghost of two
-                transition = transition + settings.mouth_join_weight * _distances(join_mouths[ends], join_mouths[shortlist])
+                transition = transition + settings.mouth_join_weight * _distances(
+                    join_mouths[ends], join_mouths[shortlist]
+                )
             transition[(previous_starts + previous_length)[:, None] == shortlist[None, :]] = 0.0
             paths = previous_costs[:, None] + transition
             best = np.argmin(paths, axis=0)

@@ -62,7 +62,9 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _grey(frame: np.ndarray, side: int = 128) -> np.ndarray:
-    return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return cv2.resize(
+        cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (side, side), interpolation=cv2.INTER_AREA
+    ).astype(np.float32)
 
 
 def library_change_p99(library: Library, limit: int = 3000) -> float:
@@ -93,7 +95,9 @@ def pause_frames(opening: np.ndarray, min_pause_s: float = MIN_PAUSE_S) -> np.nd
     return mask
 
 
-def measure(video: str | Path, audio: np.ndarray, sample_rate: int, timeline: Timeline, library: Library) -> QualityReport:
+def measure(
+    video: str | Path, audio: np.ndarray, sample_rate: int, timeline: Timeline, library: Library
+) -> QualityReport:
     """Measure a rendered ``video`` of ``audio`` (see the module docstring)."""
     truth = synthetic.mouth_track(audio, sample_rate, timeline.n_frames)
     openings, widths, changes = [], [], []

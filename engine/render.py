@@ -15,10 +15,10 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -102,7 +102,9 @@ class RenderResult:
     timeline: Timeline = field(repr=False)
 
     @classmethod
-    def of(cls, path: str | os.PathLike, duration_s: float, size: int, started: float, timeline: Timeline) -> "RenderResult":
+    def of(
+        cls, path: str | os.PathLike, duration_s: float, size: int, started: float, timeline: Timeline
+    ) -> RenderResult:
         """The result of a render that began at ``started`` (a ``perf_counter`` reading)."""
         return cls(
             path=Path(path),
@@ -118,7 +120,7 @@ class RenderResult:
 
 
 @contextmanager
-def _opened(character: "Library | str | os.PathLike") -> Iterator[Library]:
+def _opened(character: Library | str | os.PathLike) -> Iterator[Library]:
     """The library itself, or the library at a path, opened for this render and closed after."""
     if isinstance(character, Library):
         yield character
@@ -127,12 +129,15 @@ def _opened(character: "Library | str | os.PathLike") -> Iterator[Library]:
             yield library
 
 
-def make_timeline(library: Library, pieces: list[Piece], morph: MorphSettings, previous_frame: int | None = None) -> Timeline:
+def make_timeline(
+    library: Library, pieces: list[Piece], morph: MorphSettings, previous_frame: int | None = None
+) -> Timeline:
     """Lay the planned pieces on the output frames and place a morph at every join.
 
     A join is a boundary where playback does not simply continue the recording. A morph between
     two pieces takes frames from both sides of its boundary, except that the morph into a pause lies
-    wholly inside the pause (measured: the first frames of pauses then stay closed). It never takes all of a piece, so every piece shows at
+    wholly inside the pause (measured: the first frames of pauses then stay closed). It never takes all of a
+    piece, so every piece shows at
     least one real frame that the morphs on either side start from or arrive at.
 
     With ``previous_frame`` (the library frame shown just before, in a streamed render), a first
@@ -143,7 +148,9 @@ def make_timeline(library: Library, pieces: list[Piece], morph: MorphSettings, p
     frame_source = np.empty(n_frames, dtype=np.int64)
     for piece in pieces:
         offsets = np.arange(piece.length)
-        frame_source[piece.out_start : piece.out_end] = np.minimum(piece.lib_start + offsets, library.source_end[piece.lib_start] - 1)
+        frame_source[piece.out_start : piece.out_end] = np.minimum(
+            piece.lib_start + offsets, library.source_end[piece.lib_start] - 1
+        )
     is_join = [False] + [
         pieces[i].lib_start != pieces[i - 1].lib_start + pieces[i - 1].length
         or pieces[i - 1].lib_start + pieces[i - 1].length > library.source_end[pieces[i - 1].lib_start]
@@ -154,7 +161,9 @@ def make_timeline(library: Library, pieces: list[Piece], morph: MorphSettings, p
     transitions: list[Transition] = []
     if previous_frame is not None and pieces and pieces[0].lib_start != previous_frame + 1:
         first = pieces[0]
-        distance = float(np.abs(thumbs[previous_frame].astype(np.int16) - thumbs[frame_source[0]].astype(np.int16)).mean())
+        distance = float(
+            np.abs(thumbs[previous_frame].astype(np.int16) - thumbs[frame_source[0]].astype(np.int16)).mean()
+        )
         room = (first.length - 1) // 2 if len(pieces) > 1 and is_join[1] else first.length - 1
         take = min(morph.inbetweens(distance), room)
         consumed_at_start[0] = take
@@ -182,7 +191,9 @@ def make_timeline(library: Library, pieces: list[Piece], morph: MorphSettings, p
         if take_before + take_after == 0:
             continue
         start = after.out_start - take_before
-        transitions.append(Transition(start, take_before + take_after, start - 1, after.out_start + take_after))
+        transitions.append(
+            Transition(start, take_before + take_after, start - 1, after.out_start + take_after)
+        )
     return Timeline(pieces, frame_source, transitions)
 
 
@@ -210,7 +221,10 @@ class _FrameCache:
 
 
 def render_frames(
-    library: Library, timeline: Timeline, config: RenderConfig = RenderConfig(), previous_image: np.ndarray | None = None
+    library: Library,
+    timeline: Timeline,
+    config: RenderConfig = RenderConfig(),
+    previous_image: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield every output frame of ``timeline`` in order, at library size, as planar I420.
 
@@ -231,7 +245,9 @@ def render_frames(
                 start_image = previous_image
             else:
                 start_image = cache.get(int(timeline.frame_source[upcoming.a_out]))
-            morph = Morph(start_image, cache.get(int(timeline.frame_source[upcoming.b_out])), config.morph, workspace)
+            morph = Morph(
+                start_image, cache.get(int(timeline.frame_source[upcoming.b_out])), config.morph, workspace
+            )
             for k in range(upcoming.count):
                 yield morph.frame_i420((k + 1) / (upcoming.count + 1))
             out += upcoming.count
@@ -259,7 +275,10 @@ def plan_audio(
 
 def _shifted(timeline: Timeline, offset: int) -> Timeline:
     pieces = [Piece(p.out_start + offset, p.length, p.lib_start, p.idle) for p in timeline.pieces]
-    transitions = [Transition(t.start + offset, t.count, t.a_out + offset, t.b_out + offset) for t in timeline.transitions]
+    transitions = [
+        Transition(t.start + offset, t.count, t.a_out + offset, t.b_out + offset)
+        for t in timeline.transitions
+    ]
     return Timeline(pieces, timeline.frame_source, transitions)
 
 
@@ -286,7 +305,9 @@ def _output_size(library: Library, size: int | None, video_note: bool) -> int:
     return size
 
 
-def _write_frames(encoder: VideoEncoder, frames: Iterator[np.ndarray], progress: Callable[[int], None] | None) -> np.ndarray | None:
+def _write_frames(
+    encoder: VideoEncoder, frames: Iterator[np.ndarray], progress: Callable[[int], None] | None
+) -> np.ndarray | None:
     """Scale and encode ``frames``; returns the last frame at library size (for what follows)."""
     last = None
     for frame in frames:
@@ -343,14 +364,21 @@ def render(
         if len(audio) < ANALYSIS_SAMPLE_RATE // feat.FPS:
             raise InputError(f"{audio_path}: the audio is empty")
         if video_note and duration > VIDEO_NOTE_MAX_SECONDS + 0.5 / feat.FPS:
-            raise InputError(f"{audio_path}: {duration:.1f} s is too long for a video note (at most {VIDEO_NOTE_MAX_SECONDS:.0f} s)")
+            raise InputError(
+                f"{audio_path}: {duration:.1f} s is too long for a video note (at most "
+                f"{VIDEO_NOTE_MAX_SECONDS:.0f} s)"
+            )
         timeline = plan_audio(library, audio, ANALYSIS_SAMPLE_RATE, config=config)
         with VideoEncoder(out_path, size=size, audio_path=audio_path, settings=config.encode) as encoder:
             _write_frames(encoder, render_frames(library, timeline, config), progress)
     result = RenderResult.of(out_path, duration, size, started, timeline)
     log.info(
         "rendered %s: %.1f s, %d frames, %d joins, %.1fx real time",
-        out_path, duration, result.frames, result.joins, duration / max(result.seconds, 1e-9),
+        out_path,
+        duration,
+        result.frames,
+        result.joins,
+        duration / max(result.seconds, 1e-9),
     )
     return result
 
@@ -395,15 +423,29 @@ def render_stream(
                     continue
                 total_samples += len(part)
                 if max_seconds is not None and total_samples / sample_rate > max_seconds + 0.5 / feat.FPS:
-                    raise InputError(f"the speech is too long for a video note (more than {max_seconds:.0f} s)")
+                    raise InputError(
+                        f"the speech is too long for a video note (more than {max_seconds:.0f} s)"
+                    )
                 encoder.write_audio(part)
                 n_frames = feat.frame_count(total_samples, sample_rate) - frames_done
                 if n_frames <= 0:
                     continue
-                analysis_audio = soxr.resample(part, sample_rate, ANALYSIS_SAMPLE_RATE) if sample_rate != ANALYSIS_SAMPLE_RATE else part
-                timeline = plan_audio(library, analysis_audio, ANALYSIS_SAMPLE_RATE, config=config, n_frames=n_frames,
-                                      previous_frame=previous_frame)
-                last = _write_frames(encoder, render_frames(library, timeline, config, previous_image), progress)
+                analysis_audio = (
+                    soxr.resample(part, sample_rate, ANALYSIS_SAMPLE_RATE)
+                    if sample_rate != ANALYSIS_SAMPLE_RATE
+                    else part
+                )
+                timeline = plan_audio(
+                    library,
+                    analysis_audio,
+                    ANALYSIS_SAMPLE_RATE,
+                    config=config,
+                    n_frames=n_frames,
+                    previous_frame=previous_frame,
+                )
+                last = _write_frames(
+                    encoder, render_frames(library, timeline, config, previous_image), progress
+                )
                 # A part always ends on a real library frame: morphs never take a piece's last frame.
                 previous_image = None if last is None else last.copy()
                 previous_frame = int(timeline.frame_source[-1])
@@ -412,5 +454,11 @@ def render_stream(
             if not total_samples:
                 raise InputError("the speech is empty")
     result = RenderResult.of(out_path, total_samples / sample_rate, size, started, _joined(timelines))
-    log.info("rendered %s from %d parts: %.1f s, %d frames", out_path, len(timelines), result.duration_s, result.frames)
+    log.info(
+        "rendered %s from %d parts: %.1f s, %d frames",
+        out_path,
+        len(timelines),
+        result.duration_s,
+        result.frames,
+    )
     return result

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -68,5 +68,12 @@ def say(
     library = ensure_library(character)
     first = next(speeches)
     return render_stream(
-        library, _parts(chain([first], speeches)), first.sample_rate, out_path, config=config, size=size, video_note=video_note, progress=progress
+        library,
+        _parts(chain([first], speeches)),
+        first.sample_rate,
+        out_path,
+        config=config,
+        size=size,
+        video_note=video_note,
+        progress=progress,
     )

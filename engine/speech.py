@@ -26,9 +26,10 @@ import logging
 import re
 import threading
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -95,7 +96,11 @@ class VoiceSettings:
             raise InputError(f"unknown speech backend {self.backend!r}; use one of: {', '.join(BACKENDS)}")
         if self.backend == "piper" and not self.piper_model:
             raise InputError("the piper backend needs piper_model, the path of a .onnx voice file")
-        if isinstance(self.rate, bool) or not isinstance(self.rate, int) or not RATE_MIN <= self.rate <= RATE_MAX:
+        if (
+            isinstance(self.rate, bool)
+            or not isinstance(self.rate, int)
+            or not RATE_MIN <= self.rate <= RATE_MAX
+        ):
             raise InputError(
                 f"speech rate {self.rate!r} is out of range; use {RATE_MIN} to {RATE_MAX} words per minute"
             )
@@ -152,7 +157,9 @@ class Speech:
     def words(self) -> list[tuple[float, str]]:
         """(time, word) for each word event: handy for subtitles and for checking timings."""
         return [
-            (e.time_s, self.text[e.text_start : e.text_start + e.text_length]) for e in self.events if e.kind == "word"
+            (e.time_s, self.text[e.text_start : e.text_start + e.text_length])
+            for e in self.events
+            if e.kind == "word"
         ]
 
 
@@ -219,7 +226,9 @@ def speak_sentences(
     return _speak_each(sentences, voice, resolved)
 
 
-def _speak_each(sentences: list[str], voice: VoiceSettings, resolved: _ResolvedVoice | None) -> Iterator[Speech]:
+def _speak_each(
+    sentences: list[str], voice: VoiceSettings, resolved: _ResolvedVoice | None
+) -> Iterator[Speech]:
     for sentence in sentences:
         try:
             yield _synthesise(sentence, voice, resolved)
@@ -288,7 +297,9 @@ def available_voices(language: str | None = None) -> list[str]:
         return sorted(catalogue.voices)
     lang = _normalise_language(language)
     if lang not in catalogue.languages:
-        raise InputError(f"unknown speech language {language!r}; available: {_brief(sorted(catalogue.base_languages))}")
+        raise InputError(
+            f"unknown speech language {language!r}; available: {_brief(sorted(catalogue.base_languages))}"
+        )
     return catalogue.voices_for(lang)
 
 
@@ -371,7 +382,9 @@ def _check_text(text: str, max_chars: int) -> str:
     if not text.strip():
         raise InputError("text is empty")
     if len(text) > max_chars:
-        raise InputError(f"text is {len(text)} characters long, the limit is {max_chars}; shorten it or split it")
+        raise InputError(
+            f"text is {len(text)} characters long, the limit is {max_chars}; shorten it or split it"
+        )
     return text
 
 
@@ -401,7 +414,8 @@ def _resolve_voice(voice: VoiceSettings) -> _ResolvedVoice | None:
     lang = _normalise_language(voice.language)
     if lang not in catalogue.languages:
         raise InputError(
-            f"unknown speech language {voice.language!r}; available: {_brief(sorted(catalogue.base_languages))}"
+            f"unknown speech language {voice.language!r}; available: "
+            f"{_brief(sorted(catalogue.base_languages))}"
         )
     candidates = catalogue.voices_for(lang)
     if voice.voice is None:
@@ -505,7 +519,9 @@ class _Voice(ctypes.Structure):
     ]
 
 
-_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+_SynthCallback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
 
 
 @dataclass
@@ -568,7 +584,9 @@ class _ESpeak:
                         break
                     if kind in _EVENT_KIND:
                         name = event.id.string if kind == espeakEVENT_PHONEME else None
-                        self._events.append((kind, event.text_position, event.length, event.audio_position, name))
+                        self._events.append(
+                            (kind, event.text_position, event.length, event.audio_position, name)
+                        )
                     i += 1
             return 0
         except BaseException as exc:  # an exception must not unwind through C
@@ -589,7 +607,8 @@ class _ESpeak:
             lib = ctypes.CDLL(lib_path)
         except (OSError, RuntimeError) as exc:
             raise SpeechError(
-                f"cannot load eSpeak NG ({_one_line(exc)}); reinstall it: pip install --force-reinstall espeakng-loader"
+                f"cannot load eSpeak NG ({_one_line(exc)}); reinstall it: pip install --force-reinstall "
+                "espeakng-loader"
             ) from exc
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_Initialize.restype = ctypes.c_int
@@ -614,9 +633,13 @@ class _ESpeak:
         lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
         options = espeakINITIALIZE_PHONEME_EVENTS | espeakINITIALIZE_PHONEME_IPA | espeakINITIALIZE_DONT_EXIT
         # ``path`` is the folder that contains espeak-ng-data.
-        rate = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, str(data_path.parent).encode(), options)
+        rate = lib.espeak_Initialize(
+            AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, str(data_path.parent).encode(), options
+        )
         if rate <= 0:
-            raise SpeechError(f"eSpeak NG failed to initialise with data in {data_path}; reinstall espeakng-loader")
+            raise SpeechError(
+                f"eSpeak NG failed to initialise with data in {data_path}; reinstall espeakng-loader"
+            )
         self.sample_rate = rate
         self._lib = lib
         self._catalogue = self._read_catalogue(lib)
@@ -702,8 +725,10 @@ class _ESpeak:
         if error is not None:
             raise SpeechError(f"eSpeak NG callback failed: {_one_line(error)}") from error
         if status != EE_OK:
-            raise SpeechError(f"eSpeak NG failed to synthesise (error {status}); try a shorter or plainer text")
-        audio = (np.frombuffer(b"".join(samples), dtype="<i2").astype(np.float32) / 32768.0)
+            raise SpeechError(
+                f"eSpeak NG failed to synthesise (error {status}); try a shorter or plainer text"
+            )
+        audio = np.frombuffer(b"".join(samples), dtype="<i2").astype(np.float32) / 32768.0
         return Speech(audio, self.sample_rate, self._convert_events(raw_events, text, len(audio)), text)
 
     def _convert_events(self, raw: list, text: str, n_samples: int) -> list[SpeechEvent]:
@@ -754,10 +779,14 @@ def _speak_piper(text: str, voice: VoiceSettings) -> Speech:
     assert voice.piper_model
     model = Path(voice.piper_model).expanduser()
     if not model.is_file():
-        raise SpeechError(f"Piper voice model {model} does not exist; put the .onnx voice there or unset piper_model")
+        raise SpeechError(
+            f"Piper voice model {model} does not exist; put the .onnx voice there or unset piper_model"
+        )
     config = model.with_name(model.name + ".json")
     if not config.is_file():
-        raise SpeechError(f"Piper voice config {config} does not exist; put the voice's .onnx.json beside the model")
+        raise SpeechError(
+            f"Piper voice config {config} does not exist; put the voice's .onnx.json beside the model"
+        )
     try:
         import piper
     except ImportError as exc:
@@ -784,7 +813,8 @@ def _speak_piper(text: str, voice: VoiceSettings) -> Speech:
                 )
             else:
                 raise SpeechError(
-                    f"unsupported piper-tts version {getattr(piper, '__version__', '?')}; run: pip install -U piper-tts"
+                    f"unsupported piper-tts version {getattr(piper, '__version__', '?')}; run: pip install "
+                    "-U piper-tts"
                 )
             done = 0
             for samples, chunk_rate in stream:

@@ -165,7 +165,9 @@ class Worker:
         command = [sys.executable, "-m", "bot.worker", "--workers", str(self.workers), "--no-prebuild"]
         if self.route is not None:
             command.append("--make" if self.route == "cpu" else "--gpu")
-        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        self.process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
         log.close()
         return self
 
@@ -227,7 +229,11 @@ class Stack:
 
     def requests(self, chat_id: int | None = None) -> list[dict[str, Any]]:
         with contextlib.closing(self.state()) as connection:
-            sql = "SELECT * FROM requests" + (" WHERE chat_id = ?" if chat_id is not None else "") + " ORDER BY id"
+            sql = (
+                "SELECT * FROM requests"
+                + (" WHERE chat_id = ?" if chat_id is not None else "")
+                + " ORDER BY id"
+            )
             return [dict(row) for row in connection.execute(sql, [] if chat_id is None else [chat_id])]
 
 
@@ -292,8 +298,21 @@ def redis_server(port: int, folder: Path) -> subprocess.Popen[bytes] | None:
     if binary is None:
         return None
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -305,6 +324,20 @@ def redis_server(port: int, folder: Path) -> subprocess.Popen[bytes] | None:
 
 
 __all__ = [
-    "Stack", "Worker", "build_characters", "shared_assets", "settings_env", "write_stories", "running_bot", "run", "until", "videos", "texts",
-    "heartbeat", "probe_mp4", "free_port", "redis_server", "write_character",
+    "Stack",
+    "Worker",
+    "build_characters",
+    "shared_assets",
+    "settings_env",
+    "write_stories",
+    "running_bot",
+    "run",
+    "until",
+    "videos",
+    "texts",
+    "heartbeat",
+    "probe_mp4",
+    "free_port",
+    "redis_server",
+    "write_character",
 ]

@@ -30,7 +30,9 @@ class TestCharacter:
 @pytest.fixture(scope="session")
 def character(tmp_path_factory) -> TestCharacter:
     folder = tmp_path_factory.mktemp("character")
-    speech_video, idle_video = synthetic.write_character_videos(folder, seed=1, duration_s=40.0, size=SIZE, idle_s=8.0)
+    speech_video, idle_video = synthetic.write_character_videos(
+        folder, seed=1, duration_s=40.0, size=SIZE, idle_s=8.0
+    )
     library = folder / "test.gchar"
     build_library(speech_video, library, idle_video, BuildSettings(size=SIZE, crop="centre"))
     return TestCharacter(speech_video, idle_video, library)

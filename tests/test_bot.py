@@ -30,9 +30,9 @@ from tests.bot_harness import (
     probe_mp4,
     run,
     running_bot,
+    shared_assets,
     texts,
     until,
-    shared_assets,
     videos,
 )
 from tests.fake_telegram import FakeBotApi, make_ogg_opus
@@ -87,7 +87,9 @@ def test_voice_note_gets_a_lip_synced_video_note(stack: Stack, tmp_path: Path) -
     info = probe_mp4(video.file, tmp_path)
     assert (info.video_codec, info.audio_codec) == ("h264", "aac")
     assert abs(info.duration - 3.0) < 0.15 and (info.width, info.height) == (128, 128)
-    actions = [c.params["action"] for c in api.calls if c.method == "sendChatAction" and c.params["chat_id"] == chat]
+    actions = [
+        c.params["action"] for c in api.calls if c.method == "sendChatAction" and c.params["chat_id"] == chat
+    ]
     assert actions and set(actions) == {"record_video_note"}
     (row,) = stack.requests(chat)
     assert (row["status"], row["reply_message_id"], row["attempts"]) == ("sent", video.message_id, 1)
@@ -133,7 +135,9 @@ def test_story_arrives_in_parts_in_order(stack: Stack) -> None:
             pressed, pressed_at = api.mark(), time.monotonic()
             api.press_button(chat, menu.message_id, "story:en:three-bears")
             parts = len(story.parts(stack.settings().story_part_chars))
-            calls = await api.wait_for(api.sends_to(chat, "sendVideoNote"), count=parts, since=pressed, timeout=120)
+            calls = await api.wait_for(
+                api.sends_to(chat, "sendVideoNote"), count=parts, since=pressed, timeout=120
+            )
             first_after = calls[0].time - pressed_at
             assert first_after < 30, f"the first part took {first_after:.1f} s"
             await until(lambda: _answered(stack, chat))
@@ -164,7 +168,9 @@ def test_a_story_part_sent_as_a_regular_video_carries_its_text(stack: Stack) -> 
     run(main(), timeout=240)
     (video,) = videos(api, chat)
     assert video.method == "sendVideo"
-    assert video.params["caption"] == "A Short One. The cat sat on the mat. The end.", video.params.get("caption")
+    assert video.params["caption"] == "A Short One. The cat sat on the mat. The end.", video.params.get(
+        "caption"
+    )
 
 
 def test_character_choice_survives_a_restart(stack: Stack) -> None:
@@ -233,20 +239,29 @@ def test_restart_with_requests_in_flight_answers_each_exactly_once(stack: Stack)
         async with running_bot(stack.settings()):
             for chat in chats:
                 for seconds in (6, 4):
-                    voices.append(api.send_voice(chat, make_ogg_opus(seconds, speech_like=True), duration=seconds))
+                    voices.append(
+                        api.send_voice(chat, make_ogg_opus(seconds, speech_like=True), duration=seconds)
+                    )
             await until(
                 lambda: any(r["status"] == "rendering" for c in chats for r in stack.requests(c)),
                 what="a render in progress",
             )
         # Stopped mid-render; a new bot on the same data picks everything up.
         async with running_bot(stack.settings()):
-            await until(lambda: len(stack.requests(151)) + len(stack.requests(152)) == 4 and _answered(stack, *chats), timeout=120)
+            await until(
+                lambda: len(stack.requests(151)) + len(stack.requests(152)) == 4 and _answered(stack, *chats),
+                timeout=120,
+            )
             await asyncio.sleep(1.0)  # anything sent twice would show up now
 
     run(main(), timeout=240)
     for chat in chats:
         answered = sorted(v.params["reply_parameters"]["message_id"] for v in videos(api, chat))
-        asked = sorted(api.update(u)["message"]["message_id"] for u in voices if api.update(u)["message"]["chat"]["id"] == chat)
+        asked = sorted(
+            api.update(u)["message"]["message_id"]
+            for u in voices
+            if api.update(u)["message"]["chat"]["id"] == chat
+        )
         assert answered == asked, f"chat {chat}: answers to {answered}, asked {asked}"
     assert all(r["status"] == "sent" for c in chats for r in stack.requests(c))
 
@@ -259,13 +274,18 @@ def _kill_worker_mid_render(stack: Stack, chat: int, **overrides: Any) -> None:
     async def main() -> None:
         async with running_bot(settings):
             api.send_voice(chat, make_ogg_opus(20, speech_like=True), duration=20)
-            await until(lambda: any(r["status"] == "rendering" for r in stack.requests(chat)), what="the render to start")
+            await until(
+                lambda: any(r["status"] == "rendering" for r in stack.requests(chat)),
+                what="the render to start",
+            )
             (row,) = stack.requests(chat)
             beat = heartbeat(settings, row["task_id"])
             assert beat is not None
             os.kill(beat["pid"], signal.SIGKILL)
             killed.append(beat["pid"])
-            await until(lambda: _answered(stack, chat), timeout=45, what="the request to be answered or failed")
+            await until(
+                lambda: _answered(stack, chat), timeout=45, what="the request to be answered or failed"
+            )
             await asyncio.sleep(0.5)
 
     run(main(), timeout=240)
@@ -321,7 +341,11 @@ def test_bad_input_gets_a_friendly_reply_and_the_bot_keeps_serving(stack: Stack)
             api.send_document(181, b"hello", "notes.txt", "text/plain")
             api.send_text(182, "/dance")
             api.send_text(183, "Still there?")
-            await api.wait_for(lambda c: c.method == "sendMessage" and 171 <= c.params["chat_id"] <= 182, count=12, timeout=90)
+            await api.wait_for(
+                lambda c: c.method == "sendMessage" and 171 <= c.params["chat_id"] <= 182,
+                count=12,
+                timeout=90,
+            )
             await api.wait_for(api.sends_to(183, "sendVideoNote"), timeout=90)
             await asyncio.sleep(0.5)
 
@@ -329,9 +353,17 @@ def test_bad_input_gets_a_friendly_reply_and_the_bot_keeps_serving(stack: Stack)
     for chat, text in expected.items():
         assert texts(api, chat) == [text], f"chat {chat}"
         rows = stack.requests(chat)
-        if chat in (171, 172, 173, 174):  # recorded before the download, then refused: nothing lost, nothing owed
+        if chat in (
+            171,
+            172,
+            173,
+            174,
+        ):  # recorded before the download, then refused: nothing lost, nothing owed
             assert [row["status"] for row in rows] == ["failed"], f"chat {chat}"
-            assert rows[0]["input_path"] is None and rows[0]["error"].split(":")[0] in ("audio_unreadable", "audio_empty")
+            assert rows[0]["input_path"] is None and rows[0]["error"].split(":")[0] in (
+                "audio_unreadable",
+                "audio_empty",
+            )
         else:
             assert rows == [], f"chat {chat} should have no request"
     assert not list((stack.data_dir / "inbox").iterdir()), "refused files must not stay in the inbox"
@@ -364,8 +396,17 @@ def test_deleted_character_falls_back_to_the_default(stack: Stack) -> None:
 
 def test_forged_callback_data_is_refused_politely(stack: Stack) -> None:
     api, chat = stack.api, 201
-    forged = ["char:ghost", "char:../../etc", "story:en:nope", "story:xx:../../etc/passwd", "lang:de",
-              "garbage", "x" * 64, "char:owl", "story:en:short"]
+    forged = [
+        "char:ghost",
+        "char:../../etc",
+        "story:en:nope",
+        "story:xx:../../etc/passwd",
+        "lang:de",
+        "garbage",
+        "x" * 64,
+        "char:owl",
+        "story:en:short",
+    ]
 
     async def main() -> None:
         async with running_bot(stack.settings()):
@@ -381,8 +422,10 @@ def test_forged_callback_data_is_refused_politely(stack: Stack) -> None:
             await asyncio.sleep(0.3)
 
     run(main())
-    answers = [c for c in api.calls if c.method == "answerCallbackQuery"][-len(forged):]
-    assert all(c.params.get("text") == t("button_invalid", "en") and c.params.get("show_alert") for c in answers)
+    answers = [c for c in api.calls if c.method == "answerCallbackQuery"][-len(forged) :]
+    assert all(
+        c.params.get("text") == t("button_invalid", "en") and c.params.get("show_alert") for c in answers
+    )
     assert stack.requests(chat) == [] and len(texts(api, chat)) == 1
     assert texts(api, chat)[0].startswith(t("characters_prompt", "en"))
 
@@ -441,7 +484,9 @@ def test_limits_per_chat_and_overall(stack: Stack) -> None:
             for chat, count in ((231, 3), (232, 2)):
                 for n in range(count):
                     api.send_text(chat, f"{LONG_TEXT[:300]} Number {n}.")
-            await api.wait_for(lambda c: c.method == "sendMessage" and c.params["chat_id"] in (231, 232), count=2, timeout=90)
+            await api.wait_for(
+                lambda c: c.method == "sendMessage" and c.params["chat_id"] in (231, 232), count=2, timeout=90
+            )
             await until(lambda: _answered(stack, 231, 232), timeout=120)
 
     run(main(), timeout=240)
@@ -464,7 +509,9 @@ def test_send_errors_are_retried_and_a_timed_out_upload_is_not_repeated(stack: S
             api.fail_next("sendVideoNote", status=None, delay=2.5)  # slow: the bot gives up waiting
             api.send_text(242, "Second one.")
             await until(lambda: _answered(stack, 242), timeout=90)
-            await api.wait_for(api.sends_to(242, "sendVideoNote"), timeout=60)  # the slow call lands (late, under load)
+            await api.wait_for(
+                api.sends_to(242, "sendVideoNote"), timeout=60
+            )  # the slow call lands (late, under load)
             await asyncio.sleep(3)  # a resend would land too
 
     run(main(), timeout=240)
@@ -490,10 +537,16 @@ def test_webhook_mode_checks_the_secret_token(stack: Stack) -> None:
                 update = other.update(other.send_text(chat, "Hello by webhook!"))
                 url = f"http://127.0.0.1:{port}/tg/hook"
                 async with httpx.AsyncClient() as client:
-                    refused = await client.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})
+                    refused = await client.post(
+                        url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}
+                    )
                     missing = await client.post(url, json=update)
-                    accepted = await client.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token_1"})
-                assert refused.status_code == 403 and missing.status_code == 403 and accepted.status_code == 200
+                    accepted = await client.post(
+                        url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token_1"}
+                    )
+                assert (
+                    refused.status_code == 403 and missing.status_code == 403 and accepted.status_code == 200
+                )
                 await other.wait_for(other.sends_to(chat, "sendVideoNote"), timeout=90)
                 await until(lambda: _answered(hooked, chat))
 
@@ -515,7 +568,11 @@ def test_start_greets_with_a_video_note_and_sets_the_command_menu(stack: Stack) 
     (welcome,) = texts(api, chat)
     assert welcome.startswith("Привет, Lena!") and "/story" in welcome
     (greeting,) = stack.requests(chat)
-    assert (greeting["kind"], greeting["language"], greeting["input"]) == ("greeting", "ru", "Привет! Я Tester.")
+    assert (greeting["kind"], greeting["language"], greeting["input"]) == (
+        "greeting",
+        "ru",
+        "Привет! Я Tester.",
+    )
     assert [c["command"] for c in api.commands()] == ["start", "story", "characters", "language", "help"]
     assert api.commands(language_code="ru")[1]["description"] == "Сказка на ночь"
     days = f"{stack.settings().retention_days:g}"

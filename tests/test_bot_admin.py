@@ -10,8 +10,8 @@ characters: the conversations take either turn) and a plain gradient (no face an
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -32,7 +32,9 @@ from tests.fake_telegram import FakeBotApi
 
 ADMINS = [900, 901, 902, 903, 904, 905, 906, 907, 908]
 HAS_MAKER = (ROOT / "engine" / "makers" / "make.py").is_file()
-needs_maker = pytest.mark.skipif(not HAS_MAKER, reason="engine/makers/make.py (the engine side) is not there yet")
+needs_maker = pytest.mark.skipif(
+    not HAS_MAKER, reason="engine/makers/make.py (the engine side) is not there yet"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +51,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
         stack = Stack(api, root / "data", characters, stories, defaults=defaults)
         for admin in ADMINS:
             api.add_user(admin, "Admin")
-        workers = [Worker(stack.settings(), workers=1).start(), Worker(stack.settings(), workers=1, route="cpu").start()]
+        workers = [
+            Worker(stack.settings(), workers=1).start(),
+            Worker(stack.settings(), workers=1, route="cpu").start(),
+        ]
         stack.worker = workers[1]
         try:
             yield stack
@@ -74,7 +79,9 @@ def cartoon(size: int = 160) -> bytes:
 def faceless(size: int = 160) -> bytes:
     """A picture with nothing like a face in it (a plain gradient) as PNG bytes."""
     ramp = np.linspace(60, 220, size, dtype=np.uint8)
-    image = np.dstack([np.tile(ramp, (size, 1)), np.tile(ramp[:, None], (1, size)), np.full((size, size), 128, np.uint8)])
+    image = np.dstack(
+        [np.tile(ramp, (size, 1)), np.tile(ramp[:, None], (1, size)), np.full((size, size), 128, np.uint8)]
+    )
     ok, data = cv2.imencode(".png", image)
     assert ok
     return data.tobytes()
@@ -82,11 +89,17 @@ def faceless(size: int = 160) -> bytes:
 
 def bomb_png(side: int = 100_000) -> bytes:
     """A tiny PNG whose header claims ``side`` x ``side`` pixels (a decompression bomb)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + chunk(b"IEND", b"")
+    )
 
 
 def deep_png() -> bytes:
@@ -107,7 +120,9 @@ def jobs(stack: Stack) -> list[dict[str, Any]]:
 async def reply(api: FakeBotApi, chat: int, since: int, timeout: float = 30) -> Any:
     """The bot's next message or photo (its ``text`` is the caption) in ``chat`` after ``since``."""
     said = ("sendMessage", "sendPhoto")
-    await api.wait_for(lambda call: api.sends_to(chat)(call) and call.method in said, since=since, timeout=timeout)
+    await api.wait_for(
+        lambda call: api.sends_to(chat)(call) and call.method in said, since=since, timeout=timeout
+    )
     return [m for m in api.sent_messages(chat) if m.method in said][-1]
 
 
@@ -117,8 +132,14 @@ async def say(api: FakeBotApi, chat: int, text: str) -> Any:
     return await reply(api, chat, mark)
 
 
-async def ask_for_character(api: FakeBotApi, chat: int, name: str, picture: bytes,
-                            mouth: str | tuple[str, str] | None = "80,106", voice: str = "en-high") -> Any:
+async def ask_for_character(
+    api: FakeBotApi,
+    chat: int,
+    name: str,
+    picture: bytes,
+    mouth: str | tuple[str, str] | None = "80,106",
+    voice: str = "en-high",
+) -> Any:
     """/newcharacter up to the confirmation (``mouth`` None: tap "usual cartoon proportions"; a
     pair: the cells on the whole picture, then on the closer look); returns the confirmation message."""
     assert (await say(api, chat, "/newcharacter")).text == t("nc_ask_name", "en")
@@ -134,7 +155,9 @@ async def ask_for_character(api: FakeBotApi, chat: int, name: str, picture: byte
             answer = await reply(api, chat, mark)
         elif isinstance(mouth, tuple):
             closer = await say(api, chat, mouth[0])
-            assert closer.method == "sendPhoto" and closer.text.startswith("Thank you! Now a closer look"), closer.text
+            assert closer.method == "sendPhoto" and closer.text.startswith("Thank you! Now a closer look"), (
+                closer.text
+            )
             answer = await say(api, chat, mouth[1])
         else:
             answer = await say(api, chat, mouth)
@@ -159,17 +182,38 @@ def heartbeat(stack: Stack, task_id: str, route: str = "cpu") -> dict[str, Any] 
 
 
 def job_done(stack: Stack, job_id: int) -> bool:
-    return any(job["id"] == job_id and job["status"] in ("ready", "failed", "cancelled") for job in jobs(stack))
+    return any(
+        job["id"] == job_id and job["status"] in ("ready", "failed", "cancelled") for job in jobs(stack)
+    )
 
 
 # -- who may -------------------------------------------------------------------------------------
 
 
-def test_non_admins_are_refused_even_with_forged_buttons(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+def test_non_admins_are_refused_even_with_forged_buttons(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
     api, chat = stack.api, 301
-    commands = ["/newcharacter", "/newstory", "/jobs", "/cancel 1", "/delcharacter tester", "/renamecharacter tester"]
-    forged = ["nc:make", "nc:voice:en-high", "nc:pos:gpu", "nc:src:person", "nc:consent", "ns:char:tester",
-              "del:tester:yes", "del:owl", "ren:tester", "nc:../../x"]
+    commands = [
+        "/newcharacter",
+        "/newstory",
+        "/jobs",
+        "/cancel 1",
+        "/delcharacter tester",
+        "/renamecharacter tester",
+    ]
+    forged = [
+        "nc:make",
+        "nc:voice:en-high",
+        "nc:pos:gpu",
+        "nc:src:person",
+        "nc:consent",
+        "ns:char:tester",
+        "del:tester:yes",
+        "del:owl",
+        "ren:tester",
+        "nc:../../x",
+    ]
 
     async def main() -> None:
         async with running_bot(stack.settings()):
@@ -186,7 +230,7 @@ def test_non_admins_are_refused_even_with_forged_buttons(stack: Stack, caplog: p
     with caplog.at_level(logging.WARNING, logger="bot.handlers.admin"):
         run(main())
     assert texts(api, chat) == [t("admin_only", "en")] * len(commands)
-    answers = [c for c in api.calls if c.method == "answerCallbackQuery"][-len(forged):]
+    answers = [c for c in api.calls if c.method == "answerCallbackQuery"][-len(forged) :]
     assert all(c.params.get("text") == t("admin_only", "en") and c.params.get("show_alert") for c in answers)
     logged = [r.getMessage() for r in caplog.records if "non-admin user 301" in r.getMessage()]
     assert len(logged) == len(commands) + len(forged)
@@ -225,18 +269,30 @@ def test_bad_pictures_are_refused_before_anything_is_queued(stack: Stack) -> Non
             mark = api.mark()
             api.send_photo(chat, faceless())  # whatever face detector this OpenCV has, no face
             said = await reply(api, chat, mark)
-            assert said.method == "sendPhoto" and said.text.startswith("I couldn't find a face in this picture")
+            assert said.method == "sendPhoto" and said.text.startswith(
+                "I couldn't find a face in this picture"
+            )
             assert said.buttons == [("Usual cartoon proportions", "nc:pos:cartoon")]  # no GPU configured
             grid = cv2.imdecode(np.frombuffer(said.file, np.uint8), cv2.IMREAD_COLOR)
-            assert grid is not None and max(grid.shape[:2]) > 1024  # the picture at 1024 px, with a labelled margin
+            assert (
+                grid is not None and max(grid.shape[:2]) > 1024
+            )  # the picture at 1024 px, with a labelled margin
             assert (await say(api, chat, "500,500")).text.startswith("Send the mouth position as two numbers")
-            for forged, reason in [("A1 B2 C3", "that is 3 cell(s)"), ("Z1 B2 C3 D4", "Z1 is not on the grid"),
-                                   ("'; DROP TABLE make_jobs; --", "only cell names"), ("A" * 500, "send four cells")]:
+            for forged, reason in [
+                ("A1 B2 C3", "that is 3 cell(s)"),
+                ("Z1 B2 C3 D4", "Z1 is not on the grid"),
+                ("'; DROP TABLE make_jobs; --", "only cell names"),
+                ("A" * 500, "send four cells"),
+            ]:
                 answer = (await say(api, chat, forged)).text
                 assert answer.startswith("I can't use that: ") and reason in answer, (forged, answer)
             closer = await say(api, chat, "F11 K11 F7 K7")  # the whole picture's answer: where to look closer
             assert closer.method == "sendPhoto" and closer.text.startswith("Thank you! Now a closer look")
-            for forged, reason in [("A1 A1 C3 D4", "different"), ("E4 H4 E9 H9", "below the eyes"), ("M1 B2 C3 D4", "not on the grid")]:
+            for forged, reason in [
+                ("A1 A1 C3 D4", "different"),
+                ("E4 H4 E9 H9", "below the eyes"),
+                ("M1 B2 C3 D4", "not on the grid"),
+            ]:
                 answer = (await say(api, chat, forged)).text
                 assert answer.startswith("I can't use that: ") and reason in answer, (forged, answer)
             assert (await say(api, chat, "/cancel")).text == t("nc_cancelled", "en")
@@ -259,30 +315,50 @@ def test_new_character_on_the_cpu_path_from_name_to_preview(stack: Stack) -> Non
     async def main() -> None:
         async with running_bot(stack.settings()):
             # no face anywhere: the admin points at the mouth corners and eyes on the grid (the manual path)
-            confirm = await ask_for_character(api, admin, "Bunny Rabbit", faceless(), mouth=("F11 K11 F7 K7", "d9 j9, d4 j4"))
+            confirm = await ask_for_character(
+                api, admin, "Bunny Rabbit", faceless(), mouth=("F11 K11 F7 K7", "d9 j9, d4 j4")
+            )
             text = api.message(admin, confirm.message_id)["text"]
             assert "Made on: the CPU (puppet)" in text and "mouth and eyes at D9 J9 D4 J4" in text, text
             mark = api.mark()
             api.press_button(admin, confirm.message_id, "nc:make")
             status.append(confirm.message_id)
-            await until(lambda: bool(jobs(stack)) and job_done(stack, jobs(stack)[-1]["id"]), timeout=80, what="the job")
+            await until(
+                lambda: bool(jobs(stack)) and job_done(stack, jobs(stack)[-1]["id"]),
+                timeout=80,
+                what="the job",
+            )
             await api.wait_for(api.sends_to(admin, "sendVideoNote"), since=mark, timeout=60)
             api.send_text(child, "/characters")
             await api.wait_for(api.sends_to(child, "sendMessage"), timeout=30)
 
     run(main(), timeout=200)
     (job,) = [j for j in jobs(stack) if j["chat_id"] == admin]
-    assert (job["status"], job["path_used"], job["character_id"], job["route"]) == ("ready", "puppet", "bunny-rabbit", "cpu"), job
+    assert (job["status"], job["path_used"], job["character_id"], job["route"]) == (
+        "ready",
+        "puppet",
+        "bunny-rabbit",
+        "cpu",
+    ), job
     assert job["picture_path"] is None and job["attempts"] == 1
-    # the closer look's cells (a 100 px square from 30,35 in 12 cells), as mouth centre and width and eye centres
+    # the closer look's cells (a 100 px square from 30,35 in 12 cells), as mouth centre and width and eye
+    # centres
     options = json.loads(job["options"])
     cell = 100 / 12
     assert options["landmarks"] == "pointed" and options["mouth_width"] == pytest.approx(6 * cell), options
     assert options["mouth"] == pytest.approx([30 + 6.5 * cell, 35 + 8.5 * cell]), options
-    assert np.allclose(options["eyes"], [[30 + 3.5 * cell, 35 + 3.5 * cell], [30 + 9.5 * cell, 35 + 3.5 * cell]]), options
-    edits = [c.params["text"] for c in api.calls if c.method == "editMessageText" and c.params.get("message_id") == status[0]]
+    assert np.allclose(
+        options["eyes"], [[30 + 3.5 * cell, 35 + 3.5 * cell], [30 + 9.5 * cell, 35 + 3.5 * cell]]
+    ), options
+    edits = [
+        c.params["text"]
+        for c in api.calls
+        if c.method == "editMessageText" and c.params.get("message_id") == status[0]
+    ]
     assert edits[0].startswith("Ready to make:")  # the voice keyboard became the confirmation
-    assert edits[1].startswith(f"New character Bunny Rabbit (bunny-rabbit), job {job['id']}:\nwaiting, number 1 in line")
+    assert edits[1].startswith(
+        f"New character Bunny Rabbit (bunny-rabbit), job {job['id']}:\nwaiting, number 1 in line"
+    )
     assert "ready! Made on the CPU (puppet) in " in edits[-1], edits
     assert any("%" in edit for edit in edits[2:-1]), edits  # progress was shown on the way
     (preview,) = videos(api, admin)
@@ -303,23 +379,36 @@ def test_jobs_and_cancel_stop_a_running_maker(stack: Stack) -> None:
         async with running_bot(stack.settings(make_size=512)):  # slow enough to be cancelled mid-way
             confirm = await ask_for_character(api, admin, "Slowpoke", cartoon(), voice="ru-low")
             api.press_button(admin, confirm.message_id, "nc:make")
-            await until(lambda: any(j["name"] == "Slowpoke" and j["status"] == "running" and j["stage"] for j in jobs(stack)),
-                        what="the maker to start")
+            await until(
+                lambda: any(
+                    j["name"] == "Slowpoke" and j["status"] == "running" and j["stage"] for j in jobs(stack)
+                ),
+                what="the maker to start",
+            )
             job = next(j for j in jobs(stack) if j["name"] == "Slowpoke")
             said["jobs"] = (await say(api, admin, "/jobs")).text
             said["usage"] = (await say(api, admin, "/cancel")).text
             said["unknown"] = (await say(api, admin, "/cancel 999")).text
             said["cancel"] = (await say(api, admin, f"/cancel {job['id']}")).text
             said["again"] = (await say(api, admin, f"/cancel {job['id']}")).text
-            await until(lambda: api.message(admin, confirm.message_id)["text"].endswith("cancelled."), what="the status edit")
-            await until(lambda: next(j for j in jobs(stack) if j["id"] == job["id"])["task_id"] is None, timeout=30,
-                        what="the maker to stop and its task to be dropped")
+            await until(
+                lambda: api.message(admin, confirm.message_id)["text"].endswith("cancelled."),
+                what="the status edit",
+            )
+            await until(
+                lambda: next(j for j in jobs(stack) if j["id"] == job["id"])["task_id"] is None,
+                timeout=30,
+                what="the maker to stop and its task to be dropped",
+            )
             said["after"] = (await say(api, admin, "/jobs")).text
 
     run(main(), timeout=120)
     job = next(j for j in jobs(stack) if j["name"] == "Slowpoke")
     assert job["status"] == "cancelled" and job["language"] == "ru" and job["picture_path"] is None
-    assert said["jobs"].startswith("Character jobs:") and f"{job['id']}. Slowpoke (slowpoke): animating on CPU" in said["jobs"]
+    assert (
+        said["jobs"].startswith("Character jobs:")
+        and f"{job['id']}. Slowpoke (slowpoke): animating on CPU" in said["jobs"]
+    )
     assert said["usage"].startswith("Which job? Send /cancel JOB")
     assert said["unknown"] == t("cancel_unknown", "en", job=999)
     assert said["cancel"] == t("cancel_done", "en", job=job["id"], name="Slowpoke")
@@ -336,7 +425,9 @@ def _publish(stack: Stack, identifier: str, name: str) -> None:
     from tests.test_bot_admin_units import _character_folder
 
     folder = _character_folder(stack.data_dir / f"src-{identifier}", identifier, name)
-    CharacterStore(stack.data_dir / "characters").publish(identifier, 0, tar_folder(folder), {"path": "puppet"})
+    CharacterStore(stack.data_dir / "characters").publish(
+        identifier, 0, tar_folder(folder), {"path": "puppet"}
+    )
 
 
 def test_rename_and_delete_with_confirmation(stack: Stack) -> None:
@@ -380,7 +471,9 @@ def test_rename_and_delete_with_confirmation(stack: Stack) -> None:
 
     run(main())
     assert ("Kitty (kitty)", "ren:kitty") in said["rename_menu"]
-    assert not any(data in ("ren:tester", "ren:owl") for _, data in said["rename_menu"])  # built-in ones are not listed
+    assert not any(
+        data in ("ren:tester", "ren:owl") for _, data in said["rename_menu"]
+    )  # built-in ones are not listed
     assert said["ask"] == t("rename_ask", "en", name="Kitty")
     assert said["renamed"] == t("rename_done", "en", old="Kitty", new="Kitty Cat")
     assert ("Kitty Cat", "char:kitty") in said["child_menu"]
@@ -389,7 +482,8 @@ def test_rename_and_delete_with_confirmation(stack: Stack) -> None:
     assert said["kept"] == t("del_kept", "en", name="Kitty Cat")
     assert said["deleted"] == t("del_done", "en", name="Kitty Cat")
     assert "char:kitty" not in [data for _, data in said["child_after"]] and ("Tester", "char:tester") in [
-        (label.removeprefix("✓ ").split(" - ")[0], data) for label, data in said["child_after"]]
+        (label.removeprefix("✓ ").split(" - ")[0], data) for label, data in said["child_after"]
+    ]
     assert not (stack.data_dir / "characters" / "kitty").exists() and (stack.characters / "tester").is_dir()
     last = [c for c in api.calls if c.method == "answerCallbackQuery"][-1]
     assert last.params.get("text") == t("button_invalid", "en")
@@ -405,12 +499,22 @@ def test_a_gpu_job_no_gpu_worker_takes_is_made_on_the_cpu(stack: Stack) -> None:
             confirm = await ask_for_character(api, admin, "Lonely", cartoon(), mouth=None)
             assert "Made on: the GPU (FasterLivePortrait)" in api.message(admin, confirm.message_id)["text"]
             api.press_button(admin, confirm.message_id, "nc:make")
-            await until(lambda: any(j["name"] == "Lonely" and j["status"] in ("ready", "failed") for j in jobs(stack)), timeout=80,
-                        what="the job")
+            await until(
+                lambda: any(
+                    j["name"] == "Lonely" and j["status"] in ("ready", "failed") for j in jobs(stack)
+                ),
+                timeout=80,
+                what="the job",
+            )
 
     run(main(), timeout=150)
     job = next(j for j in jobs(stack) if j["name"] == "Lonely")
-    assert (job["status"], job["route"], job["path_used"], job["attempts"]) == ("ready", "cpu", "puppet", 1), job
+    assert (job["status"], job["route"], job["path_used"], job["attempts"]) == (
+        "ready",
+        "cpu",
+        "puppet",
+        1,
+    ), job
     assert job["error"] == "no GPU worker took it in 1 s: made on the CPU"
 
 
@@ -430,7 +534,10 @@ def test_a_restart_mid_job_and_a_killed_maker_still_end_in_ready(stack: Stack) -
             confirm = await ask_for_character(api, admin, "Phoenix", cartoon())
             status.append(confirm.message_id)
             api.press_button(admin, confirm.message_id, "nc:make")
-            await until(lambda: any(j["name"] == "Phoenix" and j["status"] == "running" for j in jobs(stack)), what="the maker to start")
+            await until(
+                lambda: any(j["name"] == "Phoenix" and j["status"] == "running" for j in jobs(stack)),
+                what="the maker to start",
+            )
         job = next(j for j in jobs(stack) if j["name"] == "Phoenix")
         beat = heartbeat(stack, job["task_id"])
         assert beat is not None
@@ -456,7 +563,9 @@ STANDIN = ROOT / "tests" / "flp_standin"
 
 
 @needs_maker
-@pytest.mark.skipif(not (STANDIN / "run.py").is_file(), reason="the FLP stand-in (tests/flp_standin/run.py) is not there yet")
+@pytest.mark.skipif(
+    not (STANDIN / "run.py").is_file(), reason="the FLP stand-in (tests/flp_standin/run.py) is not there yet"
+)
 def test_gpu_jobs_go_to_the_gpu_worker_only(stack: Stack, tmp_path: Path) -> None:
     """With FLP configured, the job goes to the ``gpu`` queue; a ``--gpu`` worker (FLP's CLI,
     played by the stand-in) makes it, and the CPU maker, idle beside it, never takes it."""
@@ -467,9 +576,17 @@ def test_gpu_jobs_go_to_the_gpu_worker_only(stack: Stack, tmp_path: Path) -> Non
     (checkout / "configs").mkdir(parents=True)
     (checkout / "run.py").symlink_to(STANDIN / "run.py")
     (checkout / "configs" / "trt_infer.yaml").write_text("# the stand-in reads no config\n")
-    speech, idle = synthetic.write_character_videos(tmp_path / "reference", seed=3, duration_s=6.0, size=256, idle_s=2.5)
-    gpu = dict(flp_mode="cli", flp_checkout=checkout, flp_python=sys.executable, flp_cfg="configs/trt_infer.yaml",
-               flp_reference_speech=speech, flp_reference_idle=idle)
+    speech, idle = synthetic.write_character_videos(
+        tmp_path / "reference", seed=3, duration_s=6.0, size=256, idle_s=2.5
+    )
+    gpu = dict(
+        flp_mode="cli",
+        flp_checkout=checkout,
+        flp_python=sys.executable,
+        flp_cfg="configs/trt_infer.yaml",
+        flp_reference_speech=speech,
+        flp_reference_idle=idle,
+    )
     worker = Worker(stack.settings(**gpu), workers=1, route="gpu").start()
     picture = cv2.imencode(".png", synthetic.draw_face(synthetic.FaceParams(), 256))[1].tobytes()
     status: list[int] = []
@@ -492,8 +609,11 @@ def test_gpu_jobs_go_to_the_gpu_worker_only(stack: Stack, tmp_path: Path) -> Non
             assert "Made on: the GPU (FasterLivePortrait)" in api.message(admin, answer.message_id)["text"]
             status.append(answer.message_id)
             api.press_button(admin, answer.message_id, "nc:make")
-            await until(lambda: any(j["name"] == "Robo" and j["status"] in ("ready", "failed") for j in jobs(stack)), timeout=120,
-                        what="the GPU job")
+            await until(
+                lambda: any(j["name"] == "Robo" and j["status"] in ("ready", "failed") for j in jobs(stack)),
+                timeout=120,
+                what="the GPU job",
+            )
             await api.wait_for(api.sends_to(admin, "sendVideoNote"), timeout=60)
 
     try:
@@ -501,7 +621,10 @@ def test_gpu_jobs_go_to_the_gpu_worker_only(stack: Stack, tmp_path: Path) -> Non
     finally:
         worker.stop()
     job = next(j for j in jobs(stack) if j["name"] == "Robo")
-    assert (job["status"], job["route"], job["path_used"], job["attempts"]) == ("ready", "gpu", "flp", 1), (job, worker.output()[-2000:])
+    assert (job["status"], job["route"], job["path_used"], job["attempts"]) == ("ready", "gpu", "flp", 1), (
+        job,
+        worker.output()[-2000:],
+    )
     assert "ready! Made on the GPU (FasterLivePortrait)" in api.message(admin, status[0])["text"]
     made_by = json.loads((stack.data_dir / "characters" / "robo" / "made-by.json").read_text())
     assert made_by["path"] == "flp" and made_by["job"] == job["id"]
@@ -510,7 +633,9 @@ def test_gpu_jobs_go_to_the_gpu_worker_only(stack: Stack, tmp_path: Path) -> Non
 
 
 @needs_maker
-def test_a_publish_that_hits_a_full_disk_is_published_on_a_later_pass(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_publish_that_hits_a_full_disk_is_published_on_a_later_pass(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The made character's result stays in the queue when publishing it fails for the
     machine's sake (ENOSPC); the next try publishes it, and the admin gets the preview."""
     import errno
@@ -536,7 +661,10 @@ def test_a_publish_that_hits_a_full_disk_is_published_on_a_later_pass(stack: Sta
             confirm = await ask_for_character(api, admin, "Disk Full", cartoon())
             mark = api.mark()
             api.press_button(admin, confirm.message_id, "nc:make")
-            await until(lambda: any(j["chat_id"] == admin and job_done(stack, j["id"]) for j in jobs(stack)), timeout=80)
+            await until(
+                lambda: any(j["chat_id"] == admin and job_done(stack, j["id"]) for j in jobs(stack)),
+                timeout=80,
+            )
             await api.wait_for(api.sends_to(admin, "sendVideoNote"), since=mark, timeout=60)
 
     run(main(), timeout=200)
@@ -585,7 +713,9 @@ def person_takes(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[bytes],
     root = tmp_path_factory.mktemp("person")
     takes = []
     for seed in (1, 2):
-        speech, idle = synthetic.write_character_videos(root / str(seed), seed=seed, duration_s=10.0, size=240, idle_s=7.0)
+        speech, idle = synthetic.write_character_videos(
+            root / str(seed), seed=seed, duration_s=10.0, size=240, idle_s=7.0
+        )
         takes.append(speech.read_bytes())
     _, short = synthetic.write_character_videos(root / "short", seed=3, duration_s=5.0, size=240, idle_s=4.0)
     return takes, idle.read_bytes(), short.read_bytes()
@@ -601,7 +731,9 @@ def fast_reader(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @needs_maker
-def test_a_person_records_themselves_in_round_videos_and_becomes_a_character(stack: Stack, person_takes, fast_reader) -> None:
+def test_a_person_records_themselves_in_round_videos_and_becomes_a_character(
+    stack: Stack, person_takes, fast_reader
+) -> None:
     api, admin, child = stack.api, 905, 315
     takes, idle, short = person_takes
     timings: dict[str, float] = {}
@@ -615,16 +747,22 @@ def test_a_person_records_themselves_in_round_videos_and_becomes_a_character(sta
             api.press_button(admin, named.message_id, "nc:src:person")
             await api.wait_for(api.sends_to(admin, "sendMessage"), count=2, since=mark, timeout=30)
             intro, part_one = api.sent_messages(admin)[-2:]
-            assert "2 parts" in intro.text and part_one.text.startswith("Part 1 of 2. Record a round video reading this:")
+            assert "2 parts" in intro.text and part_one.text.startswith(
+                "Part 1 of 2. Record a round video reading this:"
+            )
             mark = api.mark()
             api.send_video_note(admin, short, duration=4)  # too short, and no reading in it
             again = await reply(api, admin, mark, timeout=60)
-            assert again.text.startswith("Could you record that one again?") and "only 4 s long" in again.text, again.text
+            assert (
+                again.text.startswith("Could you record that one again?") and "only 4 s long" in again.text
+            ), again.text
             mark = api.mark()
             api.send_video_note(admin, takes[0], duration=10)
             await api.wait_for(api.sends_to(admin, "sendMessage"), count=2, since=mark, timeout=60)
             done, part_two = api.sent_messages(admin)[-2:]
-            assert done.text == "Part 1 of 2: recorded, thank you." and part_two.text.startswith("Part 2 of 2.")
+            assert done.text == "Part 1 of 2: recorded, thank you." and part_two.text.startswith(
+                "Part 2 of 2."
+            )
             assert (await say(api, admin, "hello?")).text == t("nc_send_take", "en")
             mark = api.mark()
             api.send_video(admin, takes[1], duration=10, width=240, height=240)  # an ordinary video works too
@@ -645,7 +783,11 @@ def test_a_person_records_themselves_in_round_videos_and_becomes_a_character(sta
             assert "Made from: 2 recorded parts and a silent one" in confirm["text"], confirm["text"]
             mark, pressed = api.mark(), asyncio.get_running_loop().time()
             api.press_button(admin, voice.message_id, "nc:make")
-            await until(lambda: bool(jobs(stack)) and job_done(stack, jobs(stack)[-1]["id"]), timeout=150, what="the job")
+            await until(
+                lambda: bool(jobs(stack)) and job_done(stack, jobs(stack)[-1]["id"]),
+                timeout=150,
+                what="the job",
+            )
             await api.wait_for(api.sends_to(admin, "sendVideoNote"), since=mark, timeout=60)
             timings["preview"] = asyncio.get_running_loop().time() - pressed
             api.send_text(child, "/characters")
@@ -656,27 +798,37 @@ def test_a_person_records_themselves_in_round_videos_and_becomes_a_character(sta
     assert (job["status"], job["path_used"], job["route"]) == ("ready", "person", "cpu"), job
     options = json.loads(job["options"])
     assert options["consent"] is True and len(options["takes"]) == 2
-    assert not any(Path(take).exists() for take in options["takes"])  # the recordings live in the character now
+    assert not any(
+        Path(take).exists() for take in options["takes"]
+    )  # the recordings live in the character now
     assert not [p for p in stack.settings().pictures_dir.iterdir() if p.name.startswith(f"{admin}-")]
     folder = stack.data_dir / "characters" / "grandma-rose"
     assert {"speech.mp4", "idle.mp4", "library.gchar", "portrait.jpg"} <= {p.name for p in folder.iterdir()}
     assert json.loads((folder / "made-by.json").read_text())["path"] == "person"
     menu = api.sent_messages(child)[-1]
     assert ("🎥 Grandma Rose", "char:grandma-rose") in menu.buttons and "a real person" in menu.text
-    edits = [c.params["text"] for c in api.calls if c.method == "editMessageText" and c.params.get("message_id") == voice_id(api, admin)]
+    edits = [
+        c.params["text"]
+        for c in api.calls
+        if c.method == "editMessageText" and c.params.get("message_id") == voice_id(api, admin)
+    ]
     assert any("ready! Made on the CPU, from the recorded videos" in edit for edit in edits), edits
     logging.getLogger(__name__).info("person: make pressed -> preview in %.1f s", timings["preview"])
 
 
 @needs_maker
-def test_one_ordinary_video_of_the_whole_passage_is_enough(stack: Stack, person_takes, fast_reader, tmp_path: Path) -> None:
+def test_one_ordinary_video_of_the_whole_passage_is_enough(
+    stack: Stack, person_takes, fast_reader, tmp_path: Path
+) -> None:
     """Instead of one round video per part, one ordinary video reading the whole passage: the bot
     asks for nothing more to read, names the path, and makes the character from that video."""
     from engine import synthetic
 
     api, admin = stack.api, 908
     _, idle, _ = person_takes
-    whole, _ = synthetic.write_character_videos(tmp_path / "whole", seed=5, duration_s=22.0, size=240, idle_s=4.0)
+    whole, _ = synthetic.write_character_videos(
+        tmp_path / "whole", seed=5, duration_s=22.0, size=240, idle_s=4.0
+    )
 
     async def main() -> None:
         async with running_bot(stack.settings()):
@@ -687,7 +839,9 @@ def test_one_ordinary_video_of_the_whole_passage_is_enough(stack: Stack, person_
             await api.wait_for(api.sends_to(admin, "sendMessage"), count=2, since=mark, timeout=30)
             mark = api.mark()
             api.send_video(admin, whole.read_bytes(), duration=22, width=240, height=240)
-            assert (await reply(api, admin, mark, timeout=60)).text == t("nc_ask_idle", "en")  # no part 2 to read
+            assert (await reply(api, admin, mark, timeout=60)).text == t(
+                "nc_ask_idle", "en"
+            )  # no part 2 to read
             mark = api.mark()
             api.send_video_note(admin, idle, duration=7)
             consent = await reply(api, admin, mark, timeout=60)
@@ -698,11 +852,16 @@ def test_one_ordinary_video_of_the_whole_passage_is_enough(stack: Stack, person_
             api.press_button(admin, voice.message_id, "nc:voice:en-low")
             await api.wait_for("editMessageText", since=mark, timeout=30)
             confirm = api.message(admin, voice.message_id)
-            assert "Made from: one video of the whole passage and a silent one" in confirm["text"], confirm["text"]
+            assert "Made from: one video of the whole passage and a silent one" in confirm["text"], confirm[
+                "text"
+            ]
             mark = api.mark()
             api.press_button(admin, voice.message_id, "nc:make")
-            await until(lambda: any(j["name"] == "Grandpa Joe" and job_done(stack, j["id"]) for j in jobs(stack)),
-                        timeout=150, what="the job")
+            await until(
+                lambda: any(j["name"] == "Grandpa Joe" and job_done(stack, j["id"]) for j in jobs(stack)),
+                timeout=150,
+                what="the job",
+            )
             await api.wait_for(api.sends_to(admin, "sendVideoNote"), since=mark, timeout=60)
 
     run(main(), timeout=300)
@@ -715,7 +874,9 @@ def test_one_ordinary_video_of_the_whole_passage_is_enough(stack: Stack, person_
 
 def voice_id(api: FakeBotApi, chat: int) -> int:
     """The message that asked for the voice and became the job's status message."""
-    return [m for m in api.sent_messages(chat) if m.text == t("nc_ask_voice", "en", name="Grandma Rose")][-1].message_id
+    return [m for m in api.sent_messages(chat) if m.text == t("nc_ask_voice", "en", name="Grandma Rose")][
+        -1
+    ].message_id
 
 
 def test_a_story_recorded_in_a_real_voice_is_told_in_parts_in_order(stack: Stack, tmp_path: Path) -> None:
@@ -726,8 +887,14 @@ def test_a_story_recorded_in_a_real_voice_is_told_in_parts_in_order(stack: Stack
     from engine import synthetic
 
     api, admin, child = stack.api, 904, 316
-    audio = np.concatenate([np.concatenate([synthetic.synth_speech(14.0, seed=seed, sample_rate=16_000),
-                                            np.zeros(8000, np.float32)]) for seed in range(13)])  # ~188 s, pauses
+    audio = np.concatenate(
+        [
+            np.concatenate(
+                [synthetic.synth_speech(14.0, seed=seed, sample_rate=16_000), np.zeros(8000, np.float32)]
+            )
+            for seed in range(13)
+        ]
+    )  # ~188 s, pauses
     wav = tmp_path / "story.wav"
     soundfile.write(wav, audio, 16_000, subtype="PCM_16")
     seconds: dict[str, float] = {}
@@ -741,7 +908,9 @@ def test_a_story_recorded_in_a_real_voice_is_told_in_parts_in_order(stack: Stack
             await api.wait_for("editMessageText", since=mark, timeout=30)
             assert (await say(api, admin, "not a story")).text == t("ns_send_audio", "en")
             mark = api.mark()
-            api.send_document(admin, b"#EXTM3U\nfile:///etc/passwd\n" * 10, "story.mp3", "audio/mpeg")  # hostile
+            api.send_document(
+                admin, b"#EXTM3U\nfile:///etc/passwd\n" * 10, "story.mp3", "audio/mpeg"
+            )  # hostile
             assert (await reply(api, admin, mark, timeout=60)).text == t("ns_unreadable", "en")
             mark = api.mark()
             api.send_audio(admin, wav.read_bytes(), duration=188, file_name="story.wav")
@@ -754,14 +923,19 @@ def test_a_story_recorded_in_a_real_voice_is_told_in_parts_in_order(stack: Stack
             assert menu.buttons[0] == ("🎙 Bear Night", "rs:tester:bear-night"), menu.buttons
             mark, pressed = api.mark(), asyncio.get_running_loop().time()
             api.press_button(child, menu.message_id, "rs:tester:bear-night")
-            first = await api.wait_for(lambda call: api.sends_to(child)(call) and call.method in ("sendVideo", "sendVideoNote"),
-                                       since=mark, timeout=60)
+            first = await api.wait_for(
+                lambda call: api.sends_to(child)(call) and call.method in ("sendVideo", "sendVideoNote"),
+                since=mark,
+                timeout=60,
+            )
             seconds["first"] = first[0].time - pressed if hasattr(first[0], "time") else 0.0
             await until(lambda: _all_sent(stack, child), timeout=240, what="every part")
 
     run(main(), timeout=420)
     rows = stack.requests(child)
-    assert len(rows) >= 6 and all(r["status"] == "sent" and r["input"] == "rec/tester/bear-night" for r in rows)
+    assert len(rows) >= 6 and all(
+        r["status"] == "sent" and r["input"] == "rec/tester/bear-night" for r in rows
+    )
     assert [r["part"] for r in rows] == list(range(len(rows)))
     replies = [r["reply_message_id"] for r in rows]
     assert replies == sorted(replies), "parts were sent out of order"
@@ -774,10 +948,14 @@ def test_a_story_recorded_in_a_real_voice_is_told_in_parts_in_order(stack: Stack
 
 def _all_sent(stack: Stack, chat: int) -> bool:
     rows = stack.requests(chat)
-    return bool(rows) and all(r["status"] in ("sent", "failed") for r in rows) and len(rows) == rows[0]["parts"]
+    return (
+        bool(rows) and all(r["status"] in ("sent", "failed") for r in rows) and len(rows) == rows[0]["parts"]
+    )
 
 
-def test_takes_survive_a_restart_and_deleting_a_person_removes_everything(stack: Stack, person_takes, fast_reader) -> None:
+def test_takes_survive_a_restart_and_deleting_a_person_removes_everything(
+    stack: Stack, person_takes, fast_reader
+) -> None:
     """A restart in the middle of the takes keeps the ones received; /delcharacter then removes
     the person's recordings, library and the stories recorded in their voice."""
     from bot.character_store import CharacterStore
@@ -803,16 +981,23 @@ def test_takes_survive_a_restart_and_deleting_a_person_removes_everything(stack:
             api.send_video_note(admin, takes[1], duration=10)
             assert (await reply(api, admin, mark, timeout=60)).text == t("nc_ask_idle", "en")
             assert (await say(api, admin, "/cancel")).text == t("nc_cancelled", "en")
+
     run(main(), timeout=240)
-    assert not [p for p in stack.settings().pictures_dir.iterdir() if p.name.startswith(f"{admin}-")]  # cancelled: gone
+    assert not [
+        p for p in stack.settings().pictures_dir.iterdir() if p.name.startswith(f"{admin}-")
+    ]  # cancelled: gone
 
     # a published person character with a story in its voice, then /delcharacter
     folder = stack.data_dir / "scratch-bob" / "uncle-bob"
     folder.mkdir(parents=True)
-    (folder / "character.toml").write_text('id = "uncle-bob"\nname = "Uncle Bob"\nlanguage = "en"\n[library]\nsource = "video"\n')
+    (folder / "character.toml").write_text(
+        'id = "uncle-bob"\nname = "Uncle Bob"\nlanguage = "en"\n[library]\nsource = "video"\n'
+    )
     (folder / "speech.mp4").write_bytes(takes[0])
     (folder / "library.gchar").write_bytes(b"")
-    CharacterStore(stack.data_dir / "characters").publish("uncle-bob", 0, tar_folder(folder), {"path": "person"})
+    CharacterStore(stack.data_dir / "characters").publish(
+        "uncle-bob", 0, tar_folder(folder), {"path": "person"}
+    )
     wav = stack.data_dir / "scratch-bob" / "story.wav"
     import soundfile
 

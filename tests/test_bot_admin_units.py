@@ -26,9 +26,18 @@ from tests.bot_harness import shared_assets
 
 
 def _job(**values: object) -> dict[str, object]:
-    row: dict[str, object] = dict(user_id=7, chat_id=7, name="Bunny", character_id="bunny", language="en",
-                                  voice={"language": "en", "voice": "en-us+f3"}, options={"mouth": [10, 20]},
-                                  picture_path="/tmp/p.png", route="cpu", status_message_id=5)
+    row: dict[str, object] = dict(
+        user_id=7,
+        chat_id=7,
+        name="Bunny",
+        character_id="bunny",
+        language="en",
+        voice={"language": "en", "voice": "en-us+f3"},
+        options={"mouth": [10, 20]},
+        picture_path="/tmp/p.png",
+        route="cpu",
+        status_message_id=5,
+    )
     row.update(values)
     return row
 
@@ -42,7 +51,11 @@ def test_make_jobs_compare_and_set_and_place_in_line(tmp_path: Path) -> None:
     second = store.add_make_job(**_job(character_id="cat", status_message_id=6))
     gpu = store.add_make_job(**_job(character_id="dog", status_message_id=7, route="gpu"))
     assert second is not None and gpu is not None
-    assert (store.make_jobs_ahead(first), store.make_jobs_ahead(second), store.make_jobs_ahead(gpu)) == (0, 1, 0)
+    assert (store.make_jobs_ahead(first), store.make_jobs_ahead(second), store.make_jobs_ahead(gpu)) == (
+        0,
+        1,
+        0,
+    )
     assert store.annotate_make_job(first.id, "queued", task_id="t1", attempts=1)
     assert store.transition_make_job(first.id, "queued", "running", stage="puppet", progress=0.5)
     assert not store.transition_make_job(first.id, "queued", "cancelled")  # stale: no effect
@@ -68,8 +81,10 @@ def test_store_upgrades_a_version_2_file_keeping_its_data(tmp_path: Path) -> Non
     now = time.time()
     connection.execute("INSERT INTO chats VALUES (5, 'ru', 'owl', ?, ?)", [now, now])
     connection.execute(
-        "INSERT INTO requests (chat_id, kind, status, input, incoming_message_id, created, updated, input_path) "
-        "VALUES (5, 'voice', 'queued', 'FILE', 3, ?, ?, '/x.ogg')", [now, now],
+        "INSERT INTO requests (chat_id, kind, status, input, incoming_message_id, created, updated, "
+        "input_path) "
+        "VALUES (5, 'voice', 'queued', 'FILE', 3, ?, ?, '/x.ogg')",
+        [now, now],
     )
     connection.close()
     store = Store(path)
@@ -87,7 +102,12 @@ def test_store_upgrades_a_version_2_file_keeping_its_data(tmp_path: Path) -> Non
 def test_names_are_cleaned_and_ids_are_safe_unique_slugs() -> None:
     assert clean_name("  Mr.\tBunny \u200b ") == "Mr. Bunny"
     assert clean_name("Ёжик\nв тумане") == "Ёжик в тумане"
-    assert clean_name("") is None and clean_name("   ") is None and clean_name("x" * 41) is None and clean_name(None) is None
+    assert (
+        clean_name("") is None
+        and clean_name("   ") is None
+        and clean_name("x" * 41) is None
+        and clean_name(None) is None
+    )
     assert slugify("Mr. Бобр Ёжиков!") == "mr-bobr-ezhikov"
     assert slugify("Café Olé") == "cafe-ole"
     for hostile in ("../../etc/passwd", "..", "/", ".tmp-x-1", "CON", "🦊🦊"):
@@ -113,7 +133,8 @@ def _character_folder(tmp_path: Path, identifier: str = "bunny", name: str = "Bu
         shutil.copy(characters / "tester" / file, folder / file)
     (folder / "character.toml").write_text(
         f'id = "{identifier}"\nname = "{name}"\nlanguage = "en"\n\n[greeting]\nen = "Hello! I am {name}."\n'
-        f'ru = "Привет!"\n\n[library]\nsource = "video"\nspeech_video = "speech.mp4"\nidle_video = "idle.mp4"\nsize = 128\n',
+        f'ru = "Привет!"\n\n[library]\nsource = "video"\nspeech_video = "speech.mp4"\n'
+        'idle_video = "idle.mp4"\nsize = 128\n',
         encoding="utf-8",
     )
     return folder
@@ -171,7 +192,9 @@ def test_delete_and_rename(tmp_path: Path) -> None:
     old, new = store.rename("bunny", 'Big "Bad" Bunny')
     assert (old, new) == ("Bunny", 'Big "Bad" Bunny')
     character = Catalogue(root).get("bunny")
-    assert character.name == 'Big "Bad" Bunny' and character.greeting_for("en") == 'Hello! I am Big "Bad" Bunny.'
+    assert (
+        character.name == 'Big "Bad" Bunny' and character.greeting_for("en") == 'Hello! I am Big "Bad" Bunny.'
+    )
     assert character.greeting_for("ru") == "Привет!" and character.is_built
     with pytest.raises(ValueError):
         store.rename("../x", "X")
@@ -189,15 +212,35 @@ def test_delete_and_rename(tmp_path: Path) -> None:
 
 
 def test_make_job_dict_is_plain_and_checked() -> None:
-    job = make_make_job(job_id=1, character_id="bunny", name="Bunny", language="en", voice={"language": "en"},
-                        picture=b"\x89PNG...", picture_suffix="PNG", mouth=[10, 20], eyes=[[1, 2], [3, 4]], route="gpu")
-    assert job["picture_suffix"] == ".png" and job["mouth"] == (10.0, 20.0) and job["eyes"] == ((1.0, 2.0), (3.0, 4.0))
-    assert make_make_job(job_id=1, character_id="b", name="B", language="en", voice={}, picture=b"x",
-                         picture_suffix=".exe")["picture_suffix"] == ".img"
+    job = make_make_job(
+        job_id=1,
+        character_id="bunny",
+        name="Bunny",
+        language="en",
+        voice={"language": "en"},
+        picture=b"\x89PNG...",
+        picture_suffix="PNG",
+        mouth=[10, 20],
+        eyes=[[1, 2], [3, 4]],
+        route="gpu",
+    )
+    assert (
+        job["picture_suffix"] == ".png"
+        and job["mouth"] == (10.0, 20.0)
+        and job["eyes"] == ((1.0, 2.0), (3.0, 4.0))
+    )
+    assert (
+        make_make_job(
+            job_id=1, character_id="b", name="B", language="en", voice={}, picture=b"x", picture_suffix=".exe"
+        )["picture_suffix"]
+        == ".img"
+    )
     with pytest.raises(ValueError):
         make_make_job(job_id=1, character_id="b", name="B", language="en", voice={}, picture=b"")
     with pytest.raises(ValueError):
-        make_make_job(job_id=1, character_id="b", name="B", language="en", voice={}, picture=b"x", route="tpu")
+        make_make_job(
+            job_id=1, character_id="b", name="B", language="en", voice={}, picture=b"x", route="tpu"
+        )
 
 
 def test_settings_for_makers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -218,7 +261,9 @@ def test_settings_for_makers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert "GPU (FLP http)" in gpu.describe() and "gpu:9871" not in repr(gpu)
     with pytest.raises(ValueError):
         Settings(_env_file=None, flp_mode="tpu")
-    json.dumps(make_make_job(job_id=1, character_id="b", name="B", language="en", voice={}, picture=b"x")["voice"])
+    json.dumps(
+        make_make_job(job_id=1, character_id="b", name="B", language="en", voice={}, picture=b"x")["voice"]
+    )
 
 
 def test_stages_and_when_the_cpu_can_take_over(tmp_path: Path) -> None:
@@ -229,11 +274,18 @@ def test_stages_and_when_the_cpu_can_take_over(tmp_path: Path) -> None:
     assert stage_text(make.STAGE_GPU, "gpu", "en") == "animating on GPU"
     assert stage_text(make.STAGE_CPU, "cpu", "ru") == "оживляем на процессоре"
     assert stage_text(make.STAGE_BUILD, "cpu", "en") == "building library"
-    assert stage_text(None, "cpu", "en") == "starting" and stage_text("something new", "cpu", "en") == "something new"
+    assert (
+        stage_text(None, "cpu", "en") == "starting"
+        and stage_text("something new", "cpu", "en") == "something new"
+    )
     store = Store(tmp_path / "state.db")
     face = store.add_make_job(**_job(options={"landmarks": "face"}))
-    manual = store.add_make_job(**_job(status_message_id=6, options={"landmarks": "mouth", "mouth": [1, 2], "eyes": [[0, 0], [2, 0]]}))
-    gpu_only = store.add_make_job(**_job(status_message_id=7, options={"landmarks": "gpu", "mouth": None, "eyes": None}))
+    manual = store.add_make_job(
+        **_job(status_message_id=6, options={"landmarks": "mouth", "mouth": [1, 2], "eyes": [[0, 0], [2, 0]]})
+    )
+    gpu_only = store.add_make_job(
+        **_job(status_message_id=7, options={"landmarks": "gpu", "mouth": None, "eyes": None})
+    )
     assert face and manual and gpu_only
     assert _cpu_can_make(face) and _cpu_can_make(manual) and not _cpu_can_make(gpu_only)
     store.close()
@@ -277,8 +329,14 @@ def test_a_draft_pickled_by_an_earlier_version_as_a_dict_still_loads() -> None:
 
     from bot.handlers.newcharacter import Draft
 
-    old = {"name": "Rose", "id": "rose", "takes": ["/data/pictures/1-2-speech.mp4"], "parts": ["a", "b"],
-           "landmarks": "person", "an_old_key": 3}
+    old = {
+        "name": "Rose",
+        "id": "rose",
+        "takes": ["/data/pictures/1-2-speech.mp4"],
+        "parts": ["a", "b"],
+        "landmarks": "person",
+        "an_old_key": 3,
+    }
     draft = Draft.of(old)
     assert (draft.name, draft.takes, draft.parts, draft.voice) == ("Rose", old["takes"], ["a", "b"], None)
     assert pickle.loads(pickle.dumps(draft)) == draft

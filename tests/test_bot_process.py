@@ -50,8 +50,13 @@ def _start(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
     env.update(settings_env(stack.settings(heartbeat_timeout_s=3, poll_interval_s=0.1)))
     env["PYTHONPATH"] = str(ROOT)
     with open(log, "ab") as output:
-        return subprocess.Popen([sys.executable, "-m", "engine.cli", "bot"], env=env, cwd=ROOT,
-                                stdout=output, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "bot"],
+            env=env,
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _kill_9(bot: subprocess.Popen[bytes], workers: list[int]) -> None:
@@ -75,17 +80,28 @@ def test_kill_9_loses_nothing_and_answers_each_request_once(tmp_path: Path) -> N
     log = tmp_path / "bot.log"
     with FakeBotApi() as api:
         stack = Stack(api, tmp_path / "data", characters, stories)
-        voices = [api.send_voice(chat, make_ogg_opus(seconds, speech_like=True), duration=seconds)
-                  for chat in (1, 2, 3) for seconds in (8, 5)]
-        asked = {(api.update(u)["message"]["chat"]["id"], api.update(u)["message"]["message_id"]) for u in voices}
+        voices = [
+            api.send_voice(chat, make_ogg_opus(seconds, speech_like=True), duration=seconds)
+            for chat in (1, 2, 3)
+            for seconds in (8, 5)
+        ]
+        asked = {
+            (api.update(u)["message"]["chat"]["id"], api.update(u)["message"]["message_id"]) for u in voices
+        }
         # The first bot cannot deliver anything (Telegram answers 503), so whatever it rendered
         # is still owed when it dies.
         api.fail_next("sendVideoNote", status=503, times=10_000)
         first = _start(stack, log)
         workers: list[int] = []
         try:
-            _wait(lambda: "rendered" in _statuses(stack) and any(s in ("received", "queued", "rendering") for s in _statuses(stack)),
-                  60, "some requests rendered and others still in the works")
+            _wait(
+                lambda: (
+                    "rendered" in _statuses(stack)
+                    and any(s in ("received", "queued", "rendering") for s in _statuses(stack))
+                ),
+                60,
+                "some requests rendered and others still in the works",
+            )
             workers = _children(first.pid)
             assert workers, "the bot started no embedded worker"
         finally:
@@ -94,10 +110,17 @@ def test_kill_9_loses_nothing_and_answers_each_request_once(tmp_path: Path) -> N
 
         second = _start(stack, log)
         try:
-            _wait(lambda: len(_statuses(stack)) == 6 and set(_statuses(stack)) == {"sent"}, 90, "every request to be sent")
+            _wait(
+                lambda: len(_statuses(stack)) == 6 and set(_statuses(stack)) == {"sent"},
+                90,
+                "every request to be sent",
+            )
             time.sleep(1.5)  # a duplicate would arrive now
-            answers = [(m.chat_id, m.params["reply_parameters"]["message_id"]) for m in api.sent_messages()
-                       if m.method == "sendVideoNote"]
+            answers = [
+                (m.chat_id, m.params["reply_parameters"]["message_id"])
+                for m in api.sent_messages()
+                if m.method == "sendVideoNote"
+            ]
             assert sorted(answers) == sorted(asked), "each voice note must be answered exactly once"
             for chat in (1, 2, 3):  # and in the order the child asked
                 order = [message_id for chat_id, message_id in answers if chat_id == chat]
@@ -105,7 +128,11 @@ def test_kill_9_loses_nothing_and_answers_each_request_once(tmp_path: Path) -> N
             workers = _children(second.pid)
             second.send_signal(signal.SIGTERM)
             assert second.wait(30) == 0
-            _wait(lambda: not any(_alive(pid) for pid in workers), 30, "the embedded worker to stop with the bot")
+            _wait(
+                lambda: not any(_alive(pid) for pid in workers),
+                30,
+                "the embedded worker to stop with the bot",
+            )
         finally:
             if second.poll() is None:
                 second.kill()
@@ -123,10 +150,17 @@ def test_an_interrupted_worker_puts_its_render_back_on_the_queue(tmp_path: Path)
     from tests.bot_harness import Worker
 
     characters, _ = shared_assets()
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", characters_dirs=[characters], worker_health_check_s=1)
+    settings = Settings(
+        _env_file=None, data_dir=tmp_path / "data", characters_dirs=[characters], worker_health_check_s=1
+    )
     queue = RenderQueue(settings)
-    job = make_job(request_id=1, character="tester", language="en", kind="voice",
-                   audio=make_ogg_opus(40, speech_like=True))
+    job = make_job(
+        request_id=1,
+        character="tester",
+        language="en",
+        kind="voice",
+        audio=make_ogg_opus(40, speech_like=True),
+    )
     queue.enqueue(job, "task-1")
     first = Worker(settings, workers=1).start()
     second = None
@@ -150,7 +184,9 @@ def test_an_interrupted_worker_puts_its_render_back_on_the_queue(tmp_path: Path)
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the embedded worker")
-def test_kill_9_during_a_download_answers_after_the_restart_and_debug_logs_hide_the_token(tmp_path: Path) -> None:
+def test_kill_9_during_a_download_answers_after_the_restart_and_debug_logs_hide_the_token(
+    tmp_path: Path,
+) -> None:
     """The request row (with the file id) is written before the download, so a bot killed while
     it downloads still owes the answer, and the next one fetches the file and answers. Both run
     at DEBUG, the most talkative level: the token must not appear in a single line."""
@@ -166,8 +202,11 @@ def test_kill_9_during_a_download_answers_after_the_restart_and_debug_logs_hide_
         first = _start(stack, log)
         workers: list[int] = []
         try:
-            _wait(lambda: _statuses(stack) == ["fetching"] and any(c.method == "getFile" for c in api.calls),
-                  60, "the bot to record the voice note and start downloading it")
+            _wait(
+                lambda: _statuses(stack) == ["fetching"] and any(c.method == "getFile" for c in api.calls),
+                60,
+                "the bot to record the voice note and start downloading it",
+            )
             time.sleep(0.5)
             workers = _children(first.pid)
         finally:
@@ -186,8 +225,13 @@ def test_kill_9_during_a_download_answers_after_the_restart_and_debug_logs_hide_
                 second.kill()
         output = log.read_text(errors="replace")
         data = stack.data_dir
-        modes = {path.name: path.stat().st_mode & 0o777 for path in (data, data / "inbox", data / "results", data / "state.db")}
-    assert modes == {"data": 0o700, "inbox": 0o700, "results": 0o700, "state.db": 0o600}, "children's data is the bot user's alone"
+        modes = {
+            path.name: path.stat().st_mode & 0o777
+            for path in (data, data / "inbox", data / "results", data / "state.db")
+        }
+    assert modes == {"data": 0o700, "inbox": 0o700, "results": 0o700, "state.db": 0o600}, (
+        "children's data is the bot user's alone"
+    )
     assert " DEBUG " in output, "the bot did not log at DEBUG"
     assert api.token not in output and api.token.split(":")[1] not in output
     assert "<redacted>" in output  # PTB logs the API URL with the token at DEBUG: now redacted

@@ -9,7 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.bot_harness import Stack, Worker, free_port, probe_mp4, redis_server, run, running_bot, shared_assets, until, videos
+from tests.bot_harness import (
+    Stack,
+    Worker,
+    free_port,
+    probe_mp4,
+    redis_server,
+    run,
+    running_bot,
+    shared_assets,
+    until,
+    videos,
+)
 from tests.fake_telegram import FakeBotApi, make_ogg_opus
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -28,7 +39,9 @@ def test_redis_mode_with_two_worker_machines(tmp_path: Path) -> None:
     workers: list[Worker] = []
     try:
         with FakeBotApi() as api:
-            stack = Stack(api, tmp_path / "data", characters, stories, redis_url=f"redis://127.0.0.1:{port}/0")
+            stack = Stack(
+                api, tmp_path / "data", characters, stories, redis_url=f"redis://127.0.0.1:{port}/0"
+            )
             for name in ("machine-a", "machine-b"):
                 settings = stack.settings(data_dir=tmp_path / name)  # nothing shared but Redis
                 workers.append(Worker(settings, workers=1).start())
@@ -40,7 +53,12 @@ def test_redis_mode_with_two_worker_machines(tmp_path: Path) -> None:
                         api.send_voice(chat, make_ogg_opus(3.0, speech_like=True), duration=3)
                         api.send_text(chat, "And a few words, please.")
                     await api.wait_for(lambda c: c.method == "sendVideoNote", count=6, timeout=120)
-                    await until(lambda: all(r["status"] == "sent" for r in stack.requests()) and len(stack.requests()) == 6)
+                    await until(
+                        lambda: (
+                            all(r["status"] == "sent" for r in stack.requests())
+                            and len(stack.requests()) == 6
+                        )
+                    )
 
             run(main(), timeout=240)
             for chat in chats:
@@ -50,7 +68,9 @@ def test_redis_mode_with_two_worker_machines(tmp_path: Path) -> None:
             assert not (tmp_path / "data" / "queue.db").exists()  # the queue is Redis
             logs = "".join(worker.output() for worker in workers)
             assert logs.count("executed in") == 6
-            assert all("executed in" in worker.output() for worker in workers), "both machines should have rendered"
+            assert all("executed in" in worker.output() for worker in workers), (
+                "both machines should have rendered"
+            )
             assert not any((tmp_path / name / "state.db").exists() for name in ("machine-a", "machine-b"))
     finally:
         for worker in workers:

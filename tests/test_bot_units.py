@@ -65,8 +65,15 @@ def test_settings_from_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, t
 
 
 def _row(**values: object) -> dict[str, object]:
-    row: dict[str, object] = dict(chat_id=1, user_id=1, kind="text", input="hi", character="tester",
-                                  language="en", incoming_message_id=10)
+    row: dict[str, object] = dict(
+        chat_id=1,
+        user_id=1,
+        kind="text",
+        input="hi",
+        character="tester",
+        language="en",
+        incoming_message_id=10,
+    )
     row.update(values)
     return row
 
@@ -80,7 +87,9 @@ def test_store_duplicates_and_compare_and_set(tmp_path: Path) -> None:
     assert not store.transition(request.id, "received", "queued", task_id="t2")  # stale: no effect
     assert store.get(request.id).task_id == "t1"
     assert store.active_groups(1) == 1
-    parts = store.add_requests([_row(kind="story", incoming_message_id=11, part=i, parts=3) for i in range(3)])
+    parts = store.add_requests(
+        [_row(kind="story", incoming_message_id=11, part=i, parts=3) for i in range(3)]
+    )
     assert [p.part for p in parts] == [0, 1, 2]
     assert store.active_groups() == 2  # a story counts once
     assert store.groups_ahead(parts[2]) == 1 and store.groups_ahead(parts[2], other_chats=True) == 0
@@ -95,17 +104,37 @@ def test_the_life_cycle_table_refuses_moves_it_does_not_have(tmp_path: Path) -> 
     store = Store(tmp_path / "state.db")
     (request,) = store.add_requests([_row()])
     assert set(TRANSITIONS) == set(Status) and not TRANSITIONS[Status.SENT] and not TRANSITIONS[Status.FAILED]
-    for source, target in [("sent", "queued"), ("failed", "received"), ("fetching", "rendered"), ("received", "sent")]:
+    for source, target in [
+        ("sent", "queued"),
+        ("failed", "received"),
+        ("fetching", "rendered"),
+        ("received", "sent"),
+    ]:
         with pytest.raises(ValueError, match=f"cannot move from {source} to {target}"):
             store.transition(request.id, source, target)
     with pytest.raises(ValueError, match="from sent to"):  # one illegal source in a set is enough
         store.transition(request.id, ("rendered", "sent"), "received")
     assert store.annotate(request.id, "received", error="noted")  # staying put only sets fields
-    for source, target in [("received", "queued"), ("queued", "rendering"), ("rendering", "rendered"), ("rendered", "sent")]:
+    for source, target in [
+        ("received", "queued"),
+        ("queued", "rendering"),
+        ("rendering", "rendered"),
+        ("rendered", "sent"),
+    ]:
         assert store.transition(request.id, source, target)
     assert store.get(request.id).status == Status.SENT == "sent"
-    job = store.add_make_job(user_id=1, chat_id=1, name="Owl", character_id="owl", language="en", voice={}, options={},
-                             picture_path=str(tmp_path / "p.png"), route="cpu", status_message_id=None)
+    job = store.add_make_job(
+        user_id=1,
+        chat_id=1,
+        name="Owl",
+        character_id="owl",
+        language="en",
+        voice={},
+        options={},
+        picture_path=str(tmp_path / "p.png"),
+        route="cpu",
+        status_message_id=None,
+    )
     assert store.transition_make_job(job.id, MakeStatus.QUEUED, MakeStatus.RUNNING)
     assert store.transition_make_job(job.id, "running", "ready")
     with pytest.raises(ValueError, match="make job cannot move from ready to queued"):
@@ -124,7 +153,8 @@ def test_store_upgrades_a_version_1_file_keeping_its_data(tmp_path: Path) -> Non
     connection.execute("INSERT INTO chats VALUES (5, 'ru', 'owl', ?, ?)", [now, now])
     connection.execute(
         "INSERT INTO requests (chat_id, kind, status, input, incoming_message_id, created, updated) "
-        "VALUES (5, 'text', 'queued', 'привет', 3, ?, ?)", [now, now],
+        "VALUES (5, 'text', 'queued', 'привет', 3, ?, ?)",
+        [now, now],
     )
     connection.close()
     store = Store(path)
@@ -160,7 +190,12 @@ def test_every_text_has_both_languages_and_language_guessing() -> None:
         assert set(LANGUAGES) <= set(table), key
     assert t("position", "ru", position=3, name="Сова").startswith("Ты 3")
     assert t("busy", "de") == TEXTS["busy"]["en"]
-    assert (from_telegram("ru"), from_telegram("uk"), from_telegram("en-GB"), from_telegram(None)) == ("ru", "ru", "en", "en")
+    assert (from_telegram("ru"), from_telegram("uk"), from_telegram("en-GB"), from_telegram(None)) == (
+        "ru",
+        "ru",
+        "en",
+        "en",
+    )
     assert language_of_text("Привет, лисёнок!", "en") == "ru"
     assert language_of_text("Hello, fox!", "ru") == "en"
     assert language_of_text("123 !!!", "ru") == "ru"
@@ -171,13 +206,27 @@ def test_every_text_has_both_languages_and_language_guessing() -> None:
 
 def test_jobs_render_voice_and_text_and_report_bad_audio(characters: Path, tmp_path: Path) -> None:
     cache = CharacterCache([characters])
-    voice = run_job(make_job(request_id=1, character="tester", language="en", kind="voice",
-                             audio=make_ogg_opus(2.0, speech_like=True), pitch=3.0), cache)
+    voice = run_job(
+        make_job(
+            request_id=1,
+            character="tester",
+            language="en",
+            kind="voice",
+            audio=make_ogg_opus(2.0, speech_like=True),
+            pitch=3.0,
+        ),
+        cache,
+    )
     assert voice["ok"] and voice["video_note"] and voice["size"] == 128
     assert abs(voice["duration_s"] - 2.0) < 0.1 and voice["mp4"][4:8] == b"ftyp"
-    text = run_job(make_job(request_id=2, character="owl", language="ru", kind="text", text="Привет! Как дела?"), cache)
+    text = run_job(
+        make_job(request_id=2, character="owl", language="ru", kind="text", text="Привет! Как дела?"), cache
+    )
     assert text["ok"] and 0.5 < text["duration_s"] < 5
-    bad = run_job(make_job(request_id=3, character="tester", language="en", kind="voice", audio=b"OggS" + b"\0" * 300), cache)
+    bad = run_job(
+        make_job(request_id=3, character="tester", language="en", kind="voice", audio=b"OggS" + b"\0" * 300),
+        cache,
+    )
     assert not bad["ok"] and bad["error_kind"] == "MediaError"
     gone = run_job(make_job(request_id=4, character="nobody", language="en", kind="text", text="Hi."), cache)
     assert not gone["ok"] and "nobody" in gone["error"]

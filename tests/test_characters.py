@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import shutil
 import subprocess
@@ -14,7 +13,13 @@ import numpy as np
 import pytest
 
 from engine import synthetic
-from engine.characters import Catalogue, CharacterError, builtin_characters_dir, ensure_library, load_character
+from engine.characters import (
+    Catalogue,
+    CharacterError,
+    builtin_characters_dir,
+    ensure_library,
+    load_character,
+)
 from engine.errors import InputError
 from engine.library import open_library
 from engine.media import iter_frames, probe, read_audio
@@ -49,7 +54,9 @@ def test_the_repository_ships_the_fox_and_both_passages():
     assert fox.voice_for("ru").language == "ru" and fox.voice_for("en").language == "en"
     assert "fox" in fox.greeting_for("en").lower() and fox.greeting_for("ru")
     for language in ("en", "ru"):
-        assert len((REPO_CHARACTERS / "passages" / f"{language}.txt").read_text(encoding="utf-8").split()) > 150
+        assert (
+            len((REPO_CHARACTERS / "passages" / f"{language}.txt").read_text(encoding="utf-8").split()) > 150
+        )
     assert builtin_characters_dir() == REPO_CHARACTERS or os.environ.get("GRAMOPHONE_BUILTIN_CHARACTERS_DIR")
 
 
@@ -65,7 +72,9 @@ def test_broken_folders_are_named_and_the_rest_still_load(tmp_path, characters_d
     write(root / "bad-toml", "id = [unclosed")
     write(root / "no-name", 'id = "owl"\nlanguage = "en"\n')
     write(root / "bad-id", 'id = "../etc"\nname = "X"\nlanguage = "en"\n')
-    write(root / "no-video", 'id = "knight"\nname = "Ivanhoe"\nlanguage = "en"\n[library]\nsource = "video"\n')
+    write(
+        root / "no-video", 'id = "knight"\nname = "Ivanhoe"\nlanguage = "en"\n[library]\nsource = "video"\n'
+    )
     write(root / "bad-voice", 'id = "bear"\nname = "Bear"\nlanguage = "en"\n[voice]\nrate = 5\n')
     catalogue = Catalogue(root)
     assert [c.id for c in catalogue.list()] == ["fox"]
@@ -83,7 +92,10 @@ def test_the_fox_builds_and_says_new_text_with_moving_lips(fox, tmp_path):
         info = library.info()
         assert info.idle_source == "idle-video" and info.speech_seconds > 100  # both passages were read
     out = tmp_path / "hello.mp4"
-    text = "Good evening, little one. Today I found a shiny red apple under the old oak tree, and I shared it with my friend the hedgehog."
+    text = (
+        "Good evening, little one. Today I found a shiny red apple under the old oak tree, "
+        "and I shared it with my friend the hedgehog."
+    )
     result = say(fox, text, out)
     media = probe(out)
     assert (media.video_codec, media.audio_codec) == ("h264", "aac")
@@ -97,7 +109,9 @@ def test_the_fox_builds_and_says_new_text_with_moving_lips(fox, tmp_path):
 
 
 def test_say_in_russian_and_as_a_video_note(fox, tmp_path):
-    result = say(fox, "Привет! Я лисёнок. Я живу в лесу.", tmp_path / "ru.mp4", language="ru", video_note=True)
+    result = say(
+        fox, "Привет! Я лисёнок. Я живу в лесу.", tmp_path / "ru.mp4", language="ru", video_note=True
+    )
     assert probe(result.path).width == 96 and result.duration_s > 1.0
 
 
@@ -117,7 +131,9 @@ def test_say_bad_input_leaves_nothing(fox, tmp_path):
 
 def gramophone(*args: str, characters: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "GRAMOPHONE_BUILTIN_CHARACTERS_DIR": str(characters)}
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, env=env, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, env=env, cwd=cwd
+    )
 
 
 def test_cli_say_demo_and_characters(fox, characters_dir, tmp_path):
@@ -126,8 +142,24 @@ def test_cli_say_demo_and_characters(fox, characters_dir, tmp_path):
     info = gramophone("characters", "info", "fox", characters=characters_dir, cwd=tmp_path)
     assert info.returncode == 0 and "idle video" in info.stdout
     story = tmp_path / "story.txt"
-    story.write_text("Once upon a time a fox found a star. It was warm and bright. Good night!", encoding="utf-8")
-    said = gramophone("say", "--file", str(story), "-o", "story.mp4", "--voice", "en-gb", "--rate", "180", "--pitch", "60", characters=characters_dir, cwd=tmp_path)
+    story.write_text(
+        "Once upon a time a fox found a star. It was warm and bright. Good night!", encoding="utf-8"
+    )
+    said = gramophone(
+        "say",
+        "--file",
+        str(story),
+        "-o",
+        "story.mp4",
+        "--voice",
+        "en-gb",
+        "--rate",
+        "180",
+        "--pitch",
+        "60",
+        characters=characters_dir,
+        cwd=tmp_path,
+    )
     assert said.returncode == 0, said.stderr
     assert probe(tmp_path / "story.mp4").has_audio
     demo = gramophone("demo", characters=characters_dir, cwd=tmp_path)
@@ -147,7 +179,9 @@ def test_cli_say_bad_input(characters_dir, tmp_path):
     ]:
         result = gramophone(*args, characters=characters_dir, cwd=tmp_path)
         assert result.returncode == 2, args
-        assert result.stderr.strip().startswith("gramophone: error:") and needle in result.stderr, result.stderr
+        assert result.stderr.strip().startswith("gramophone: error:") and needle in result.stderr, (
+            result.stderr
+        )
     assert not (tmp_path / "x.mp4").exists()
 
 
@@ -157,11 +191,18 @@ def test_character_toml_has_one_reader_and_writer_that_round_trip(tmp_path):
     from engine.character_spec import CharacterSpec
 
     spec = CharacterSpec(
-        id="odd-one", name='Tab\there "quoted" \x7f\x01 \\ end', language="en", description="line one\nline two",
-        pitch_semitones=-2.5, portrait="portrait.png", voice={"voice": "en-us+f3", "rate": 150},
-        voices={"ru": {"voice": "ru+f3"}}, greeting={"en": 'Hello! I am Tab\there "quoted" \x7f\x01 \\ end.'},
+        id="odd-one",
+        name='Tab\there "quoted" \x7f\x01 \\ end',
+        language="en",
+        description="line one\nline two",
+        pitch_semitones=-2.5,
+        portrait="portrait.png",
+        voice={"voice": "en-us+f3", "rate": 150},
+        voices={"ru": {"voice": "ru+f3"}},
+        greeting={"en": 'Hello! I am Tab\there "quoted" \x7f\x01 \\ end.'},
         library={"source": "video", "size": 512, "takes": [100, 200]},
-        extra={"future_key": True, "future_table": {"a": 1}}, comment="Made by a test.\nSecond line.",
+        extra={"future_key": True, "future_table": {"a": 1}},
+        comment="Made by a test.\nSecond line.",
     )
     text = spec.to_toml()
     assert text.startswith("# Made by a test.\n# Second line.\n")
@@ -171,7 +212,11 @@ def test_character_toml_has_one_reader_and_writer_that_round_trip(tmp_path):
     (folder / "character.toml").write_text(text, encoding="utf-8")
     (folder / "speech.mp4").write_bytes(b"")
     loaded = load_character(folder)
-    assert (loaded.name, loaded.voice_for("ru").voice, loaded.source["takes"]) == (spec.name, "ru+f3", [100, 200])
+    assert (loaded.name, loaded.voice_for("ru").voice, loaded.source["takes"]) == (
+        spec.name,
+        "ru+f3",
+        [100, 200],
+    )
 
 
 def test_a_rename_changes_the_name_and_greetings_and_keeps_the_rest():
@@ -185,7 +230,11 @@ def test_a_rename_changes_the_name_and_greetings_and_keeps_the_rest():
     said_the_name = [language for language, line in spec.greeting.items() if spec.name in line]
     assert said_the_name and all("Fluffy\nTail" in renamed.greeting[language] for language in said_the_name)
     assert (renamed.voice, renamed.voices, renamed.library, renamed.pitch_semitones) == (
-        spec.voice, spec.voices, spec.library, spec.pitch_semitones)
+        spec.voice,
+        spec.voices,
+        spec.library,
+        spec.pitch_semitones,
+    )
 
 
 def test_a_spec_with_the_wrong_shape_is_refused_with_its_reason():

@@ -15,7 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {key: value for key, value in os.environ.items() if not key.startswith("GRAMOPHONE_")}
     base["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env={**base, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**base, **(env or {})},
+        timeout=120,
+    )
 
 
 def test_version_and_python_dash_m() -> None:
@@ -44,7 +51,17 @@ def test_every_command_has_help_with_an_example() -> None:
     pages = {name: command.format_help() for name, command in commands.items()}
     actions = commands["characters"]._subparsers._group_actions[0].choices  # noqa: SLF001
     pages.update({f"characters {name}": command.format_help() for name, command in actions.items()})
-    assert {"build", "info", "render", "say", "demo", "characters", "bot", "worker", "characters make"} <= set(pages)
+    assert {
+        "build",
+        "info",
+        "render",
+        "say",
+        "demo",
+        "characters",
+        "bot",
+        "worker",
+        "characters make",
+    } <= set(pages)
     for name, page in pages.items():
         if name == "characters":
             continue  # its actions each have theirs
@@ -61,9 +78,14 @@ def test_exit_status_usage_two_runtime_one_interrupt_130(tmp_path: Path) -> None
     assert result.returncode == 2 and "unknown character 'dragon'" in result.stderr
     story = tmp_path / "long.txt"
     story.write_text("Once upon a time there was a fox who loved the moon. " * 150)  # under the 10000 limit
-    process = subprocess.Popen([sys.executable, "-m", "engine", "say", "--file", str(story), "-o", str(tmp_path / "x.mp4")],
-                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine", "say", "--file", str(story), "-o", str(tmp_path / "x.mp4")],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     import signal
     import time
 
@@ -79,7 +101,11 @@ def test_log_level_applies_to_bot_and_worker() -> None:
     from bot.settings import load_settings
     from engine.cli import build_parser
 
-    for argv, level in ((["--log-level", "debug", "worker"], "DEBUG"), (["-v", "bot"], "INFO"), (["worker"], None)):
+    for argv, level in (
+        (["--log-level", "debug", "worker"], "DEBUG"),
+        (["-v", "bot"], "INFO"),
+        (["worker"], None),
+    ):
         overrides = _overrides(build_parser().parse_args(argv))
         assert overrides.get("log_level") == level, argv
         if level:

@@ -29,8 +29,13 @@ def test_the_compose_services_and_their_commands():
         command = services[name]["command"]
         assert command[0] == "gramophone", name
         build_parser().parse_args(command[1:])  # exits (SystemExit) on a command our CLI does not have
-    assert services["gpu-worker"]["command"][1:] == ["worker", "--gpu"] and services["maker"]["command"][-1] == "--make"
-    assert {"flp", "gpu-worker"} == {name for name, service in services.items() if service.get("profiles") == ["gpu"]}
+    assert (
+        services["gpu-worker"]["command"][1:] == ["worker", "--gpu"]
+        and services["maker"]["command"][-1] == "--make"
+    )
+    assert {"flp", "gpu-worker"} == {
+        name for name, service in services.items() if service.get("profiles") == ["gpu"]
+    }
 
 
 def test_services_wait_for_healthy_dependencies():
@@ -41,15 +46,20 @@ def test_services_wait_for_healthy_dependencies():
         assert depends["redis"] == {"condition": "service_healthy"}, name
     assert services["gpu-worker"]["depends_on"]["flp"] == {"condition": "service_healthy"}
     assert "/openapi.json" in " ".join(services["flp"]["healthcheck"]["test"])
-    assert services["flp"]["command"] == ["bash", "scripts/start_api.sh"]  # FLP's launcher: its PATH is in ~/.bashrc
+    assert services["flp"]["command"] == [
+        "bash",
+        "scripts/start_api.sh",
+    ]  # FLP's launcher: its PATH is in ~/.bashrc
     for name in ("worker", "maker", "gpu-worker"):  # the image's check is the bot's
         assert services[name]["healthcheck"] == {"disable": True}, name
 
 
 def test_the_dockerfile_installs_dependencies_before_the_code_and_checks_health():
-    lines = [line.strip() for line in DOCKERFILE.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        line.strip() for line in DOCKERFILE.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     first_code = next(i for i, line in enumerate(lines) if re.match(r"COPY (engine|bot) ", line))
-    dependencies = next(i for i, line in enumerate(lines) if "project[\"dependencies\"]" in line)
+    dependencies = next(i for i, line in enumerate(lines) if 'project["dependencies"]' in line)
     assert dependencies < first_code, "a code change would reinstall every dependency"
     assert any(line.startswith("RUN pip install --no-deps .") for line in lines[first_code:])
     assert any(line == "RUN gramophone characters build fox" for line in lines), "the fox is prebuilt"
@@ -64,7 +74,9 @@ def test_the_health_command_reads_the_dispatchers_heartbeat(tmp_path):
     env.update(GRAMOPHONE_DATA_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
 
     def health() -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "engine", "health"], env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "engine", "health"], env=env, capture_output=True, text=True, timeout=60
+        )
 
     missing = health()
     assert missing.returncode == 1 and "missing" in missing.stdout

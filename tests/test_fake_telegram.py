@@ -64,11 +64,7 @@ async def running_app(
     ``timeout=1`` keeps long polls short so stopping never waits on the server.
     """
     app = (
-        ApplicationBuilder()
-        .token(api.token)
-        .base_url(api.base_url)
-        .base_file_url(api.base_file_url)
-        .build()
+        ApplicationBuilder().token(api.token).base_url(api.base_url).base_file_url(api.base_file_url).build()
     )
     for handler in handlers:
         app.add_handler(handler)
@@ -201,9 +197,7 @@ def test_send_video_note_uploads_mp4_and_server_stores_it() -> None:
         async with FakeBotApi() as api:
             api.add_user(5)
             async with make_bot(api) as bot:
-                msg = await bot.send_video_note(
-                    5, mp4, duration=1, length=240, thumbnail=b"thumb-jpeg"
-                )
+                msg = await bot.send_video_note(5, mp4, duration=1, length=240, thumbnail=b"thumb-jpeg")
                 note = msg.video_note
                 assert note is not None and note.file_id and note.file_unique_id
                 assert note.length == 240 and note.duration == dtm.timedelta(seconds=1)
@@ -234,8 +228,12 @@ def test_callback_query_reaches_callback_query_handler() -> None:
     async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.message
         keyboard = InlineKeyboardMarkup(
-            [[InlineKeyboardButton("Fox", callback_data="fox"),
-              InlineKeyboardButton("Owl", callback_data="owl")]]
+            [
+                [
+                    InlineKeyboardButton("Fox", callback_data="fox"),
+                    InlineKeyboardButton("Owl", callback_data="owl"),
+                ]
+            ]
         )
         await update.message.reply_text("Who should answer?", reply_markup=keyboard)
 
@@ -247,9 +245,7 @@ def test_callback_query_reaches_callback_query_handler() -> None:
 
     async def main() -> None:
         async with FakeBotApi() as api:
-            async with running_app(
-                api, CommandHandler("start", start), CallbackQueryHandler(chosen)
-            ):
+            async with running_app(api, CommandHandler("start", start), CallbackQueryHandler(chosen)):
                 api.send_text(9, "/start")
                 await api.wait_for(api.sends_to(9), timeout=10)
                 (sent,) = api.sent_messages(9)
@@ -302,13 +298,9 @@ def test_bad_requests_match_telegram() -> None:
                 with pytest.raises(BadRequest, match="reserved"):
                     await bot.send_message(3, "Hi Ana. Ready!", parse_mode="MarkdownV2")
                 ok = escape_markdown("Hi Ana. Ready!", version=2)
-                assert (await bot.send_message(3, ok, parse_mode="MarkdownV2")).text == (
-                    "Hi Ana. Ready!"
-                )
+                assert (await bot.send_message(3, ok, parse_mode="MarkdownV2")).text == ("Hi Ana. Ready!")
                 with pytest.raises(BadRequest, match="(?i)button_data_invalid"):
-                    markup = InlineKeyboardMarkup(
-                        [[InlineKeyboardButton("x", callback_data="x" * 65)]]
-                    )
+                    markup = InlineKeyboardMarkup([[InlineKeyboardButton("x", callback_data="x" * 65)]])
                     await bot.send_message(3, "pick", reply_markup=markup)
                 big = api.send_voice(3, b"OggS tiny", duration=1, declared_size=21 * 1024 * 1024)
                 with pytest.raises(BadRequest, match="File is too big"):

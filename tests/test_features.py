@@ -37,7 +37,9 @@ def test_features_are_aligned_in_time():
 
 def test_normalised_features_ignore_recording_level():
     rng = np.random.default_rng(1)
-    audio = np.concatenate([tone(0.5, 200), silence(0.5), tone(0.5, 300, 0.1), rng.normal(0, 0.05, SR // 2).astype(np.float32)])
+    audio = np.concatenate(
+        [tone(0.5, 200), silence(0.5), tone(0.5, 300, 0.1), rng.normal(0, 0.05, SR // 2).astype(np.float32)]
+    )
     loud = feat.analyse(audio, SR)
     quiet = feat.analyse(audio * 0.05, SR)
     np.testing.assert_array_equal(loud.speech, quiet.speech)
@@ -83,12 +85,16 @@ def test_segments_overlap_with_step_two():
 
 
 def test_spectral_features_match_librosa():
-    """Our STFT, mel filterbank and MFCC agree with librosa's (which is too heavy to import at render time)."""
+    """Our STFT, mel filterbank and MFCC agree with librosa's (which is too heavy to import at
+    render time)."""
     librosa = pytest.importorskip("librosa")
     rng = np.random.default_rng(3)
     audio = (rng.normal(0, 0.1, SR * 3) * np.sin(np.arange(SR * 3) / 900)).astype(np.float32)
     np.testing.assert_allclose(
-        feat.mel_filterbank(SR), librosa.filters.mel(sr=SR, n_fft=1024, n_mels=40, fmin=60.0, fmax=7600.0), rtol=1e-4, atol=1e-7
+        feat.mel_filterbank(SR),
+        librosa.filters.mel(sr=SR, n_fft=1024, n_mels=40, fmin=60.0, fmax=7600.0),
+        rtol=1e-4,
+        atol=1e-7,
     )
     power = np.abs(librosa.stft(audio, n_fft=1024, hop_length=SR // 25, center=True)) ** 2
     ours = np.concatenate(list(feat._power_blocks(audio, SR, power.shape[1])), axis=1)

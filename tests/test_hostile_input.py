@@ -42,7 +42,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def _ffmpeg(*args: str) -> bytes:
-    return subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", *args], check=True, capture_output=True).stdout
+    return subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-loglevel", "error", *args], check=True, capture_output=True
+    ).stdout
 
 
 def _answered(stack: Stack, *chats: int) -> bool:
@@ -106,8 +108,19 @@ def test_playlists_and_scripts_never_reach_another_chats_voice(stack: Stack, tmp
 def test_lengths_come_from_the_decoded_audio_and_types_from_the_bytes(stack: Stack, tmp_path: Path) -> None:
     api = stack.api
     minutes = round(VOICE_MAX_S / 60)
-    forged = _ffmpeg("-f", "lavfi", "-i", "sine=f=300:d=40", "-metadata", "title=Duration: 00:00:02.00, start: 0",
-                     "-c:a", "libmp3lame", "-f", "mp3", "pipe:")
+    forged = _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=300:d=40",
+        "-metadata",
+        "title=Duration: 00:00:02.00, start: 0",
+        "-c:a",
+        "libmp3lame",
+        "-f",
+        "mp3",
+        "pipe:",
+    )
     hour = tmp_path / "hour.flac"  # an hour of silence: 372 KB, 367 MB once decoded
     _ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "3600", "-c:a", "flac", str(hour))
     voice = make_ogg_opus(3.0, speech_like=True)
@@ -126,12 +139,16 @@ def test_lengths_come_from_the_decoded_audio_and_types_from_the_bytes(stack: Sta
 
     async def main() -> None:
         async with running_bot(stack.settings()):
-            api.send_audio(321, forged, duration=2, file_name="short.mp3", mime_type="audio/mpeg")  # the tag lies
+            api.send_audio(
+                321, forged, duration=2, file_name="short.mp3", mime_type="audio/mpeg"
+            )  # the tag lies
             api.send_audio(322, hour.read_bytes(), duration=2, file_name="hour.flac", mime_type="audio/flac")
             api.send_voice(323, voice[:60], duration=3)  # truncated inside its headers
             api.send_voice(324, b"", duration=1)  # zero bytes
             api.send_document(325, png, "voice.ogg", "audio/ogg")  # the MIME type and name lie
-            api.send_document(326, silent_video, "clip.mp4", "video/mp4")  # a container we take, with no sound
+            api.send_document(
+                326, silent_video, "clip.mp4", "video/mp4"
+            )  # a container we take, with no sound
             api.send_document(327, voice, "recording.bin", "audio/ogg")  # a real voice, badly labelled
             await until(lambda: _answered(stack, *cases, 327) and len(stack.requests(327)) == 1, timeout=90)
             await api.wait_for(api.sends_to(327, "sendVideoNote"), timeout=90)
@@ -156,7 +173,9 @@ def test_the_worker_cuts_decoding_at_the_limit_too(stack: Stack, tmp_path: Path)
     job = make_job(request_id=1, character="tester", language="en", kind="voice", audio=forged, max_audio_s=5)
     result = run_job(job, CharacterCache([stack.characters]))
     assert result["ok"] and result["duration_s"] <= 5 + DECODE_MARGIN_S + 0.1
-    playlist = make_job(request_id=2, character="tester", language="en", kind="voice", audio=b"#EXTM3U\nsecret.ogg\n")
+    playlist = make_job(
+        request_id=2, character="tester", language="en", kind="voice", audio=b"#EXTM3U\nsecret.ogg\n"
+    )
     assert run_job(playlist, CharacterCache([stack.characters]))["ok"] is False
 
 
@@ -217,7 +236,9 @@ def test_groups_are_not_served_unless_allowed(stack: Stack) -> None:
 # -- the disk --------------------------------------------------------------------------------------
 
 
-def test_a_full_disk_while_storing_a_result_delays_only_that_answer(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_while_storing_a_result_delays_only_that_answer(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ENOSPC while one chat's video is stored: that answer waits in the queue and arrives once
     the disk has room; another chat's answer is not held up."""
     api, unlucky, other = stack.api, 351, 352
@@ -248,4 +269,6 @@ def test_a_full_disk_while_storing_a_result_delays_only_that_answer(stack: Stack
     run(main())
     assert [r["status"] for r in stack.requests(unlucky)] == ["sent"]
     assert texts(api, unlucky) == [] and texts(api, other) == []
-    assert not [p for p in (stack.data_dir / "results").iterdir() if p.name.startswith(".")], "no half-written files"
+    assert not [p for p in (stack.data_dir / "results").iterdir() if p.name.startswith(".")], (
+        "no half-written files"
+    )

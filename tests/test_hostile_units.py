@@ -87,12 +87,31 @@ def test_a_bounded_run_is_killed_with_its_whole_process_group(tmp_path: Path) ->
 
 
 def test_a_full_disk_is_a_storage_error_not_bad_input() -> None:
-    run = run_bounded([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=d=1", "-f", "wav", "/dev/full"],
-                      timeout_s=30)
+    run = run_bounded(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=1",
+            "-f",
+            "wav",
+            "/dev/full",
+        ],
+        timeout_s=30,
+    )
     assert run.returncode != 0
     error = ffmpeg_failure("/dev/full", "cannot write", run.message)
-    assert isinstance(error, StorageError) and isinstance(error, OSError) and not isinstance(error, MediaError)
-    assert isinstance(ffmpeg_failure("x.ogg", "cannot decode", "Invalid data found when processing input"), MediaError)
+    assert (
+        isinstance(error, StorageError) and isinstance(error, OSError) and not isinstance(error, MediaError)
+    )
+    assert isinstance(
+        ffmpeg_failure("x.ogg", "cannot decode", "Invalid data found when processing input"), MediaError
+    )
 
 
 def test_files_keep_to_the_umask() -> None:
@@ -109,21 +128,31 @@ def test_files_keep_to_the_umask() -> None:
 
 
 def _row(chat: int, message: int, kind: str = "voice") -> dict[str, object]:
-    return dict(chat_id=chat, kind=kind, input="FILE", incoming_message_id=message, character="tester", language="en")
+    return dict(
+        chat_id=chat, kind=kind, input="FILE", incoming_message_id=message, character="tester", language="en"
+    )
 
 
 def test_admission_counts_and_reserves_in_one_step(tmp_path: Path) -> None:
     store = Store(tmp_path / "state.db")
-    outcomes = [store.admit([_row(1, n)], max_per_chat=3, max_total=5, status="fetching").refused for n in range(10)]
+    outcomes = [
+        store.admit([_row(1, n)], max_per_chat=3, max_total=5, status="fetching").refused for n in range(10)
+    ]
     assert outcomes == [None] * 3 + ["chat_full"] * 7
     assert store.admit([_row(1, 0)], max_per_chat=3).refused == "duplicate"
-    assert [store.admit([_row(2, n)], max_per_chat=3, max_total=5).refused for n in range(3)] == [None, None, "busy"]
+    assert [store.admit([_row(2, n)], max_per_chat=3, max_total=5).refused for n in range(3)] == [
+        None,
+        None,
+        "busy",
+    ]
     assert [r.status for r in store.active(1)] == ["fetching"] * 3
 
 
 def test_the_guard_limits_each_chat_and_refuses_at_most_once_per_interval() -> None:
     now = [1000.0]
-    settings = Settings(_env_file=None, chat_rate_messages=3, chat_rate_window_s=60, refusal_interval_s=30, admins=[9])
+    settings = Settings(
+        _env_file=None, chat_rate_messages=3, chat_rate_window_s=60, refusal_interval_s=30, admins=[9]
+    )
     guard = ChatGuard(settings, clock=lambda: now[0])
     assert [guard.take(1) for _ in range(5)] == [True, True, True, False, False]
     assert guard.take(2), "another chat has its own bucket"
@@ -188,7 +217,9 @@ def test_the_token_is_redacted_from_messages_arguments_and_tracebacks() -> None:
 
 
 def test_settings_name_their_secrets() -> None:
-    settings = Settings(_env_file=None, telegram_bot_token="1:tok3n-value", redis_url="redis://:hunter22@r:6379/0")
+    settings = Settings(
+        _env_file=None, telegram_bot_token="1:tok3n-value", redis_url="redis://:hunter22@r:6379/0"
+    )
     assert set(settings.secrets()) == {"1:tok3n-value", "hunter22"}
 
 

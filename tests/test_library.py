@@ -46,7 +46,9 @@ def test_frames_round_trip(character):
 
 
 def test_idle_from_pauses_and_from_quietest_segments(tmp_path, character):
-    with_pauses = build_library(character.speech_video, tmp_path / "pauses.gchar", settings=BuildSettings(size=64, crop="centre"))
+    with_pauses = build_library(
+        character.speech_video, tmp_path / "pauses.gchar", settings=BuildSettings(size=64, crop="centre")
+    )
     assert with_pauses.idle_source == "speech-pauses"
     assert with_pauses.idle_segments >= 3
     # A recording that never pauses: the quietest, stillest segments stand in, and info says so.
@@ -59,7 +61,9 @@ def test_idle_from_pauses_and_from_quietest_segments(tmp_path, character):
     with VideoEncoder(folder / "talk.mp4", size=64, audio_path=wav) as encoder:
         for frame in synthetic.performance(audio, 16_000, seed=5, size=64):
             encoder.write(frame)
-    no_pauses = build_library(folder / "talk.mp4", tmp_path / "np.gchar", settings=BuildSettings(size=64, crop="centre"))
+    no_pauses = build_library(
+        folder / "talk.mp4", tmp_path / "np.gchar", settings=BuildSettings(size=64, crop="centre")
+    )
     assert no_pauses.idle_source == "quietest-segments"
     assert no_pauses.idle_segments >= 3
     assert any("quietest" in line for line in no_pauses.lines())

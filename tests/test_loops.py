@@ -65,8 +65,10 @@ class Worker:
 
     def beat(self) -> None:
         self.beats += 1
-        self.huey.storage.put_data(HEARTBEAT_PREFIX + self.task.id,
-                                   json.dumps({"beat": self.beats, "host": "test", "pid": 1}).encode())
+        self.huey.storage.put_data(
+            HEARTBEAT_PREFIX + self.task.id,
+            json.dumps({"beat": self.beats, "host": "test", "pid": 1}).encode(),
+        )
 
     def answer(self, value: Any) -> None:
         self.huey.storage.put_data(self.task.id, self.huey.serializer.serialize(value))
@@ -80,9 +82,17 @@ class Worker:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     characters, stories = shared_assets()
-    return Settings(_env_file=None, telegram_bot_token="123:test", data_dir=tmp_path / "data",
-                    characters_dirs=[characters], stories_dir=stories, default_character="tester",
-                    heartbeat_timeout_s=10, render_timeout_s=60, render_attempts=2)
+    return Settings(
+        _env_file=None,
+        telegram_bot_token="123:test",
+        data_dir=tmp_path / "data",
+        characters_dirs=[characters],
+        stories_dir=stories,
+        default_character="tester",
+        heartbeat_timeout_s=10,
+        render_timeout_s=60,
+        render_attempts=2,
+    )
 
 
 def run(coro: Any) -> Any:
@@ -163,19 +173,40 @@ def _dispatcher(settings: Settings, clock: Clock) -> tuple[Dispatcher, Store, Re
     queue = RenderQueue(settings)
     bot = FakeBot()
     catalogue = Catalogue(*settings.character_roots)
-    dispatcher = Dispatcher(settings, store, queue, bot, catalogue, Storybook(settings.stories_dir),  # type: ignore[arg-type]
-                            Inbox(settings, store, bot),  # type: ignore[arg-type]
-                            recorded=RecordedStories(settings.recorded_stories_dir))
+    dispatcher = Dispatcher(
+        settings,
+        store,
+        queue,
+        bot,
+        catalogue,
+        Storybook(settings.stories_dir),  # type: ignore[arg-type]
+        Inbox(settings, store, bot),  # type: ignore[arg-type]
+        recorded=RecordedStories(settings.recorded_stories_dir),
+    )
     dispatcher.watcher = TaskWatcher(settings.heartbeat_timeout_s, clock=clock)
     return dispatcher, store, queue, bot
 
 
-def test_the_dispatcher_retries_a_silent_worker_then_gives_up_with_the_rest_of_the_story(settings: Settings) -> None:
+def test_the_dispatcher_retries_a_silent_worker_then_gives_up_with_the_rest_of_the_story(
+    settings: Settings,
+) -> None:
     clock = Clock()
     dispatcher, store, queue, bot = _dispatcher(settings, clock)
     worker = Worker(queue)
-    rows = [dict(chat_id=7, user_id=7, kind="story", input="en/three-bears", character="tester", language="en",
-                 incoming_message_id=70, part=part, parts=2) for part in range(2)]
+    rows = [
+        dict(
+            chat_id=7,
+            user_id=7,
+            kind="story",
+            input="en/three-bears",
+            character="tester",
+            language="en",
+            incoming_message_id=70,
+            part=part,
+            parts=2,
+        )
+        for part in range(2)
+    ]
     first, second = store.add_requests(rows)
 
     async def main() -> None:
@@ -192,7 +223,9 @@ def test_the_dispatcher_retries_a_silent_worker_then_gives_up_with_the_rest_of_t
                 assert (store.get(first.id).status, store.get(first.id).attempts) == (Status.RECEIVED, 1)
                 await dispatcher._enqueue()  # a second attempt
                 assert store.get(first.id).status == Status.QUEUED
-        assert store.get(first.id).status == Status.FAILED and "went silent" in (store.get(first.id).error or "")
+        assert store.get(first.id).status == Status.FAILED and "went silent" in (
+            store.get(first.id).error or ""
+        )
         assert store.get(second.id).status == Status.FAILED  # the story stops where it broke
         assert bot.messages == [(7, t("render_failed", "en", name="Tester"))]  # one apology, not two
 
@@ -203,12 +236,25 @@ def test_the_dispatcher_retries_a_silent_worker_then_gives_up_with_the_rest_of_t
         store.close()
 
 
-def test_the_dispatcher_puts_back_an_interrupted_render_and_takes_a_users_error_as_final(settings: Settings) -> None:
+def test_the_dispatcher_puts_back_an_interrupted_render_and_takes_a_users_error_as_final(
+    settings: Settings,
+) -> None:
     clock = Clock()
     dispatcher, store, queue, bot = _dispatcher(settings, clock)
     worker = Worker(queue)
-    (request,) = store.add_requests([dict(chat_id=8, user_id=8, kind="text", input="Hello there.", character="tester",
-                                          language="en", incoming_message_id=80)])
+    (request,) = store.add_requests(
+        [
+            dict(
+                chat_id=8,
+                user_id=8,
+                kind="text",
+                input="Hello there.",
+                character="tester",
+                language="en",
+                incoming_message_id=80,
+            )
+        ]
+    )
 
     async def main() -> None:
         await dispatcher._enqueue()
@@ -221,11 +267,15 @@ def test_the_dispatcher_puts_back_an_interrupted_render_and_takes_a_users_error_
         assert store.get(request.id).status == Status.QUEUED  # waits again, no attempt spent
         assert store.get(request.id).attempts == 1
         worker.take()
-        worker.answer({"ok": False, "error": "no speech in it", "error_kind": "InputError", "user_error": True})
+        worker.answer(
+            {"ok": False, "error": "no speech in it", "error_kind": "InputError", "user_error": True}
+        )
         await dispatcher._collect()
         failed = store.get(request.id)
         assert failed.status == Status.FAILED and "no speech" in (failed.error or "")
-        assert bot.messages == [(8, t("render_failed", "en", name="Tester"))]  # a text: nothing of theirs to blame
+        assert bot.messages == [
+            (8, t("render_failed", "en", name="Tester"))
+        ]  # a text: nothing of theirs to blame
 
     try:
         run(main())
@@ -234,7 +284,9 @@ def test_the_dispatcher_puts_back_an_interrupted_render_and_takes_a_users_error_
         store.close()
 
 
-def test_the_workshop_puts_back_an_interrupted_maker_and_ends_a_cancelled_job(settings: Settings, tmp_path: Path) -> None:
+def test_the_workshop_puts_back_an_interrupted_maker_and_ends_a_cancelled_job(
+    settings: Settings, tmp_path: Path
+) -> None:
     from bot.character_store import CharacterStore
     from bot.making import Workshop
     from bot.store import MakeStatus
@@ -244,15 +296,29 @@ def test_the_workshop_puts_back_an_interrupted_maker_and_ends_a_cancelled_job(se
     store = Store(settings.state_path)
     queues = {"cpu": MakeQueue(settings, "cpu")}
     bot = FakeBot()
-    workshop = Workshop(settings, store, queues, bot, Catalogue(*settings.character_roots),  # type: ignore[arg-type]
-                        CharacterStore(settings.made_characters_dir))
+    workshop = Workshop(
+        settings,
+        store,
+        queues,
+        bot,
+        Catalogue(*settings.character_roots),  # type: ignore[arg-type]
+        CharacterStore(settings.made_characters_dir),
+    )
     workshop.watcher = TaskWatcher(settings.heartbeat_timeout_s, clock=clock)
     worker = Worker(queues["cpu"])  # type: ignore[arg-type]
     picture = tmp_path / "face.png"
     picture.write_bytes(b"\x89PNG not really")
-    job = store.add_make_job(user_id=5, chat_id=5, name="Moth", character_id="moth", language="en",
-                             voice={"language": "en"}, options={"landmarks": "face"}, picture_path=str(picture),
-                             route="cpu")
+    job = store.add_make_job(
+        user_id=5,
+        chat_id=5,
+        name="Moth",
+        character_id="moth",
+        language="en",
+        voice={"language": "en"},
+        options={"landmarks": "face"},
+        picture_path=str(picture),
+        route="cpu",
+    )
     assert job is not None
 
     async def main() -> None:
@@ -272,8 +338,14 @@ def test_the_workshop_puts_back_an_interrupted_maker_and_ends_a_cancelled_job(se
         assert store.make_job(job.id).status == MakeStatus.QUEUED and store.make_job(job.id).attempts == 1
         await workshop._enqueue()
         worker.take()
-        worker.answer({"ok": False, "error": "making the character was cancelled", "error_kind": "CancelledError",
-                       "cancelled": True})
+        worker.answer(
+            {
+                "ok": False,
+                "error": "making the character was cancelled",
+                "error_kind": "CancelledError",
+                "cancelled": True,
+            }
+        )
         await workshop._collect()
         assert store.make_job(job.id).status == MakeStatus.CANCELLED
 

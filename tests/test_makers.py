@@ -55,7 +55,9 @@ def rig_picture(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[Path, Path]:
     """A reference performance: the rig reading 6 s of synthetic speech, and 2.5 s of idle."""
-    return synthetic.write_character_videos(tmp_path_factory.mktemp("reference"), seed=3, duration_s=6.0, size=SIDE, idle_s=2.5)
+    return synthetic.write_character_videos(
+        tmp_path_factory.mktemp("reference"), seed=3, duration_s=6.0, size=SIDE, idle_s=2.5
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +79,9 @@ def flp_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("flp-home")
     env = {**os.environ, "FLIP_PORT": str(port), "FLP_STANDIN_HOME": str(home)}
     env.pop("FLP_STANDIN_DROP", None)
-    server = subprocess.Popen([sys.executable, str(STANDIN / "api.py")], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [sys.executable, str(STANDIN / "api.py")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -115,24 +118,37 @@ def lip_sync(video: Path, size: int) -> tuple[float, float, int]:
 
 def test_good_pictures_are_accepted_in_every_format(tmp_path):
     face = synthetic.draw_face(synthetic.FaceParams(), SIDE)
-    for name, image in [("f.jpg", face), ("f.png", face), ("f.webp", face),
-                        ("alpha.png", cv2.cvtColor(face, cv2.COLOR_BGR2BGRA)),
-                        ("grey.png", cv2.cvtColor(face, cv2.COLOR_BGR2GRAY))]:
+    for name, image in [
+        ("f.jpg", face),
+        ("f.png", face),
+        ("f.webp", face),
+        ("alpha.png", cv2.cvtColor(face, cv2.COLOR_BGR2BGRA)),
+        ("grey.png", cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)),
+    ]:
         cv2.imwrite(str(tmp_path / name), image)
         info = check_picture(tmp_path / name)
         assert (info.width, info.height) == (SIDE, SIDE)
         assert info.format == {"jpg": "jpeg"}.get(name.rsplit(".", 1)[1], name.rsplit(".", 1)[1])
     wide = np.full((300, 500, 3), 200, np.uint8)
     cv2.imwrite(str(tmp_path / "wide.jpg"), wide)
-    assert (check_picture(tmp_path / "wide.jpg").width, check_picture(tmp_path / "wide.jpg").height) == (500, 300)
+    assert (check_picture(tmp_path / "wide.jpg").width, check_picture(tmp_path / "wide.jpg").height) == (
+        500,
+        300,
+    )
 
 
 def _png_header(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_bad_pictures_are_refused_with_one_friendly_line(tmp_path):
@@ -175,8 +191,10 @@ def test_decompression_bombs_are_refused_from_the_header_without_decoding(tmp_pa
 
 def test_a_face_is_found_on_the_rig_when_this_opencv_has_a_detector(tmp_path):
     if face_detector() is None:
-        pytest.skip("no face detector: OpenCV 5 wheels ship no Haar cascades and no YuNet model "
-                    "(set GRAMOPHONE_FACE_MODEL to a YuNet .onnx); manual landmarks are tested below")
+        pytest.skip(
+            "no face detector: OpenCV 5 wheels ship no Haar cascades and no YuNet model "
+            "(set GRAMOPHONE_FACE_MODEL to a YuNet .onnx); manual landmarks are tested below"
+        )
     path = tmp_path / "face.png"
     cv2.imwrite(str(path), synthetic.draw_face(synthetic.FaceParams(), 512))
     face = check_picture(path).face
@@ -194,9 +212,12 @@ def test_landmarks_by_hand_or_from_a_face_box():
     assert all(eye[1] < MOUTH[1] for eye in mouth_only.eyes)
     boxed = estimate_landmarks(PictureInfo(Path("p.png"), SIDE, SIDE, "png", Face(60, 60, 136, 150)))
     assert boxed.eyes[0][1] < boxed.mouth[1] < 60 + 150 and 60 < boxed.mouth[0] < 196
-    for kwargs, needle in [({}, "no face found"), ({"mouth": (300.0, 10.0), "eyes": EYES}, "outside"),
-                           ({"mouth": (128.0, 50.0), "eyes": EYES}, "below the eyes"),
-                           ({"eyes": ((10.0, 10.0), (11.0, 10.0))}, "apart")]:
+    for kwargs, needle in [
+        ({}, "no face found"),
+        ({"mouth": (300.0, 10.0), "eyes": EYES}, "outside"),
+        ({"mouth": (128.0, 50.0), "eyes": EYES}, "below the eyes"),
+        ({"eyes": ((10.0, 10.0), (11.0, 10.0))}, "apart"),
+    ]:
         with pytest.raises(InputError, match=needle):
             estimate_landmarks(info, **kwargs)
 
@@ -207,8 +228,17 @@ def test_landmarks_by_hand_or_from_a_face_box():
 def test_the_puppet_mouth_follows_the_audio_and_the_idle_take_blinks(rig_picture, tmp_path):
     audio = synthetic.synth_speech(8.0, seed=21, sample_rate=16_000)
     landmarks = estimate_landmarks(check_picture(rig_picture), mouth=MOUTH, eyes=EYES)
-    speech, idle = puppet_performance(rig_picture, landmarks, audio, 16_000, tmp_path, size=SIDE, seed=4, idle_s=6.0,
-                                      gap_bgr=synthetic.MOUTH_INTERIOR_BGR)
+    speech, idle = puppet_performance(
+        rig_picture,
+        landmarks,
+        audio,
+        16_000,
+        tmp_path,
+        size=SIDE,
+        seed=4,
+        idle_s=6.0,
+        gap_bgr=synthetic.MOUTH_INTERIOR_BGR,
+    )
     assert probe(speech).has_audio and not probe(idle).has_audio
     r_opening, r_width, frames = lip_sync(speech, SIDE)
     assert frames == 200
@@ -216,13 +246,23 @@ def test_the_puppet_mouth_follows_the_audio_and_the_idle_take_blinks(rig_picture
     idle_frames = np.array([frame for frame in iter_frames(idle, SIDE)])
     assert max(synthetic.measure_mouth(frame)[0] for frame in idle_frames) < 0.05  # the mouth stays closed
     whites = (idle_frames[:, 100:128, 84:112].min(axis=3) > 215).mean(axis=(1, 2))  # the white of the eye
-    assert whites.max() > 0.1 and whites.min() < 0.2 * whites.max(), (whites.min(), whites.max())  # a blink covers it
+    assert whites.max() > 0.1 and whites.min() < 0.2 * whites.max(), (
+        whites.min(),
+        whites.max(),
+    )  # a blink covers it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idle.mp4", "speech.mp4"]
 
 
 def test_the_puppet_is_fast_enough_for_long_passages():
-    puppet = Puppet(synthetic.draw_face(synthetic.FaceParams(), 512), estimate_landmarks(
-        PictureInfo(Path("p.png"), 512, 512, "png", None), mouth=(256.0, 368.0), eyes=((196.0, 228.0), (316.0, 228.0))), 512)
+    puppet = Puppet(
+        synthetic.draw_face(synthetic.FaceParams(), 512),
+        estimate_landmarks(
+            PictureInfo(Path("p.png"), 512, 512, "png", None),
+            mouth=(256.0, 368.0),
+            eyes=((196.0, 228.0), (316.0, 228.0)),
+        ),
+        512,
+    )
     poses = synthetic.performance_params(synthetic.synth_speech(4.0, seed=5), 16_000, seed=1)
     started = time.process_time()
     for pose in poses:
@@ -237,14 +277,29 @@ def test_the_puppet_is_fast_enough_for_long_passages():
 def test_make_character_on_the_cpu_loads_and_renders(rig_picture, tmp_path):
     reports: list[tuple[str, float]] = []
     folder = tmp_path / "characters" / "owl"
-    made = make_character(rig_picture, folder, character_id="owl", name="Сова Owl", language="en",
-                          voice=VoiceSettings(voice="en-us+f3", rate=170), description='A wise "owl"',
-                          pitch_semitones=3.0, mouth=MOUTH, eyes=EYES, size=128,
-                          progress=lambda stage, fraction: reports.append((stage, fraction)))
+    made = make_character(
+        rig_picture,
+        folder,
+        character_id="owl",
+        name="Сова Owl",
+        language="en",
+        voice=VoiceSettings(voice="en-us+f3", rate=170),
+        description='A wise "owl"',
+        pitch_semitones=3.0,
+        mouth=MOUTH,
+        eyes=EYES,
+        size=128,
+        progress=lambda stage, fraction: reports.append((stage, fraction)),
+    )
     assert made.path == "puppet" and made.folder == folder and made.info.size == 128
     assert made.info.idle_source == "idle-video" and made.info.speech_seconds > 30
     assert sorted(p.name for p in folder.iterdir()) == [
-        "character.toml", "idle.mp4", "library.gchar", "portrait.png", "speech.mp4"]
+        "character.toml",
+        "idle.mp4",
+        "library.gchar",
+        "portrait.png",
+        "speech.mp4",
+    ]
     catalogue = Catalogue(tmp_path / "characters")
     assert catalogue.problems == []
     owl = catalogue.get("owl")
@@ -270,14 +325,33 @@ def test_cancelling_leaves_no_character_behind(rig_picture, tmp_path):
 
     folder = tmp_path / "owl"
     with pytest.raises(CancelledError, match="cancelled"):
-        make_character(rig_picture, folder, character_id="owl", name="Owl", language="en", voice=VoiceSettings(),
-                       mouth=MOUTH, eyes=EYES, size=128, cancelled=cancelled)
+        make_character(
+            rig_picture,
+            folder,
+            character_id="owl",
+            name="Owl",
+            language="en",
+            voice=VoiceSettings(),
+            mouth=MOUTH,
+            eyes=EYES,
+            size=128,
+            cancelled=cancelled,
+        )
     assert calls == 3 and list(folder.iterdir()) == []
     with pytest.raises(InputError, match="reference performance"):
-        make_character(rig_picture, folder, character_id="owl", name="Owl", language="en", voice=VoiceSettings(),
-                       flp=FlpConfig("http", url="http://127.0.0.1:9"))
+        make_character(
+            rig_picture,
+            folder,
+            character_id="owl",
+            name="Owl",
+            language="en",
+            voice=VoiceSettings(),
+            flp=FlpConfig("http", url="http://127.0.0.1:9"),
+        )
     with pytest.raises(InputError, match="lowercase"):
-        make_character(rig_picture, folder, character_id="Owl!", name="Owl", language="en", voice=VoiceSettings())
+        make_character(
+            rig_picture, folder, character_id="Owl!", name="Owl", language="en", voice=VoiceSettings()
+        )
 
 
 # ---- FLP, against the stand-in -------------------------------------------------------------------
@@ -297,7 +371,9 @@ def test_reference_performances_are_validated(reference, tmp_path):
         validate_reference(speech, wide)
 
 
-def test_flp_cli_keeps_the_right_half_aligns_lost_frames_and_retimes(rig_picture, reference, checkout, tmp_path, monkeypatch):
+def test_flp_cli_keeps_the_right_half_aligns_lost_frames_and_retimes(
+    rig_picture, reference, checkout, tmp_path, monkeypatch
+):
     speech, _ = reference
     dropped = {0, 1, 2, 60, 61}
     monkeypatch.setenv("FLP_STANDIN_DROP", "0-2,60-61")
@@ -315,34 +391,50 @@ def test_flp_cli_keeps_the_right_half_aligns_lost_frames_and_retimes(rig_picture
 
 
 def test_flp_cli_gets_a_silent_driving_video_no_paste_back_and_a_config_that_keeps_frames_whole(
-        rig_picture, reference, checkout, tmp_path, monkeypatch):
+    rig_picture, reference, checkout, tmp_path, monkeypatch
+):
     speech, _ = reference
     assert probe(speech).has_audio
     record = tmp_path / "record.jsonl"
     monkeypatch.setenv("FLP_STANDIN_RECORD", str(record))
     animate(rig_picture, speech, FlpConfig("cli", checkout=checkout, python=sys.executable), tmp_path / "run")
     (run,) = [json.loads(line) for line in record.read_text().splitlines()]
-    assert run["driving_has_audio"] is False and run["paste_back"] is False and "--paste_back" not in run["argv"]
+    assert (
+        run["driving_has_audio"] is False and run["paste_back"] is False and "--paste_back" not in run["argv"]
+    )
     cropping = checkout / "configs" / "cropping.yaml"
-    cropping.write_text("infer_params:\n  flag_pasteback: true\n  flag_crop_driving_video: True  # FLP's own flag\n")
+    cropping.write_text(
+        "infer_params:\n  flag_pasteback: true\n  flag_crop_driving_video: True  # FLP's own flag\n"
+    )
     with pytest.raises(InputError, match="flag_crop_driving_video: true; set it to false"):
         FlpConfig("cli", checkout=checkout, python=sys.executable, cfg="configs/cropping.yaml")
     with pytest.raises(InputError, match="cannot read FLP's config"):
         FlpConfig("cli", checkout=checkout, python=sys.executable, cfg="configs/missing.yaml")
 
 
-def test_flp_http_waits_for_a_late_server_one_run_at_a_time_with_unique_uploads(rig_picture, reference, tmp_path):
+def test_flp_http_waits_for_a_late_server_one_run_at_a_time_with_unique_uploads(
+    rig_picture, reference, tmp_path
+):
     """FLP opens its port only after loading its models, and runs one request at a time."""
     speech, idle = reference
     with socket.socket() as probe_socket:
         probe_socket.bind(("127.0.0.1", 0))
         port = probe_socket.getsockname()[1]
     record = tmp_path / "record.jsonl"
-    env = {**os.environ, "FLIP_PORT": str(port), "FLP_STANDIN_HOME": str(tmp_path / "home"), "FLP_STANDIN_START_S": "3",
-           "FLP_STANDIN_RECORD": str(record)}
+    env = {
+        **os.environ,
+        "FLIP_PORT": str(port),
+        "FLP_STANDIN_HOME": str(tmp_path / "home"),
+        "FLP_STANDIN_START_S": "3",
+        "FLP_STANDIN_RECORD": str(record),
+    }
     env.pop("FLP_STANDIN_DROP", None)
-    server = subprocess.Popen([sys.executable, str(STANDIN / "api.py")], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, str(STANDIN / "api.py")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         config = FlpConfig("http", url=f"http://127.0.0.1:{port}", start_wait_s=60)
         results: dict[str, Path] = {}
@@ -354,7 +446,10 @@ def test_flp_http_waits_for_a_late_server_one_run_at_a_time_with_unique_uploads(
             except BaseException as error:  # noqa: BLE001 -- reported below
                 errors.append(error)
 
-        threads = [threading.Thread(target=run, args=(name, driving)) for name, driving in (("a", speech), ("b", idle))]
+        threads = [
+            threading.Thread(target=run, args=(name, driving))
+            for name, driving in (("a", speech), ("b", idle))
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -364,14 +459,18 @@ def test_flp_http_waits_for_a_late_server_one_run_at_a_time_with_unique_uploads(
     finally:
         server.terminate()
         server.wait(timeout=10)
-    runs = sorted((json.loads(line) for line in record.read_text().splitlines()), key=lambda run: run["started"])
+    runs = sorted(
+        (json.loads(line) for line in record.read_text().splitlines()), key=lambda run: run["started"]
+    )
     assert len(runs) == 2 and runs[0]["ended"] <= runs[1]["started"]  # one at a time
     names = [name for run in runs for name in run["uploads"].values()]
     assert len(set(names)) == 4 and not {"driving.mp4", "source.png"} & set(names)  # unique per run
     assert all(run["driving_has_audio"] is False for run in runs)
 
 
-def test_flp_refuses_when_too_many_frames_are_lost_or_there_is_no_face(rig_picture, reference, checkout, tmp_path, monkeypatch):
+def test_flp_refuses_when_too_many_frames_are_lost_or_there_is_no_face(
+    rig_picture, reference, checkout, tmp_path, monkeypatch
+):
     speech, _ = reference
     config = FlpConfig("cli", checkout=checkout, python=sys.executable)
     monkeypatch.setenv("FLP_STANDIN_DROP", "0-39")
@@ -408,20 +507,36 @@ def test_flp_http_errors_are_one_line_messages(rig_picture, reference, tmp_path)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with pytest.raises(InputError, match="no face in the picture"):
-            animate(rig_picture, speech, FlpConfig("http", url=f"http://127.0.0.1:{server.server_port}"), tmp_path)
+            animate(
+                rig_picture, speech, FlpConfig("http", url=f"http://127.0.0.1:{server.server_port}"), tmp_path
+            )
     finally:
         server.shutdown()
         server.server_close()
     with pytest.raises(MediaError, match="did not come up in 0 s"):  # nobody listens: waited, then told
-        animate(rig_picture, speech, FlpConfig("http", url=f"http://127.0.0.1:{server.server_port}", start_wait_s=0), tmp_path)
+        animate(
+            rig_picture,
+            speech,
+            FlpConfig("http", url=f"http://127.0.0.1:{server.server_port}", start_wait_s=0),
+            tmp_path,
+        )
 
 
 def test_make_character_over_flp_http_loads_and_renders(rig_picture, reference, flp_server, tmp_path):
     reports: list[tuple[str, float]] = []
     folder = tmp_path / "characters" / "robin"
-    made = make_character(rig_picture, folder, character_id="robin", name="Robin", language="en", voice=VoiceSettings(),
-                          flp=FlpConfig("http", url=flp_server), reference=reference, size=128,
-                          progress=lambda stage, fraction: reports.append((stage, fraction)))
+    made = make_character(
+        rig_picture,
+        folder,
+        character_id="robin",
+        name="Robin",
+        language="en",
+        voice=VoiceSettings(),
+        flp=FlpConfig("http", url=flp_server),
+        reference=reference,
+        size=128,
+        progress=lambda stage, fraction: reports.append((stage, fraction)),
+    )
     assert made.path == "flp" and made.info.speech_frames == 150 and made.info.idle_source == "idle-video"
     assert [stage for stage, _ in reports][0] == STAGE_GPU and reports[-1] == (STAGE_READY, 1.0)
     robin = Catalogue(tmp_path / "characters").get("robin")

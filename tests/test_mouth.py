@@ -24,7 +24,9 @@ from engine.mouth import fit_mouth_model
 from engine.planner import PlannerSettings
 from engine.render import RenderConfig, plan_audio, render
 
-needs_landmarks = pytest.mark.skipif(not landmarks.available(), reason="the face landmark model (mediapipe) is not installed")
+needs_landmarks = pytest.mark.skipif(
+    not landmarks.available(), reason="the face landmark model (mediapipe) is not installed"
+)
 
 
 def _r(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,8 +52,12 @@ def test_landmarks_measure_the_rigs_known_mouth(character) -> None:  # noqa: ANN
 
 def test_pixels_measure_the_mouth_where_no_landmarks_are(character, tmp_path: Path) -> None:  # noqa: ANN001
     library_path = tmp_path / "pixels.gchar"
-    build_library(character.speech_video, library_path, character.idle_video,
-                  BuildSettings(size=128, crop="centre", mouth_landmarks=False))
+    build_library(
+        character.speech_video,
+        library_path,
+        character.idle_video,
+        BuildSettings(size=128, crop="centre", mouth_landmarks=False),
+    )
     truth, n = _true_opening(character)
     with open_library(library_path) as library:
         assert library.mouth_meta["measure"] == "pixels"
@@ -62,7 +68,9 @@ def test_the_audio_to_mouth_model_learns_a_known_mapping() -> None:
     rng = np.random.default_rng(3)
     n = 1500
     features = rng.normal(size=(n, feat.FEATURE_DIM)).astype(np.float32)
-    features = np.apply_along_axis(lambda column: np.convolve(column, np.ones(5) / 5, mode="same"), 0, features)
+    features = np.apply_along_axis(
+        lambda column: np.convolve(column, np.ones(5) / 5, mode="same"), 0, features
+    )
     # The mouth opens with loudness a frame later, and widens with feature 3: a causal, local rule.
     opening = np.roll(features[:, 0], 1) + 0.5 * features[:, 2] + 0.1 * rng.normal(size=n)
     width = features[:, 3] + 0.1 * rng.normal(size=n)
@@ -94,7 +102,9 @@ def test_the_planner_follows_the_mouth_target_when_asked(character, new_speech) 
     assert followed[1] > followed[0] + 0.05 and followed[1] > 0.8, followed
 
 
-def _portrait_video(path: Path, *, width: int = 360, height: int = 640, face_at: tuple[int, int] = (40, 60)) -> Path:
+def _portrait_video(
+    path: Path, *, width: int = 360, height: int = 640, face_at: tuple[int, int] = (40, 60)
+) -> Path:
     """A tall video (a phone's) with the rig's face, 200 px, in its upper left, and its voice."""
     audio = synthetic.synth_speech(3.0, seed=5, sample_rate=ANALYSIS_SAMPLE_RATE)
     params = synthetic.performance_params(audio, ANALYSIS_SAMPLE_RATE, seed=5)
@@ -110,8 +120,28 @@ def _portrait_video(path: Path, *, width: int = 360, height: int = 640, face_at:
         canvas[y : y + 200, x : x + 200] = synthetic.draw_face(p, 200, "test")
         writer.write(canvas)
     writer.release()
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-i", str(silent), "-i", str(wav),
-                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(silent),
+            "-i",
+            str(wav),
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -130,8 +160,30 @@ def test_framing_finds_a_face_off_centre_in_a_tall_video(tmp_path: Path) -> None
 
 def test_a_video_with_no_face_is_refused_unless_a_crop_is_given(tmp_path: Path) -> None:
     video = tmp_path / "wall.mp4"
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=s=320x240:d=3",
-                    "-f", "lavfi", "-i", "sine=d=3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-shortest", str(video)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=s=320x240:d=3",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=3",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-shortest",
+            str(video),
+        ],
+        check=True,
+    )
     with pytest.raises(InputError, match="--crop"):
         build_library(video, tmp_path / "wall.gchar", settings=BuildSettings(size=64))
     assert not (tmp_path / "wall.gchar").exists()
@@ -152,7 +204,9 @@ def test_a_version_1_library_opens_and_renders_as_before(character, new_speech, 
         assert library.info().format_version == 1 and library.mouth is None and library.mouth_model is None
         assert "v1 library" in "\n".join(library.info().lines())
         planner = dataclasses.replace(PlannerSettings(), mouth_weight=10.0)
-        result = render(library, speech_path, tmp_path / "v1.mp4", config=RenderConfig(planner=planner), size=128)
+        result = render(
+            library, speech_path, tmp_path / "v1.mp4", config=RenderConfig(planner=planner), size=128
+        )
     assert result.frames == feat.frame_count(len(read_audio(speech_path)), ANALYSIS_SAMPLE_RATE)
 
 

@@ -33,7 +33,9 @@ def rig_face(**pose: float) -> np.ndarray:
 
 
 def test_the_warp_moves_the_lips_where_asked_and_leaves_the_rest_of_the_picture_alone():
-    puppet = Puppet(rig_face(), rig_from_points(MOUTH, MOUTH_WIDTH, EYES), SIDE, gap_bgr=synthetic.MOUTH_INTERIOR_BGR)
+    puppet = Puppet(
+        rig_face(), rig_from_points(MOUTH, MOUTH_WIDTH, EYES), SIDE, gap_bgr=synthetic.MOUTH_INTERIOR_BGR
+    )
     warp = puppet._warp
     targets = warp.targets(1.0, 0.5)
     map_x, map_y = warp.maps(targets)
@@ -67,7 +69,12 @@ def test_the_warp_moves_the_lips_where_asked_and_leaves_the_rest_of_the_picture_
     changed = np.any(closed != opened, axis=2)
     rows, columns = np.nonzero(changed)
     pad = puppet.pad
-    assert rows.min() >= y0 - pad and rows.max() < y1 - pad and columns.min() >= x0 - pad and columns.max() < x1 - pad
+    assert (
+        rows.min() >= y0 - pad
+        and rows.max() < y1 - pad
+        and columns.min() >= x0 - pad
+        and columns.max() < x1 - pad
+    )
     assert changed[: int(EYES[0][1]) + 20].sum() == 0  # nothing above the nose moved
     # the open mouth is the interior colour between the inner lips, and nowhere else
     interior = np.all(np.abs(opened.astype(int) - synthetic.MOUTH_INTERIOR_BGR) < 8, axis=2)
@@ -83,13 +90,24 @@ def test_pauses_close_a_mouth_that_was_open_in_the_picture():
     interior = np.all(picture == np.array(synthetic.MOUTH_INTERIOR_BGR), axis=2)
     columns = np.flatnonzero(interior.any(axis=0))
     xs = np.linspace(columns[0] - 1, columns[-1] + 1, LINE_POINTS)
-    tops = [np.flatnonzero(interior[:, int(x)]).min() - 2.0 if interior[:, int(x)].any() else MOUTH[1] for x in xs]
-    bottoms = [np.flatnonzero(interior[:, int(x)]).max() + 2.0 if interior[:, int(x)].any() else MOUTH[1] for x in xs]
+    tops = [
+        np.flatnonzero(interior[:, int(x)]).min() - 2.0 if interior[:, int(x)].any() else MOUTH[1] for x in xs
+    ]
+    bottoms = [
+        np.flatnonzero(interior[:, int(x)]).max() + 2.0 if interior[:, int(x)].any() else MOUTH[1] for x in xs
+    ]
     tops[0] = tops[-1] = bottoms[0] = bottoms[-1] = (tops[1] + bottoms[1]) / 2  # the corners
     upper_inner, lower_inner = np.column_stack([xs, tops]), np.column_stack([xs, bottoms])
-    lip = np.outer(np.sqrt(np.clip(1 - np.linspace(-1, 1, LINE_POINTS) ** 2, 0, 1)) * 6, (0, 1))  # thin drawn lips
-    rig = replace(rig_from_points(MOUTH, MOUTH_WIDTH, EYES), upper_inner=upper_inner, lower_inner=lower_inner,
-                  upper_outer=upper_inner - lip, lower_outer=lower_inner + lip)
+    lip = np.outer(
+        np.sqrt(np.clip(1 - np.linspace(-1, 1, LINE_POINTS) ** 2, 0, 1)) * 6, (0, 1)
+    )  # thin drawn lips
+    rig = replace(
+        rig_from_points(MOUTH, MOUTH_WIDTH, EYES),
+        upper_inner=upper_inner,
+        lower_inner=lower_inner,
+        upper_outer=upper_inner - lip,
+        lower_outer=lower_inner + lip,
+    )
     puppet = Puppet(picture, rig, SIDE, gap_bgr=synthetic.MOUTH_INTERIOR_BGR)
     assert synthetic.measure_mouth(puppet.frame(synthetic.FaceParams()))[0] < 0.05  # a pause: shut
     assert synthetic.measure_mouth(puppet.frame(synthetic.FaceParams(opening=0.8)))[0] > 0.4
@@ -109,7 +127,9 @@ def test_the_natural_interior_is_dark_with_teeth_and_takes_its_colour_from_the_l
     assert np.argmax(back) == np.argmax(lip)  # tinted by the lips: the rig's are magenta-red
 
 
-@pytest.mark.skipif(not landmarks.available(), reason="no face landmark model (pip install --no-deps mediapipe==0.10.21)")
+@pytest.mark.skipif(
+    not landmarks.available(), reason="no face landmark model (pip install --no-deps mediapipe==0.10.21)"
+)
 def test_the_landmark_rig_finds_the_rigs_lips_and_eyes():
     rig = find_rig(rig_face())
     assert rig is not None and rig.method == "landmarks"
@@ -152,19 +172,32 @@ def test_the_grid_is_drawn_with_its_labels_and_its_cells_parse():
     assert closer.cell < grid.cell
     for x, y in (pointed.mouth, *pointed.eyes):
         assert closer.x0 <= x < closer.x0 + closer.width and closer.y0 <= y < closer.y0 + closer.height
-    finer = parse_cells(" ".join(closer.cell_at(x, y) for x, y in [(300, 340), (440, 345), (220, 160), (520, 160)]), closer)
+    finer = parse_cells(
+        " ".join(closer.cell_at(x, y) for x, y in [(300, 340), (440, 345), (220, 160), (520, 160)]), closer
+    )
     assert abs(finer.mouth[0] - 370) <= closer.cell and abs(finer.mouth[1] - 342.5) <= closer.cell
     assert Grid.from_dict(closer.to_dict()) == closer
     board, _ = draw_grid(np.full((600, 1000, 3), 90, np.uint8), closer)
     assert board.shape[0] == board.shape[1] > 1024  # the square, at 1024 px, with margins
 
 
-@pytest.mark.parametrize("answer, reason", [
-    ("", "send four cells"), ("E6 H6 D3", "3 cell"), ("E6 H6 D3 I3 J3", "5 cell"), ("Q1 H6 D3 I3", "not on the grid"),
-    ("E0 H6 D3 I3", "not on the grid"), ("E11 H6 D3 I3", "not on the grid"), ("E6 E6 D3 I3", "different"),
-    ("D3 I3 E6 H6", "below the eyes"), ("E6 F6 A3 P3", "too close together"), ("E6 H6 D3 I3 <b>", "only cell names"),
-    ("E6 H6 D3 I3 " + "E6 " * 30, "send four cells"), ("6E 6H 3D 3I", "only cell names"),
-])
+@pytest.mark.parametrize(
+    "answer, reason",
+    [
+        ("", "send four cells"),
+        ("E6 H6 D3", "3 cell"),
+        ("E6 H6 D3 I3 J3", "5 cell"),
+        ("Q1 H6 D3 I3", "not on the grid"),
+        ("E0 H6 D3 I3", "not on the grid"),
+        ("E11 H6 D3 I3", "not on the grid"),
+        ("E6 E6 D3 I3", "different"),
+        ("D3 I3 E6 H6", "below the eyes"),
+        ("E6 F6 A3 P3", "too close together"),
+        ("E6 H6 D3 I3 <b>", "only cell names"),
+        ("E6 H6 D3 I3 " + "E6 " * 30, "send four cells"),
+        ("6E 6H 3D 3I", "only cell names"),
+    ],
+)
 def test_forged_or_off_grid_answers_are_refused_in_one_line(answer, reason):
     with pytest.raises(InputError, match=reason) as caught:
         parse_cells(answer, Grid.over(1000, 600))
@@ -179,25 +212,66 @@ def test_characters_make_writes_a_character_say_can_use(tmp_path, monkeypatch, c
     cv2.imwrite(str(picture), synthetic.draw_face(synthetic.FaceParams(), 256))
     monkeypatch.setenv("GRAMOPHONE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
-    code = cli(["characters", "make", str(picture), "--name", "Сова Owl", "--mouth", "128,184",
-                "--eyes", "98,114,158,114", "--size", "128"])
+    code = cli(
+        [
+            "characters",
+            "make",
+            str(picture),
+            "--name",
+            "Сова Owl",
+            "--mouth",
+            "128,184",
+            "--eyes",
+            "98,114,158,114",
+            "--size",
+            "128",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert out.startswith("sova-owl: Сова Owl, made on the CPU (puppet, manual)"), out
     folder = tmp_path / "data" / "characters" / "sova-owl"
-    assert sorted(p.name for p in folder.iterdir()) == ["character.toml", "idle.mp4", "library.gchar", "portrait.png", "speech.mp4"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "character.toml",
+        "idle.mp4",
+        "library.gchar",
+        "portrait.png",
+        "speech.mp4",
+    ]
     assert [p.name for p in folder.parent.iterdir()] == ["sova-owl"]  # no staging folder left behind
     assert Catalogue().get("sova-owl").name == "Сова Owl"  # the default catalogue sees made characters
-    assert cli(["say", "Hello there, little one.", "--character", "sova-owl", "-o", str(tmp_path / "hi.mp4")]) == 0
+    assert (
+        cli(["say", "Hello there, little one.", "--character", "sova-owl", "-o", str(tmp_path / "hi.mp4")])
+        == 0
+    )
     assert probe(tmp_path / "hi.mp4").has_audio
     # the same name again gets the next id; bad options are one line and exit 2, leaving nothing
-    assert cli(["characters", "make", str(picture), "--name", "Сова Owl", "--mouth", "128,184", "--eyes",
-                "98,114,158,114", "--size", "128"]) == 0
+    assert (
+        cli(
+            [
+                "characters",
+                "make",
+                str(picture),
+                "--name",
+                "Сова Owl",
+                "--mouth",
+                "128,184",
+                "--eyes",
+                "98,114,158,114",
+                "--size",
+                "128",
+            ]
+        )
+        == 0
+    )
     assert (folder.parent / "sova-owl-2" / "character.toml").is_file()
     capsys.readouterr()
-    for argv, needle in [(["--eyes", "1,2,3"], "--eyes must be 4 numbers"), (["--mouth", "a,b"], "--mouth must be 2 numbers"),
-                         (["--mouth", "128,50", "--eyes", "98,114,158,114"], "below the eyes"),
-                         (["--name", "   "], "--name must be 1 to 40 characters")]:
+    for argv, needle in [
+        (["--eyes", "1,2,3"], "--eyes must be 4 numbers"),
+        (["--mouth", "a,b"], "--mouth must be 2 numbers"),
+        (["--mouth", "128,50", "--eyes", "98,114,158,114"], "below the eyes"),
+        (["--name", "   "], "--name must be 1 to 40 characters"),
+    ]:
         name = [] if "--name" in argv else ["--name", "Bad"]
         assert cli(["characters", "make", str(picture), *name, *argv, "--size", "128"]) == 2
         error = capsys.readouterr().err.strip()

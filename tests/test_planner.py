@@ -6,9 +6,9 @@ import pytest
 from engine import features as feat
 from engine.library import open_library
 from engine.media import read_audio
+from engine.morph import MorphSettings
 from engine.planner import MIN_SLOT_FRAMES, PlannerSettings, make_slots, plan
 from engine.render import RenderConfig, plan_audio
-from engine.morph import MorphSettings
 
 from .conftest import SAMPLE_RATE
 
@@ -86,7 +86,10 @@ def test_timeline_morphs_fit_between_shown_frames(library, new_speech):
     settings = MorphSettings()
     for transition in timeline.transitions:
         assert 1 <= transition.count <= settings.max_frames - 2  # frames between the two recorded ends
-        assert transition.a_out == transition.start - 1 and transition.b_out == transition.start + transition.count
+        assert (
+            transition.a_out == transition.start - 1
+            and transition.b_out == transition.start + transition.count
+        )
         covered[transition.start : transition.start + transition.count] += 1
     assert covered.max() <= 1
     for transition in timeline.transitions:  # both end points are real frames, not morphed ones

@@ -50,7 +50,12 @@ def test_lip_sync_seams_and_silence_at_relaxed_thresholds(rendered, new_speech, 
 
 def test_greedy_seed_planner_renders_too(character, new_speech, tmp_path):
     _, audio_path = new_speech
-    result = render(character.library, audio_path, tmp_path / "greedy.mp4", config=RenderConfig(planner=PlannerSettings(method="greedy")))
+    result = render(
+        character.library,
+        audio_path,
+        tmp_path / "greedy.mp4",
+        config=RenderConfig(planner=PlannerSettings(method="greedy")),
+    )
     assert probe(result.path).video_codec == "h264"
     assert result.frames == rendered_frames(audio_path)
 
@@ -93,7 +98,18 @@ def gramophone(*args: str) -> subprocess.CompletedProcess:
 def test_cli_build_info_render(character, new_speech, tmp_path):
     _, audio_path = new_speech
     library = tmp_path / "cli.gchar"
-    built = gramophone("build", str(character.speech_video), "--idle", str(character.idle_video), "-o", str(library), "--size", "128", "--crop", "centre")
+    built = gramophone(
+        "build",
+        str(character.speech_video),
+        "--idle",
+        str(character.idle_video),
+        "-o",
+        str(library),
+        "--size",
+        "128",
+        "--crop",
+        "centre",
+    )
     assert built.returncode == 0, built.stderr
     info = gramophone("info", str(library))
     assert info.returncode == 0 and "128x128" in info.stdout and "idle video" in info.stdout
@@ -115,9 +131,25 @@ def test_cli_bad_inputs_fail_cleanly(character, new_speech, tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")
     silent_video = tmp_path / "silent.mp4"
-    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(character.speech_video), "-an", "-t", "3", str(silent_video)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-i",
+            str(character.speech_video),
+            "-an",
+            "-t",
+            "3",
+            str(silent_video),
+        ],
+        check=True,
+    )
     short = tmp_path / "short.mp4"
-    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(character.speech_video), "-t", "0.5", str(short)], check=True)
+    subprocess.run(
+        [ffmpeg_exe(), "-loglevel", "error", "-i", str(character.speech_video), "-t", "0.5", str(short)],
+        check=True,
+    )
     corrupt = tmp_path / "voice.ogg"
     corrupt.write_bytes(b"OggS" + bytes(range(256)) * 20)
     empty = write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32), SAMPLE_RATE)
@@ -128,11 +160,21 @@ def test_cli_bad_inputs_fail_cleanly(character, new_speech, tmp_path):
     one_line_error(gramophone("build", str(text), "-o", str(out)), "not a media file")
     one_line_error(gramophone("build", str(silent_video), "-o", str(out)), "no audio track")
     one_line_error(gramophone("build", str(short), "-o", str(out), "--crop", "centre"), "needs at least")
-    one_line_error(gramophone("build", str(character.speech_video), "-o", str(out), "--crop", "0,0,10,20"), "square")
+    one_line_error(
+        gramophone("build", str(character.speech_video), "-o", str(out), "--crop", "0,0,10,20"), "square"
+    )
     video = tmp_path / "out.mp4"
     one_line_error(gramophone("render", str(character.library), str(corrupt), "-o", str(video)), "voice.ogg")
     one_line_error(gramophone("render", str(character.library), str(empty), "-o", str(video)), "empty")
-    one_line_error(gramophone("render", str(foreign), str(audio_path), "-o", str(video)), "not a Gramophone character library")
-    one_line_error(gramophone("render", str(character.library), str(audio_path), "-o", str(tmp_path / "no" / "x.mp4")), "cannot write")
+    one_line_error(
+        gramophone("render", str(foreign), str(audio_path), "-o", str(video)),
+        "not a Gramophone character library",
+    )
+    one_line_error(
+        gramophone("render", str(character.library), str(audio_path), "-o", str(tmp_path / "no" / "x.mp4")),
+        "cannot write",
+    )
     leftovers = sorted(p.name for p in tmp_path.iterdir())
-    assert leftovers == sorted(["notes.mp4", "silent.mp4", "short.mp4", "voice.ogg", "empty.wav", "foreign.gchar"])
+    assert leftovers == sorted(
+        ["notes.mp4", "silent.mp4", "short.mp4", "voice.ogg", "empty.wav", "foreign.gchar"]
+    )

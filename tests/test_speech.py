@@ -71,7 +71,18 @@ def test_russian_speech_is_audible_and_word_spans_are_character_indices():
     s = speak(RU, VoiceSettings(language="ru"))
     check_speech(s, RU)
     # Text positions are characters, not UTF-8 bytes: each span is exactly a Cyrillic word.
-    words = ["Привет", "мой", "маленький", "друг", "Хочешь", "послушать", "сказку", "про", "смелого", "лисёнка"]
+    words = [
+        "Привет",
+        "мой",
+        "маленький",
+        "друг",
+        "Хочешь",
+        "послушать",
+        "сказку",
+        "про",
+        "смелого",
+        "лисёнка",
+    ]
     assert [w for _, w in s.words()] == words
 
 
@@ -140,7 +151,11 @@ def test_speak_sentences_yields_each_sentence_and_joins_like_speak():
 def test_speak_sentences_russian():
     text = "«Привет!» — сказал ёжик. А. С. Пушкин написал сказку. Ты её читал?"
     parts = list(speak_sentences(text, VoiceSettings(language="ru")))
-    assert [p.text for p in parts] == ["«Привет!» — сказал ёжик.", "А. С. Пушкин написал сказку.", "Ты её читал?"]
+    assert [p.text for p in parts] == [
+        "«Привет!» — сказал ёжик.",
+        "А. С. Пушкин написал сказку.",
+        "Ты её читал?",
+    ]
     assert all(rms(p.audio) > 0.02 for p in parts)
 
 
@@ -164,8 +179,10 @@ def test_concatenate_shifts_events_and_text_and_inserts_gaps():
     [
         ("Hello. How are you?! Fine…\nGreat", ["Hello.", "How are you?!", "Fine…", "Great"]),
         ('He said "Stop." Then he left.', ['He said "Stop."', "Then he left."]),
-        ('"Wait!" she cried. Dr. Who lives at No 3.14 Baker St. and J. K. Rowling writes.',
-         ['"Wait!" she cried.', "Dr. Who lives at No 3.14 Baker St. and J. K. Rowling writes."]),
+        (
+            '"Wait!" she cried. Dr. Who lives at No 3.14 Baker St. and J. K. Rowling writes.',
+            ['"Wait!" she cried.', "Dr. Who lives at No 3.14 Baker St. and J. K. Rowling writes."],
+        ),
         ("Well... I think so. e.g. apples", ["Well...", "I think so. e.g. apples"]),
         (
             "Он ушёл. — Куда? — спросила она.\n\nНа ул. Ленина, т.е. домой.",
@@ -185,7 +202,9 @@ def test_concurrent_calls_are_serialised():
     def work(language: str) -> None:
         try:
             for _ in range(3):
-                results.append(speak(EN if language == "en" else RU, VoiceSettings(language=language)).duration)
+                results.append(
+                    speak(EN if language == "en" else RU, VoiceSettings(language=language)).duration
+                )
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -22,10 +22,14 @@ needs_landmarks = pytest.mark.skipif(not landmarks.available(), reason="no face 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory) -> tuple[Path, Path]:
-    return synthetic.write_character_videos(tmp_path_factory.mktemp("takes"), seed=5, duration_s=8.0, size=SIDE, idle_s=4.0)
+    return synthetic.write_character_videos(
+        tmp_path_factory.mktemp("takes"), seed=5, duration_s=8.0, size=SIDE, idle_s=4.0
+    )
 
 
-def respun(source: Path, out: Path, *, light: float = 1.0, audio: np.ndarray | None = None, blank: bool = False) -> Path:
+def respun(
+    source: Path, out: Path, *, light: float = 1.0, audio: np.ndarray | None = None, blank: bool = False
+) -> Path:
     """A copy of ``source`` with its frames darkened (or blanked) and/or another sound."""
     sound = read_audio(source) if audio is None else audio
     wav = write_wav(out.with_suffix(".wav"), sound.astype(np.float32), ANALYSIS_SAMPLE_RATE)
@@ -59,7 +63,10 @@ def test_each_spoilt_take_gets_its_own_reason(recorded, tmp_path):
     ]
     for path, kind, reason in cases:
         report = check_take(path, kind=kind, seconds=(2, 61))
-        assert len(report.problems) >= 1 and any(reason in problem for problem in report.problems), (path.name, report)
+        assert len(report.problems) >= 1 and any(reason in problem for problem in report.problems), (
+            path.name,
+            report,
+        )
         assert all("\n" not in problem for problem in report.problems)
     short = check_take(speech, kind="speech", seconds=(10, 61))
     assert short.problems == ["it is only 8 s long; this part needs at least 10 s"]
@@ -83,7 +90,13 @@ def test_takes_join_and_no_segment_crosses_a_take(recorded, tmp_path):
     assert len(starts) and not np.any((starts < 200) & (starts + feat.SEGMENT_FRAMES > 200))
     assert np.any(starts + feat.SEGMENT_FRAMES == 200) and np.any(starts == 200)  # both sides still used
     with pytest.raises(Exception, match="do not make the speech video"):
-        build_library(joined, tmp_path / "bad.gchar", idle, BuildSettings(size=SIDE, crop="centre"), take_frames=[100, 100])
+        build_library(
+            joined,
+            tmp_path / "bad.gchar",
+            idle,
+            BuildSettings(size=SIDE, crop="centre"),
+            take_frames=[100, 100],
+        )
 
 
 def test_a_character_made_from_a_person_loads_renders_and_keeps_its_takes_apart(recorded, tmp_path):
@@ -94,15 +107,31 @@ def test_a_character_made_from_a_person_loads_renders_and_keeps_its_takes_apart(
 
     speech, idle = recorded
     second = tmp_path / "second.mp4"
-    synthetic.write_character_videos(tmp_path / "b", seed=7, duration_s=5.0, size=320, idle_s=2.0)  # another size
+    synthetic.write_character_videos(
+        tmp_path / "b", seed=7, duration_s=5.0, size=320, idle_s=2.0
+    )  # another size
     (tmp_path / "b" / "speech.mp4").rename(second)
     stages: list[str] = []
     folder = tmp_path / "characters" / "grandma"
-    made = make_character_from_person([speech, second], idle, folder, character_id="grandma", name="Grandma",
-                                      language="en", voice=VoiceSettings(), size=128,
-                                      progress=lambda stage, fraction: stages.append(stage))
+    made = make_character_from_person(
+        [speech, second],
+        idle,
+        folder,
+        character_id="grandma",
+        name="Grandma",
+        language="en",
+        voice=VoiceSettings(),
+        size=128,
+        progress=lambda stage, fraction: stages.append(stage),
+    )
     assert made.path == "person" and made.info.size == 128 and stages[-1] == "ready"
-    assert sorted(p.name for p in folder.iterdir()) == ["character.toml", "idle.mp4", "library.gchar", "portrait.jpg", "speech.mp4"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "character.toml",
+        "idle.mp4",
+        "library.gchar",
+        "portrait.jpg",
+        "speech.mp4",
+    ]
     grandma = Catalogue(tmp_path / "characters").get("grandma")
     assert grandma.source["takes"] == [200, 125] and grandma.source["maker"] == "person"
     with open_library(grandma.library_path) as library:
@@ -111,8 +140,11 @@ def test_a_character_made_from_a_person_loads_renders_and_keeps_its_takes_apart(
     grandma.library_path.unlink()  # a rebuild (characters build --rebuild) keeps the takes apart too
     ensure_library(grandma)
     with open_library(grandma.library_path) as library:
-        assert not np.any((library.segment_starts < 200) & (library.segment_starts + feat.SEGMENT_FRAMES > 200)
-                          & ~library.segment_is_idle)
+        assert not np.any(
+            (library.segment_starts < 200)
+            & (library.segment_starts + feat.SEGMENT_FRAMES > 200)
+            & ~library.segment_is_idle
+        )
     wav = write_wav(tmp_path / "hi.wav", synthetic.synth_speech(2.0, seed=3, sample_rate=16_000), 16_000)
     assert render(grandma.library_path, wav, tmp_path / "hi.mp4").frames == 50
 
@@ -127,8 +159,10 @@ def test_a_users_video_is_copied_through_one_demuxer_and_a_playlist_is_refused(r
     assert media.has_video and media.has_audio and media.duration <= 3.2
     secret = tmp_path / "secret.mp4"
     secret.write_bytes(speech.read_bytes())
-    for name, body in [("playlist.mp4", f"#EXTM3U\n#EXTINF:8,\nfile://{secret}\n#EXT-X-ENDLIST\n"),
-                       ("concat.mp4", f"ffconcat version 1.0\nfile '{secret}'\n")]:
+    for name, body in [
+        ("playlist.mp4", f"#EXTM3U\n#EXTINF:8,\nfile://{secret}\n#EXT-X-ENDLIST\n"),
+        ("concat.mp4", f"ffconcat version 1.0\nfile '{secret}'\n"),
+    ]:
         hostile = tmp_path / name
         hostile.write_text(body)
         with pytest.raises(MediaError, match="not a video I accept"):

@@ -16,7 +16,9 @@ from .. import guard as chat_guard
 from . import admin, characters, errors, help, language, newcharacter, newstory, start, stories, talk
 
 
-def register(application: Application, guard: chat_guard.ChatGuard, *, draft_timeout_s: float | None = None) -> None:
+def register(
+    application: Application, guard: chat_guard.ChatGuard, *, draft_timeout_s: float | None = None
+) -> None:
     application.add_handler(chat_guard.handler(guard), group=-1)  # before everything: floods, groups
     application.add_handlers(newcharacter.handlers(timeout_s=draft_timeout_s))
     application.add_handlers(newstory.handlers())

@@ -67,8 +67,12 @@ async def refuse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     message = update.effective_message
     what = (message.text or "").split()[0] if message and message.text else "?"
-    log.warning("non-admin user %s (chat %s) tried the admin command %s", user.id if user else None,
-                update.effective_chat.id if update.effective_chat else None, what[:40])
+    log.warning(
+        "non-admin user %s (chat %s) tried the admin command %s",
+        user.id if user else None,
+        update.effective_chat.id if update.effective_chat else None,
+        what[:40],
+    )
     if message is not None:
         await message.reply_text(t("admin_only", language))
 
@@ -114,16 +118,29 @@ async def jobs_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     assert message is not None
     language = chat_language(svc, update)
     active = svc.store.make_jobs(*MAKE_ACTIVE)
-    done = [job for job in svc.store.make_jobs(limit=JOBS_LISTED, newest_first=True) if job.status not in MAKE_ACTIVE]
+    done = [
+        job
+        for job in svc.store.make_jobs(limit=JOBS_LISTED, newest_first=True)
+        if job.status not in MAKE_ACTIVE
+    ]
     listed = active + done[: max(0, JOBS_LISTED - len(active))]
     if not listed:
         await message.reply_text(t("jobs_none", language))
         return
     lines = [t("jobs_header", language)]
     for job in listed:
-        lines.append(t("jobs_line", language, job=job.id, name=job.name, id=job.character_id,
-                       state=job_view.state_text(job, svc.store, language, listing=True,
-                                                  seconds=svc.workshop.made_in(job.id))))
+        lines.append(
+            t(
+                "jobs_line",
+                language,
+                job=job.id,
+                name=job.name,
+                id=job.character_id,
+                state=job_view.state_text(
+                    job, svc.store, language, listing=True, seconds=svc.workshop.made_in(job.id)
+                ),
+            )
+        )
     await message.reply_text("\n".join(lines))
 
 
@@ -146,9 +163,13 @@ async def cancel_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         return
     cancelled = await svc.workshop.cancel(job_id, update.effective_user.id if update.effective_user else 0)
     if cancelled is None:
-        await message.reply_text(t("cancel_not_active", language, job=job_id, status=svc.store.make_job(job_id).status))
+        await message.reply_text(
+            t("cancel_not_active", language, job=job_id, status=svc.store.make_job(job_id).status)
+        )
         return
-    log.info("admin %s cancelled %s", update.effective_user.id if update.effective_user else None, cancelled.label)
+    log.info(
+        "admin %s cancelled %s", update.effective_user.id if update.effective_user else None, cancelled.label
+    )
     await message.reply_text(t("cancel_done", language, job=job_id, name=cancelled.name))
     await svc.workshop.show(cancelled, force=True)
 
@@ -169,7 +190,9 @@ def _made_character(svc: Services, identifier: str) -> Any:
     return character if character is not None and svc.characters.owns(character) else None
 
 
-async def _offer_made_characters(svc: Services, message: Any, language: str, prefix: str, prompt: str) -> bool:
+async def _offer_made_characters(
+    svc: Services, message: Any, language: str, prefix: str, prompt: str
+) -> bool:
     """A keyboard of the characters admins made (built-in ones cannot be changed); False if none."""
     made = _made_characters(svc)
     if not made:
@@ -190,17 +213,23 @@ async def delete_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if context.args:
         character = _made_character(svc, context.args[0].lower())
         if character is not None:
-            await message.reply_text(t("del_confirm", language, name=character.name, id=character.id),
-                                     reply_markup=_confirm_keyboard(character.id, language))
+            await message.reply_text(
+                t("del_confirm", language, name=character.name, id=character.id),
+                reply_markup=_confirm_keyboard(character.id, language),
+            )
             return
     await _offer_made_characters(svc, message, language, "del", "del_prompt")
 
 
 def _confirm_keyboard(identifier: str, language: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[
-        InlineKeyboardButton(t("del_yes", language), callback_data=f"del:{identifier}:yes"),
-        InlineKeyboardButton(t("del_no", language), callback_data=f"del:{identifier}:no"),
-    ]])
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(t("del_yes", language), callback_data=f"del:{identifier}:yes"),
+                InlineKeyboardButton(t("del_no", language), callback_data=f"del:{identifier}:no"),
+            ]
+        ]
+    )
 
 
 @admin_only
@@ -218,8 +247,10 @@ async def delete_pressed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     await acknowledge(query)
     answer = match.group(2)
     if answer is None:
-        await message.edit_text(t("del_confirm", language, name=character.name, id=character.id),
-                                reply_markup=_confirm_keyboard(character.id, language))
+        await message.edit_text(
+            t("del_confirm", language, name=character.name, id=character.id),
+            reply_markup=_confirm_keyboard(character.id, language),
+        )
         return
     if answer == "no":
         await edit_text(message, t("del_kept", language, name=character.name))
@@ -290,7 +321,13 @@ async def rename_named(update: Update, context: ContextTypes.DEFAULT_TYPE) -> in
         await message.reply_text(t("rename_failed", language, error=str(error)))
         return ConversationHandler.END
     svc.catalogue.reload()
-    log.info("admin %s renamed %s from %r to %r", update.effective_user.id if update.effective_user else None, character.id, old, new)
+    log.info(
+        "admin %s renamed %s from %r to %r",
+        update.effective_user.id if update.effective_user else None,
+        character.id,
+        old,
+        new,
+    )
     await message.reply_text(t("rename_done", language, old=old, new=new))
     return ConversationHandler.END
 

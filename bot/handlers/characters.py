@@ -42,7 +42,12 @@ async def character_menu(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         return
     recorded = {c.id for c in listed if svc.characters.made_by(c.id).get("path") == "person"}
     keyboard = [
-        [InlineKeyboardButton(_label(c.name, c.description, c.id == chat.character, c.id in recorded), callback_data=f"char:{c.id}")]
+        [
+            InlineKeyboardButton(
+                _label(c.name, c.description, c.id == chat.character, c.id in recorded),
+                callback_data=f"char:{c.id}",
+            )
+        ]
         for c in listed
     ]
     links = "\n".join(f"{c.name}: {share_link(context.bot.username, c.id)}" for c in listed)
@@ -72,7 +77,10 @@ async def character_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     svc.store.update_chat(chat.chat_id, character=character.id)
     await edit_text(message, t("character_chosen", chat.language, name=character.name))
     await admit(  # when busy, the choice is remembered and the preview skipped, silently
-        svc, message, chat, character,
+        svc,
+        message,
+        chat,
+        character,
         [
             dict(
                 chat_id=chat.chat_id,

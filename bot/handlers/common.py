@@ -34,7 +34,9 @@ def chat_language(svc: Services, update: Update) -> str:
 
 async def invalid_button(query: CallbackQuery, language: str) -> None:
     """The polite answer to a button that is forged, stale or points at something gone."""
-    log.info("invalid callback data %r from user %s", query.data, query.from_user.id if query.from_user else None)
+    log.info(
+        "invalid callback data %r from user %s", query.data, query.from_user.id if query.from_user else None
+    )
     try:
         await query.answer(t("button_invalid", language), show_alert=True)
     except BadRequest as error:

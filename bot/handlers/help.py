@@ -5,9 +5,16 @@ from __future__ import annotations
 import logging
 
 from telegram import Update
-from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
-from ..intake import chat_of, character_of
+from ..intake import character_of, chat_of
 from ..services import services
 from ..texts import t
 from .common import chat_language, invalid_button
@@ -31,7 +38,9 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     assert update.effective_message is not None
     language = chat_language(services(context), update)
-    await update.effective_message.reply_text(f"{t('unknown_command', language)}\n\n{help_text(update, context)}")
+    await update.effective_message.reply_text(
+        f"{t('unknown_command', language)}\n\n{help_text(update, context)}"
+    )
 
 
 async def unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -29,7 +29,9 @@ async def language_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         svc.store.update_chat(chat.chat_id, language=wanted)
         await message.reply_text(t("language_set", wanted))
         return
-    keyboard = [[InlineKeyboardButton(LANGUAGE_NAMES[code], callback_data=f"lang:{code}") for code in LANGUAGES]]
+    keyboard = [
+        [InlineKeyboardButton(LANGUAGE_NAMES[code], callback_data=f"lang:{code}") for code in LANGUAGES]
+    ]
     await message.reply_text(t("language_prompt", chat.language), reply_markup=InlineKeyboardMarkup(keyboard))
 
 

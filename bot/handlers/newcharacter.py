@@ -23,12 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
-from engine.errors import GramophoneError
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, NetworkError
 from telegram.ext import (
@@ -41,6 +40,8 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
+
+from engine.errors import GramophoneError
 
 from ..character_store import clean_name, unique_id
 from ..delivery import seconds_of
@@ -84,9 +85,13 @@ class VoicePreset:
 
 VOICE_PRESETS: dict[str, VoicePreset] = {
     "en-high": VoicePreset("voice_en_high", "en", {"language": "en", "voice": "en-us+f3", "pitch": 70}, 3.0),
-    "en-low": VoicePreset("voice_en_low", "en", {"language": "en", "voice": "en-us+m3", "pitch": 35, "rate": 140}, -2.0),
+    "en-low": VoicePreset(
+        "voice_en_low", "en", {"language": "en", "voice": "en-us+m3", "pitch": 35, "rate": 140}, -2.0
+    ),
     "ru-high": VoicePreset("voice_ru_high", "ru", {"language": "ru", "voice": "ru+f3", "pitch": 70}, 3.0),
-    "ru-low": VoicePreset("voice_ru_low", "ru", {"language": "ru", "voice": "ru+m3", "pitch": 35, "rate": 140}, -2.0),
+    "ru-low": VoicePreset(
+        "voice_ru_low", "ru", {"language": "ru", "voice": "ru+m3", "pitch": 35, "rate": 140}, -2.0
+    ),
 }
 
 
@@ -165,8 +170,13 @@ class _Press:
     match: re.Match[str] | None
 
 
-async def _pressed(update: Update, context: ContextTypes.DEFAULT_TYPE, *, pattern: re.Pattern[str] | None = None,
-                   valid: Callable[[Draft, re.Match[str] | None], bool] = lambda draft, match: True) -> _Press | None:
+async def _pressed(
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    *,
+    pattern: re.Pattern[str] | None = None,
+    valid: Callable[[Draft, re.Match[str] | None], bool] = lambda draft, match: True,
+) -> _Press | None:
     """The press, checked: its data matches ``pattern``, its message is still there, and the draft
     is at the step this button belongs to (``valid``). Otherwise the admin hears that the button
     is stale, and None comes back."""
@@ -208,8 +218,12 @@ async def named(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | Non
         return None
     identifier = unique_id(name, taken_ids(svc))
     _draft(context).update(name=name, id=identifier)
-    await message.reply_text(t("nc_ask_picture", language, name=name, id=identifier), reply_markup=InlineKeyboardMarkup(
-        [[InlineKeyboardButton(t("nc_from_person", language), callback_data="nc:src:person")]]))
+    await message.reply_text(
+        t("nc_ask_picture", language, name=name, id=identifier),
+        reply_markup=InlineKeyboardMarkup(
+            [[InlineKeyboardButton(t("nc_from_person", language), callback_data="nc:src:person")]]
+        ),
+    )
     return PICTURE
 
 
@@ -281,8 +295,17 @@ async def pictured(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | 
     draft = _draft(context)
     if draft.picture and draft.picture != str(path):
         remove_quietly(draft.picture)
-    draft.update(picture=str(path), width=int(info.width), height=int(info.height), face=info.face is not None,
-                 mouth=None, eyes=None, mouth_width=None, grid=None, landmarks="face" if info.face is not None else None)
+    draft.update(
+        picture=str(path),
+        width=int(info.width),
+        height=int(info.height),
+        face=info.face is not None,
+        mouth=None,
+        eyes=None,
+        mouth_width=None,
+        grid=None,
+        landmarks="face" if info.face is not None else None,
+    )
     if info.face is not None:
         await ask_voice(message, draft, language)
         return VOICE
@@ -291,7 +314,9 @@ async def pictured(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | 
         buttons.append([InlineKeyboardButton(t("nc_gpu", language), callback_data="nc:pos:gpu")])
     board = await asyncio.to_thread(grid_picture, path)
     await message.reply_photo(
-        board, caption=t("nc_no_face", language, example=_grid_example(draft)), reply_markup=InlineKeyboardMarkup(buttons),
+        board,
+        caption=t("nc_no_face", language, example=_grid_example(draft)),
+        reply_markup=InlineKeyboardMarkup(buttons),
     )
     return POSITION
 
@@ -307,6 +332,7 @@ def grid_picture(path: Path, grid: Any = None) -> bytes:
     """The picture (or the grid's region of it) with the pointing grid over it, as a JPEG to
     send (decodes: call it in a thread)."""
     import cv2
+
     from engine.makers.grid import draw_grid
     from engine.makers.picture import read_picture
 
@@ -358,12 +384,17 @@ async def position_typed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         return await cells_typed(message, draft, language)
     x, y = float(match.group(1)), float(match.group(2))
     if not (0 <= x < draft.width and 0 <= y < draft.height):
-        await message.reply_text(t("nc_bad_position", language, width=draft.width, height=draft.height, example=_example(draft)))
+        await message.reply_text(
+            t("nc_bad_position", language, width=draft.width, height=draft.height, example=_example(draft))
+        )
         return None
     try:
         mouth, eyes = await asyncio.to_thread(estimate, svc, Path(draft.picture), (x, y))
     except GramophoneError as error:
-        await message.reply_text(f"{error}. " + t("nc_bad_position", language, width=draft.width, height=draft.height, example=_example(draft)))
+        await message.reply_text(
+            f"{error}. "
+            + t("nc_bad_position", language, width=draft.width, height=draft.height, example=_example(draft))
+        )
         return None
     draft.update(landmarks="mouth", mouth=mouth, eyes=eyes)
     await ask_voice(message, draft, language)
@@ -380,7 +411,9 @@ async def cells_typed(message: Message, draft: Draft, language: str) -> int | No
     try:
         pointed = parse_cells(message.text, grid, rough=not closer)
     except GramophoneError as error:
-        await message.reply_text(t("nc_bad_cells", language, reason=str(error), example=_grid_example(draft, grid)))
+        await message.reply_text(
+            t("nc_bad_cells", language, reason=str(error), example=_grid_example(draft, grid))
+        )
         return None
     if not closer:
         zoom = Grid.around(pointed, draft.width, draft.height, coarse=grid)
@@ -389,10 +422,13 @@ async def cells_typed(message: Message, draft: Draft, language: str) -> int | No
         await message.reply_photo(board, caption=t("nc_closer", language, example=_grid_example(draft, zoom)))
         return None
     left, right = pointed.eyes
-    draft.update(landmarks="pointed", mouth=(float(pointed.mouth[0]), float(pointed.mouth[1])),
-                 mouth_width=float(pointed.mouth_width),
-                 eyes=((float(left[0]), float(left[1])), (float(right[0]), float(right[1]))),
-                 cells=" ".join(message.text.upper().replace(",", " ").replace(";", " ").split()))
+    draft.update(
+        landmarks="pointed",
+        mouth=(float(pointed.mouth[0]), float(pointed.mouth[1])),
+        mouth_width=float(pointed.mouth_width),
+        eyes=((float(left[0]), float(left[1])), (float(right[0]), float(right[1]))),
+        cells=" ".join(message.text.upper().replace(",", " ").replace(";", " ").split()),
+    )
     await ask_voice(message, draft, language)
     return VOICE
 
@@ -400,8 +436,12 @@ async def cells_typed(message: Message, draft: Draft, language: str) -> int | No
 @admin_only
 async def position_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
     gpu = services(context).settings.gpu_configured
-    press = await _pressed(update, context, pattern=POSITION_CALLBACK,
-                           valid=lambda draft, match: match is not None and (match.group(1) != "gpu" or gpu))
+    press = await _pressed(
+        update,
+        context,
+        pattern=POSITION_CALLBACK,
+        valid=lambda draft, match: match is not None and (match.group(1) != "gpu" or gpu),
+    )
     if press is None:
         return None
     svc, message, language, draft, match = press.svc, press.message, press.language, press.draft, press.match
@@ -420,7 +460,9 @@ async def position_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     return VOICE
 
 
-def estimate(svc: Services, picture: Path, mouth: tuple[float, float] | None) -> tuple[tuple[float, float], Any]:
+def estimate(
+    svc: Services, picture: Path, mouth: tuple[float, float] | None
+) -> tuple[tuple[float, float], Any]:
     """Mouth and eyes for the job, as plain tuples: the eyes placed above ``mouth`` by face
     proportions (``engine.makers.picture.estimate_landmarks``); without a mouth, the usual
     cartoon one: centred, about two thirds down a portrait.
@@ -436,7 +478,10 @@ def estimate(svc: Services, picture: Path, mouth: tuple[float, float] | None) ->
         mouth = (info.width * 0.5, info.height * CARTOON_MOUTH_Y)
     landmarks = estimate_landmarks(info, mouth=mouth)
     left, right = landmarks.eyes
-    return (float(landmarks.mouth[0]), float(landmarks.mouth[1])), ((float(left[0]), float(left[1])), (float(right[0]), float(right[1])))
+    return (float(landmarks.mouth[0]), float(landmarks.mouth[1])), (
+        (float(left[0]), float(left[1])),
+        (float(right[0]), float(right[1])),
+    )
 
 
 # -- from a person: round videos of the passage, then a silent one --------------------------------
@@ -470,7 +515,9 @@ async def person_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> i
 
 async def _ask_take(message: Message, draft: Draft, language: str) -> None:
     index = len(draft.takes)
-    await message.reply_text(t("nc_take", language, part=index + 1, parts=len(draft.parts), text=draft.parts[index]))
+    await message.reply_text(
+        t("nc_take", language, part=index + 1, parts=len(draft.parts), text=draft.parts[index])
+    )
 
 
 @dataclass(frozen=True)
@@ -513,7 +560,9 @@ async def _received_take(update: Update, context: ContextTypes.DEFAULT_TYPE, kin
     take = svc.settings.pictures_dir / f"{message.chat_id}-{message.message_id}-{kind}.mp4"
     await write_atomic(raw, data[:limit])
     draft = _draft(context)
-    whole = kind == "speech" and not draft.takes and message.video is not None and _covers_passage(message, draft)
+    whole = (
+        kind == "speech" and not draft.takes and message.video is not None and _covers_passage(message, draft)
+    )
     if whole:  # one ordinary video of the whole passage
         expected = sum(len(part) for part in draft.parts) / READING_CHARS_PER_S
         seconds = (max(3.0, 0.5 * expected), WHOLE_PASSAGE_MAX_S)
@@ -574,16 +623,25 @@ async def idle_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> i
     if draft.picture:
         remove_quietly(draft.picture)
     draft.picture = str(received.path)  # the silent take stands where a picture would
-    await message.reply_text(t("nc_consent", language, name=draft.name), reply_markup=InlineKeyboardMarkup([[
-        InlineKeyboardButton(t("nc_consent_yes", language), callback_data="nc:consent"),
-        InlineKeyboardButton(t("nc_stop", language), callback_data="nc:stop"),
-    ]]))
+    await message.reply_text(
+        t("nc_consent", language, name=draft.name),
+        reply_markup=InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton(t("nc_consent_yes", language), callback_data="nc:consent"),
+                    InlineKeyboardButton(t("nc_stop", language), callback_data="nc:stop"),
+                ]
+            ]
+        ),
+    )
     return CONSENT
 
 
 @admin_only
 async def consent_given(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    press = await _pressed(update, context, valid=lambda draft, _: bool(draft.picture) and draft.landmarks == "person")
+    press = await _pressed(
+        update, context, valid=lambda draft, _: bool(draft.picture) and draft.landmarks == "person"
+    )
     if press is None:
         return None
     query, message, language, draft = press.query, press.message, press.language, press.draft
@@ -601,23 +659,39 @@ async def consent_given(update: Update, context: ContextTypes.DEFAULT_TYPE) -> i
 
 
 async def ask_voice(message: Message, draft: Draft, language: str) -> None:
-    keyboard = [[InlineKeyboardButton(t(preset.label, language), callback_data=f"nc:voice:{key}")] for key, preset in VOICE_PRESETS.items()]
-    await message.reply_text(t("nc_ask_voice", language, name=draft.name), reply_markup=InlineKeyboardMarkup(keyboard))
+    keyboard = [
+        [InlineKeyboardButton(t(preset.label, language), callback_data=f"nc:voice:{key}")]
+        for key, preset in VOICE_PRESETS.items()
+    ]
+    await message.reply_text(
+        t("nc_ask_voice", language, name=draft.name), reply_markup=InlineKeyboardMarkup(keyboard)
+    )
 
 
 @admin_only
 async def voice_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    press = await _pressed(update, context, pattern=VOICE_CALLBACK,
-                           valid=lambda draft, match: match is not None and match.group(1) in VOICE_PRESETS)
+    press = await _pressed(
+        update,
+        context,
+        pattern=VOICE_CALLBACK,
+        valid=lambda draft, match: match is not None and match.group(1) in VOICE_PRESETS,
+    )
     if press is None:
         return None
     svc, message, language, draft, match = press.svc, press.message, press.language, press.draft, press.match
     assert match is not None
     draft.voice = match.group(1)
-    await message.edit_text(confirmation(svc, draft, language), reply_markup=InlineKeyboardMarkup([[
-        InlineKeyboardButton(t("nc_make", language), callback_data="nc:make"),
-        InlineKeyboardButton(t("nc_stop", language), callback_data="nc:stop"),
-    ]]))
+    await message.edit_text(
+        confirmation(svc, draft, language),
+        reply_markup=InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton(t("nc_make", language), callback_data="nc:make"),
+                    InlineKeyboardButton(t("nc_stop", language), callback_data="nc:stop"),
+                ]
+            ]
+        ),
+    )
     return CONFIRM
 
 
@@ -630,15 +704,30 @@ def confirmation(svc: Services, draft: Draft, language: str) -> str:
     elif how == "pointed":
         face = t("face_pointed", language, cells=draft.cells)
     elif how == "person":
-        made_from = (t("nc_made_from_video", language) if draft.whole_video
-                     else t("nc_made_from_parts", language, parts=len(draft.takes)))
-        return t("nc_confirm_person", language, name=draft.name, id=draft.id, made_from=made_from,
-                 voice=t(VOICE_PRESETS[draft.voice].label, language))
+        made_from = (
+            t("nc_made_from_video", language)
+            if draft.whole_video
+            else t("nc_made_from_parts", language, parts=len(draft.takes))
+        )
+        return t(
+            "nc_confirm_person",
+            language,
+            name=draft.name,
+            id=draft.id,
+            made_from=made_from,
+            voice=t(VOICE_PRESETS[draft.voice].label, language),
+        )
     else:
         face = t("face_cartoon" if how == "cartoon" else "face_gpu", language)
     return t(
-        "nc_confirm", language, name=draft.name, id=draft.id, width=draft.width, height=draft.height,
-        face=face, voice=t(VOICE_PRESETS[draft.voice].label, language),
+        "nc_confirm",
+        language,
+        name=draft.name,
+        id=draft.id,
+        width=draft.width,
+        height=draft.height,
+        face=face,
+        voice=t(VOICE_PRESETS[draft.voice].label, language),
         where=t("where_gpu" if svc.settings.gpu_configured else "where_cpu", language),
     )
 
@@ -648,11 +737,22 @@ def confirmation(svc: Services, draft: Draft, language: str) -> str:
 
 @admin_only
 async def confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    press = await _pressed(update, context, pattern=CONFIRM_CALLBACK,
-                           valid=lambda draft, _: bool(draft.voice) and bool(draft.picture))
+    press = await _pressed(
+        update,
+        context,
+        pattern=CONFIRM_CALLBACK,
+        valid=lambda draft, _: bool(draft.voice) and bool(draft.picture),
+    )
     if press is None:
         return None
-    svc, query, message, language, draft, match = press.svc, press.query, press.message, press.language, press.draft, press.match
+    svc, query, message, language, draft, match = (
+        press.svc,
+        press.query,
+        press.message,
+        press.language,
+        press.draft,
+        press.match,
+    )
     assert match is not None
     if match.group(1) == "stop":
         _drop_draft(context)
@@ -671,8 +771,12 @@ async def confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int |
         language=preset.language,
         voice=preset.voice,
         options={
-            "preset": draft.voice, "pitch_semitones": preset.pitch_semitones, "landmarks": draft.landmarks,
-            "mouth": draft.mouth, "eyes": draft.eyes, "mouth_width": draft.mouth_width,
+            "preset": draft.voice,
+            "pitch_semitones": preset.pitch_semitones,
+            "landmarks": draft.landmarks,
+            "mouth": draft.mouth,
+            "eyes": draft.eyes,
+            "mouth_width": draft.mouth_width,
             **({"takes": draft.takes, "consent": True, "made_from": "person"} if person else {}),
         },
         picture_path=draft.picture,
@@ -683,7 +787,13 @@ async def confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int |
         return ConversationHandler.END  # the same press twice: the first made the job
     draft.queued = True
     _drop_draft(context)
-    log.info("admin %s asked for %s: %r from %s", query.from_user.id, job.label, job.name, Path(job.picture_path or "").name)
+    log.info(
+        "admin %s asked for %s: %r from %s",
+        query.from_user.id,
+        job.label,
+        job.name,
+        Path(job.picture_path or "").name,
+    )
     await svc.workshop.show(job, force=True)
     svc.workshop.wake()
     return ConversationHandler.END
@@ -724,7 +834,10 @@ def handlers(*, timeout_s: float | None = None) -> list[BaseHandler]:
     conversation = quiet_conversation(
         entry_points=[CommandHandler("newcharacter", start)],
         states={
-            NAME: [MessageHandler(new & filters.TEXT & ~filters.COMMAND, named), MessageHandler(anything_else, start_over_name)],
+            NAME: [
+                MessageHandler(new & filters.TEXT & ~filters.COMMAND, named),
+                MessageHandler(anything_else, start_over_name),
+            ],
             PICTURE: [
                 MessageHandler(new & (filters.PHOTO | filters.Document.ALL), pictured),
                 CallbackQueryHandler(person_chosen, pattern=r"^nc:src:person$"),
@@ -732,15 +845,24 @@ def handlers(*, timeout_s: float | None = None) -> list[BaseHandler]:
             ],
             TAKE: [MessageHandler(new & ~filters.COMMAND, take_received)],
             IDLE: [MessageHandler(new & ~filters.COMMAND, idle_received)],
-            CONSENT: [CallbackQueryHandler(consent_given, pattern=r"^nc:(consent|stop)$"), MessageHandler(anything_else, use_buttons)],
+            CONSENT: [
+                CallbackQueryHandler(consent_given, pattern=r"^nc:(consent|stop)$"),
+                MessageHandler(anything_else, use_buttons),
+            ],
             POSITION: [
                 CallbackQueryHandler(position_chosen, pattern=r"^nc:pos:"),
                 MessageHandler(new & (filters.PHOTO | filters.Document.ALL), pictured),
                 MessageHandler(new & filters.TEXT & ~filters.COMMAND, position_typed),
                 MessageHandler(anything_else, not_a_picture),
             ],
-            VOICE: [CallbackQueryHandler(voice_chosen, pattern=r"^nc:voice:"), MessageHandler(anything_else, use_buttons)],
-            CONFIRM: [CallbackQueryHandler(confirmed, pattern=r"^nc:(make|stop)$"), MessageHandler(anything_else, use_buttons)],
+            VOICE: [
+                CallbackQueryHandler(voice_chosen, pattern=r"^nc:voice:"),
+                MessageHandler(anything_else, use_buttons),
+            ],
+            CONFIRM: [
+                CallbackQueryHandler(confirmed, pattern=r"^nc:(make|stop)$"),
+                MessageHandler(anything_else, use_buttons),
+            ],
             ConversationHandler.TIMEOUT: [TypeHandler(Update, timed_out)],
         },
         fallbacks=[CommandHandler("cancel", cancelled)],

@@ -14,10 +14,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-from engine.errors import GramophoneError
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, NetworkError
-from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes, ConversationHandler, MessageHandler, filters
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
+
+from engine.errors import GramophoneError
 
 from ..character_store import clean_name
 from ..files import remove_quietly, write_atomic
@@ -75,8 +84,15 @@ async def character_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         return None
     await acknowledge(query)
     _draft(context)["character"] = character.id
-    await edit_text(message, t("ns_ask_audio", language, name=character.name,
-                               minutes=round(svc.settings.recorded_story_max_s / 60)))
+    await edit_text(
+        message,
+        t(
+            "ns_ask_audio",
+            language,
+            name=character.name,
+            minutes=round(svc.settings.recorded_story_max_s / 60),
+        ),
+    )
     return AUDIO
 
 
@@ -111,16 +127,24 @@ async def audio_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     await write_atomic(raw, data[:limit])
     max_s = svc.settings.recorded_story_max_s
     try:
-        measured = await asyncio.to_thread(inspect_untrusted_audio, raw, max_seconds=max_s,
-                                           timeout_s=svc.settings.probe_timeout_s)
+        measured = await asyncio.to_thread(
+            inspect_untrusted_audio, raw, max_seconds=max_s, timeout_s=svc.settings.probe_timeout_s
+        )
         if measured.too_long:
             await message.reply_text(t("ns_too_long", language, minutes=round(max_s / 60)))
             return None
         if measured.duration_s < 5:
             await message.reply_text(t("ns_too_short", language))
             return None
-        await asyncio.to_thread(shift_pitch, raw, wav, 0.0, container=measured.container, max_seconds=max_s + DECODE_MARGIN_S,
-                                timeout_s=max(60.0, max_s / 4))
+        await asyncio.to_thread(
+            shift_pitch,
+            raw,
+            wav,
+            0.0,
+            container=measured.container,
+            max_seconds=max_s + DECODE_MARGIN_S,
+            timeout_s=max(60.0, max_s / 4),
+        )
     except GramophoneError as error:
         log.info("admin %s: story refused: %s", message.chat_id, error)
         remove_quietly(str(wav))
@@ -156,8 +180,16 @@ async def titled(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | No
         story = await asyncio.to_thread(svc.recorded.add, character.id, title, language, Path(draft["wav"]))
     finally:
         _drop(context)
-    log.info("admin %s recorded story %s (%.0f s, %d parts)", message.chat_id, story.id, story.duration_s, story.parts)
-    await message.reply_text(t("ns_saved", language, title=story.title, name=character.name, parts=story.parts))
+    log.info(
+        "admin %s recorded story %s (%.0f s, %d parts)",
+        message.chat_id,
+        story.id,
+        story.duration_s,
+        story.parts,
+    )
+    await message.reply_text(
+        t("ns_saved", language, title=story.title, name=character.name, parts=story.parts)
+    )
     return ConversationHandler.END
 
 
@@ -176,15 +208,20 @@ async def use_buttons(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
 
 def handlers() -> list[BaseHandler]:
     new = filters.UpdateType.MESSAGE
-    return [quiet_conversation(
-        entry_points=[CommandHandler("newstory", start)],
-        states={
-            CHARACTER: [CallbackQueryHandler(character_chosen, pattern=r"^ns:char:"), MessageHandler(new & ~filters.COMMAND, use_buttons)],
-            AUDIO: [MessageHandler(new & ~filters.COMMAND, audio_received)],
-            TITLE: [MessageHandler(new & filters.TEXT & ~filters.COMMAND, titled)],
-        },
-        fallbacks=[CommandHandler("cancel", cancelled)],
-        allow_reentry=True,
-        name="newstory",
-        persistent=True,
-    )]
+    return [
+        quiet_conversation(
+            entry_points=[CommandHandler("newstory", start)],
+            states={
+                CHARACTER: [
+                    CallbackQueryHandler(character_chosen, pattern=r"^ns:char:"),
+                    MessageHandler(new & ~filters.COMMAND, use_buttons),
+                ],
+                AUDIO: [MessageHandler(new & ~filters.COMMAND, audio_received)],
+                TITLE: [MessageHandler(new & filters.TEXT & ~filters.COMMAND, titled)],
+            },
+            fallbacks=[CommandHandler("cancel", cancelled)],
+            allow_reentry=True,
+            name="newstory",
+            persistent=True,
+        )
+    ]

@@ -6,9 +6,10 @@ chat keeps its own."""
 
 from __future__ import annotations
 
-from engine.character_spec import ID_PATTERN
 from telegram import Update
 from telegram.ext import BaseHandler, CommandHandler, ContextTypes
+
+from engine.character_spec import ID_PATTERN
 
 from ..intake import admit, answering_character, chat_of
 from ..services import services
@@ -38,7 +39,10 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     welcome = t("welcome", chat.language, first_name=first_name, name=character.name)
     await message.reply_text(f"{welcome}\n\n{t('help', chat.language, name=character.name)}")
     await admit(  # when busy, the help text is answer enough: no greeting video, no refusal
-        svc, message, chat, character,
+        svc,
+        message,
+        chat,
+        character,
         [
             dict(
                 chat_id=chat.chat_id,

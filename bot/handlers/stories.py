@@ -36,9 +36,18 @@ async def story_menu(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if not stories and not recorded:
         await message.reply_text(t("no_stories", chat.language))
         return
-    keyboard = [[InlineKeyboardButton(f"{RECORDED_MARK}{story.title}", callback_data=f"rs:{story.character}:{story.slug}")]
-                for story in recorded]
-    keyboard += [[InlineKeyboardButton(story.title, callback_data=f"story:{story.language}:{story.slug}")] for story in stories]
+    keyboard = [
+        [
+            InlineKeyboardButton(
+                f"{RECORDED_MARK}{story.title}", callback_data=f"rs:{story.character}:{story.slug}"
+            )
+        ]
+        for story in recorded
+    ]
+    keyboard += [
+        [InlineKeyboardButton(story.title, callback_data=f"story:{story.language}:{story.slug}")]
+        for story in stories
+    ]
     await message.reply_text(t("stories_prompt", chat.language), reply_markup=InlineKeyboardMarkup(keyboard))
 
 
@@ -97,8 +106,17 @@ async def recorded_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     chat = chat_of(svc, update)
     await acknowledge(query)
     rows = [
-        dict(chat_id=chat.chat_id, user_id=query.from_user.id, kind="story", input=story.id, part=index, parts=story.parts,
-             character=character.id, language=story.language, incoming_message_id=message.message_id)
+        dict(
+            chat_id=chat.chat_id,
+            user_id=query.from_user.id,
+            kind="story",
+            input=story.id,
+            part=index,
+            parts=story.parts,
+            character=character.id,
+            language=story.language,
+            incoming_message_id=message.message_id,
+        )
         for index in range(story.parts)
     ]
     if not await admit(svc, message, chat, character, rows):

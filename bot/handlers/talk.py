@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.speech import split_sentences
 from telegram import Message, Update
 from telegram.constants import ChatAction
 from telegram.error import TelegramError
 from telegram.ext import BaseHandler, ContextTypes, MessageHandler, filters
+
+from engine.speech import split_sentences
 
 from ..intake import admit, answering_character, chat_of, tell_position
 from ..services import services
@@ -89,7 +90,10 @@ async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if character is None:
         return
     requests = await admit(
-        svc, message, chat, character,
+        svc,
+        message,
+        chat,
+        character,
         [
             dict(
                 chat_id=chat.chat_id,
@@ -130,7 +134,10 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if character is None:
         return
     requests = await admit(
-        svc, message, chat, character,
+        svc,
+        message,
+        chat,
+        character,
         [
             dict(
                 chat_id=chat.chat_id,
@@ -150,6 +157,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 def handlers() -> list[BaseHandler]:
     new = filters.UpdateType.MESSAGE
     return [
-        MessageHandler(new & (filters.VOICE | filters.AUDIO | filters.VIDEO_NOTE | filters.Document.ALL), on_media),
+        MessageHandler(
+            new & (filters.VOICE | filters.AUDIO | filters.VIDEO_NOTE | filters.Document.ALL), on_media
+        ),
         MessageHandler(new & filters.TEXT & ~filters.COMMAND, on_text),
     ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -43,22 +43,32 @@ def performance_audio(character: Character) -> tuple[np.ndarray, int]:
     languages = character.source.get("passages", [character.language])
     parts = []
     for language in languages:
-        spoken = concatenate(speak_sentences(read_passage(language), character.voice_for(language)), gap_s=0.15)
+        spoken = concatenate(
+            speak_sentences(read_passage(language), character.voice_for(language)), gap_s=0.15
+        )
         parts.append(spoken)
     speech = concatenate(parts, gap_s=PAUSE_BETWEEN_PASSAGES_S)
     return speech.audio, speech.sample_rate
 
 
-def write_performance(character: Character, folder: Path, progress: Callable[[int], None] | None = None) -> tuple[Path, Path]:
+def write_performance(
+    character: Character, folder: Path, progress: Callable[[int], None] | None = None
+) -> tuple[Path, Path]:
     """Write the speech and idle takes of a drawn character into ``folder``."""
     style = character.source.get("style", "fox")
     size = int(character.source.get("size", 512))
     seed = int(character.source.get("seed", 7))
     audio, sample_rate = performance_audio(character)
     idle_frames = int(PERFORMED_IDLE_S * synthetic.FPS)
-    return write_takes(folder, audio, sample_rate, synthetic.performance(audio, sample_rate, seed=seed, size=size, style=style),
-                       synthetic.idle_performance(idle_frames, seed=seed + 1, size=size, style=style), size=size,
-                       progress=progress)
+    return write_takes(
+        folder,
+        audio,
+        sample_rate,
+        synthetic.performance(audio, sample_rate, seed=seed, size=size, style=style),
+        synthetic.idle_performance(idle_frames, seed=seed + 1, size=size, style=style),
+        size=size,
+        progress=progress,
+    )
 
 
 def build_drawn_character(character: Character, progress: Callable[[int], None] | None = None) -> LibraryInfo:
@@ -66,4 +76,10 @@ def build_drawn_character(character: Character, progress: Callable[[int], None] 
     size = int(character.source.get("size", 512))
     with tempfile.TemporaryDirectory(prefix=f"gramophone-{character.id}-") as work:
         speech_video, idle_video = write_performance(character, Path(work), progress)
-        return build_library(speech_video, character.library_path, idle_video, BuildSettings(size=size, crop="centre"), progress=progress)
+        return build_library(
+            speech_video,
+            character.library_path,
+            idle_video,
+            BuildSettings(size=size, crop="centre"),
+            progress=progress,
+        )

@@ -35,11 +35,65 @@ LOWER_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
 UPPER_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 LOWER_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 # The face outline from the image-left temple down through the chin to the image-right temple.
-JAW = (127, 234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323,
-       454, 356)
+JAW = (
+    127,
+    234,
+    93,
+    132,
+    58,
+    172,
+    136,
+    150,
+    149,
+    176,
+    148,
+    152,
+    377,
+    400,
+    378,
+    379,
+    365,
+    397,
+    288,
+    361,
+    323,
+    454,
+    356,
+)
 # Points that stay put when the jaw drops: nose, brows, eye corners, cheekbones, forehead.
-STILL = (1, 2, 4, 5, 98, 327, 129, 358, 168, 6, 197, 195, 10, 109, 338, 67, 297, 105, 334, 70, 300, 33, 133,
-         263, 362, 116, 345, 50, 280, 205, 425)
+STILL = (
+    1,
+    2,
+    4,
+    5,
+    98,
+    327,
+    129,
+    358,
+    168,
+    6,
+    197,
+    195,
+    10,
+    109,
+    338,
+    67,
+    297,
+    105,
+    334,
+    70,
+    300,
+    33,
+    133,
+    263,
+    362,
+    116,
+    345,
+    50,
+    280,
+    205,
+    425,
+)
 # Eyes (image-left, then image-right): the upper lid and the lower lid, corner to corner.
 EYE_UPPER = ((33, 246, 161, 160, 159, 158, 157, 173, 133), (362, 398, 384, 385, 386, 387, 388, 466, 263))
 EYE_LOWER = ((33, 7, 163, 144, 145, 153, 154, 155, 133), (362, 382, 381, 380, 374, 373, 390, 249, 263))
@@ -133,9 +187,13 @@ class FaceRig:
             return (np.asarray(points, np.float64) - offset) * scale
 
         return FaceRig(
-            upper_outer=move(self.upper_outer), upper_inner=move(self.upper_inner),
-            lower_inner=move(self.lower_inner), lower_outer=move(self.lower_outer), jaw=move(self.jaw),
-            still=move(self.still), eyes=tuple(Eye(move(eye.upper), move(eye.lower)) for eye in self.eyes),  # type: ignore[arg-type]
+            upper_outer=move(self.upper_outer),
+            upper_inner=move(self.upper_inner),
+            lower_inner=move(self.lower_inner),
+            lower_outer=move(self.lower_outer),
+            jaw=move(self.jaw),
+            still=move(self.still),
+            eyes=tuple(Eye(move(eye.upper), move(eye.lower)) for eye in self.eyes),  # type: ignore[arg-type]
             method=self.method,
         )
 
@@ -169,8 +227,13 @@ def rig_from_mesh(points: np.ndarray) -> FaceRig:
     eyes = tuple(Eye(take(upper), take(lower)) for upper, lower in zip(EYE_UPPER, EYE_LOWER))
     eyes = tuple(sorted(eyes, key=lambda eye: float(eye.centre[0])))
     return FaceRig(
-        upper_outer=take(UPPER_OUTER), upper_inner=take(UPPER_INNER), lower_inner=take(LOWER_INNER),
-        lower_outer=take(LOWER_OUTER), jaw=take(JAW), still=take(STILL), eyes=eyes,  # type: ignore[arg-type]
+        upper_outer=take(UPPER_OUTER),
+        upper_inner=take(UPPER_INNER),
+        lower_inner=take(LOWER_INNER),
+        lower_outer=take(LOWER_OUTER),
+        jaw=take(JAW),
+        still=take(STILL),
+        eyes=eyes,  # type: ignore[arg-type]
         method="landmarks",
     )
 
@@ -185,14 +248,21 @@ _CHIN_DROP = 1.05  # chin below the lip line, in mouth widths
 _JAW_HALF_WIDTH = 0.95  # face half-width at the mouth, in eye distances
 
 
-def rig_from_points(mouth: tuple[float, float], mouth_width: float, eyes: tuple[tuple[float, float], tuple[float, float]],
-                    *, method: str = "manual") -> FaceRig:
+def rig_from_points(
+    mouth: tuple[float, float],
+    mouth_width: float,
+    eyes: tuple[tuple[float, float], tuple[float, float]],
+    *,
+    method: str = "manual",
+) -> FaceRig:
     """A rig of average proportions from a mouth centre, its width and the two eye centres.
 
     The lip lines are a closed mouth of usual shape, tilted with the eye line; the jaw is an arc
     from below the temples through a chin one mouth width under the lips. Good enough for a
     drawn face or an animal, whose lips nobody can locate better from three points."""
-    left, right = sorted((np.asarray(eyes[0], np.float64), np.asarray(eyes[1], np.float64)), key=lambda p: p[0])
+    left, right = sorted(
+        (np.asarray(eyes[0], np.float64), np.asarray(eyes[1], np.float64)), key=lambda p: p[0]
+    )
     eye_distance = float(np.linalg.norm(right - left))
     if eye_distance < 4:
         raise InputError("the two eye positions must be apart")
@@ -214,22 +284,46 @@ def rig_from_points(mouth: tuple[float, float], mouth_width: float, eyes: tuple[
     jaw_angles = np.linspace(-0.5 * math.pi, 0.5 * math.pi, 15)
     chin_drop = _CHIN_DROP * width
     temple_y = float(((left + right) / 2 - centre) @ down)  # negative: above the mouth
-    jaw = np.array([
-        centre + across * _JAW_HALF_WIDTH * eye_distance * math.sin(angle)
-        + down * (temple_y * 0.3 + (chin_drop - temple_y * 0.3) * math.cos(angle)) for angle in jaw_angles
-    ])
+    jaw = np.array(
+        [
+            centre
+            + across * _JAW_HALF_WIDTH * eye_distance * math.sin(angle)
+            + down * (temple_y * 0.3 + (chin_drop - temple_y * 0.3) * math.cos(angle))
+            for angle in jaw_angles
+        ]
+    )
     nose = centre - down * 0.45 * float((centre - (left + right) / 2) @ down)
-    still = np.array([nose, nose - across * 0.25 * eye_distance, nose + across * 0.25 * eye_distance, left, right,
-                      (left + right) / 2 - down * 0.35 * eye_distance])
+    still = np.array(
+        [
+            nose,
+            nose - across * 0.25 * eye_distance,
+            nose + across * 0.25 * eye_distance,
+            left,
+            right,
+            (left + right) / 2 - down * 0.35 * eye_distance,
+        ]
+    )
     rig_eyes = []
     for eye in (left, right):
         eye_half = _EYE_WIDTH * eye_distance / 2
         s = np.linspace(-1.0, 1.0, _LID_POINTS)
         arc = np.sqrt(np.clip(1 - s**2, 0, 1)) * _EYE_OPEN * eye_half
-        rig_eyes.append(Eye(eye + np.outer(s * eye_half, across) - np.outer(arc, down),
-                            eye + np.outer(s * eye_half, across) + np.outer(arc * 0.8, down)))
-    return FaceRig(upper_outer=upper_outer, upper_inner=meeting, lower_inner=meeting.copy(), lower_outer=lower_outer,
-                   jaw=jaw, still=still, eyes=tuple(rig_eyes), method=method)  # type: ignore[arg-type]
+        rig_eyes.append(
+            Eye(
+                eye + np.outer(s * eye_half, across) - np.outer(arc, down),
+                eye + np.outer(s * eye_half, across) + np.outer(arc * 0.8, down),
+            )
+        )
+    return FaceRig(
+        upper_outer=upper_outer,
+        upper_inner=meeting,
+        lower_inner=meeting.copy(),
+        lower_outer=lower_outer,
+        jaw=jaw,
+        still=still,
+        eyes=tuple(rig_eyes),
+        method=method,
+    )  # type: ignore[arg-type]
 
 
 _MESH_MAX_SIDE = 1024  # the mesh runs on a copy at most this big: the face fills a good share of a portrait
@@ -245,8 +339,11 @@ def find_rig(image: np.ndarray) -> FaceRig | None:
         return None
     height, width = image.shape[:2]
     scale = min(1.0, _MESH_MAX_SIDE / max(height, width))
-    small = image if scale == 1 else cv2.resize(image, (round(width * scale), round(height * scale)),
-                                                interpolation=cv2.INTER_AREA)
+    small = (
+        image
+        if scale == 1
+        else cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    )
     with landmarks.FaceTracker(still=True) as tracker:
         face = tracker.find(small)
     if face is None:

@@ -50,9 +50,9 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 import cv2
@@ -66,6 +66,8 @@ from .picture import detect_face, face_detector
 log = logging.getLogger(__name__)
 
 FLP_SIZE = 512
+NOT_UP_YET = (TimeoutError, ConnectionRefusedError, ConnectionResetError, http.client.RemoteDisconnected)
+"""What a FasterLivePortrait server still starting answers a connection with."""
 """FLP's animated crop is always 512 x 512."""
 REFERENCE_MIN_SIDE = 128
 REFERENCE_SPEECH_S = (4.0, 1200.0)
@@ -157,7 +159,9 @@ class FlpConfig:
         if self.mode not in ("cli", "http"):
             raise InputError(f"FLP mode {self.mode!r} must be 'cli' or 'http'")
         if self.mode == "cli" and (self.checkout is None or not (Path(self.checkout) / "run.py").is_file()):
-            raise InputError(f"FLP checkout {self.checkout} has no run.py; set it to the FasterLivePortrait repository")
+            raise InputError(
+                f"FLP checkout {self.checkout} has no run.py; set it to the FasterLivePortrait repository"
+            )
         if self.mode == "cli":
             _check_cli_config(Path(self.checkout) / self.cfg)
         if self.mode == "http" and (not self.url or urlsplit(self.url).scheme not in ("http", "https")):
@@ -179,8 +183,10 @@ def _check_cli_config(path: Path) -> None:
         raise InputError(f"cannot read FLP's config {path}: {error.strerror or error}") from None
     match = _CROP_DRIVING.search(text)
     if match and match.group(1).strip("'\"").lower() in ("true", "yes", "on", "1"):
-        raise InputError(f"FLP's config {path} sets flag_crop_driving_video: true; set it to false "
-                         "(the reference is framed already, and its frames are matched whole)")
+        raise InputError(
+            f"FLP's config {path} sets flag_crop_driving_video: true; set it to false "
+            "(the reference is framed already, and its frames are matched whole)"
+        )
 
 
 class _Cancelled(Exception):
@@ -234,8 +240,10 @@ def validate_reference(speech_video: Path, idle_video: Path) -> None:
     MediaError
         A file ffmpeg cannot read.
     """
-    for role, path, (shortest, longest) in (("speech", Path(speech_video), REFERENCE_SPEECH_S),
-                                             ("idle", Path(idle_video), REFERENCE_IDLE_S)):
+    for role, path, (shortest, longest) in (
+        ("speech", Path(speech_video), REFERENCE_SPEECH_S),
+        ("idle", Path(idle_video), REFERENCE_IDLE_S),
+    ):
         info = probe(path)
         name = f"the {role} reference {path.name}"
         if not info.has_video or not info.width or not info.height:
@@ -247,7 +255,10 @@ def validate_reference(speech_video: Path, idle_video: Path) -> None:
         if role == "speech" and not info.has_audio:
             raise InputError(f"{name} has no sound; it must carry the voice it shows")
         if info.duration is None or not shortest <= info.duration <= longest:
-            raise InputError(f"{name} lasts {info.duration or 0:.1f} s; it must last {shortest:.0f} s to {longest / 60:.0f} min")
+            raise InputError(
+                f"{name} lasts {info.duration or 0:.1f} s; it must last {shortest:.0f} s to "
+                f"{longest / 60:.0f} min"
+            )
         if face_detector() is None:
             continue
         capture = cv2.VideoCapture(str(path))
@@ -280,8 +291,24 @@ def _link(source: Path, target: Path) -> Path:
 def _silent_copy(source: Path, target: Path) -> Path:
     """The driving video without its sound (the frames copied as they are): given sound, FLP
     writes two more 10 Mbit/s copies with it into every reply, which we never use."""
-    run = run_bounded([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-i", str(source), "-map", "0:v:0",
-                       "-c:v", "copy", "-an", str(target)], timeout_s=300)
+    run = run_bounded(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(source),
+            "-map",
+            "0:v:0",
+            "-c:v",
+            "copy",
+            "-an",
+            str(target),
+        ],
+        timeout_s=300,
+    )
     if run.returncode != 0:
         raise ffmpeg_failure(source, "copying the driving video", run.message)
     return target
@@ -295,19 +322,34 @@ def _tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _run_cli(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
-             cancelled: Callable[[], bool] | None) -> Path:
+def _run_cli(
+    picture: Path, driving: Path, config: FlpConfig, work_dir: Path, cancelled: Callable[[], bool] | None
+) -> Path:
     """Run FLP's run.py; returns its crop video, moved into ``work_dir``."""
     assert config.checkout is not None
     checkout = Path(config.checkout).resolve()
     log_path = work_dir / "flp.log"
-    command = [config.python, "run.py", "--src_image", str(picture), "--dri_video", str(driving),
-               "--cfg", config.cfg]  # no --paste_back: its -org.mp4 is never used
+    command = [
+        config.python,
+        "run.py",
+        "--src_image",
+        str(picture),
+        "--dri_video",
+        str(driving),
+        "--cfg",
+        config.cfg,
+    ]  # no --paste_back: its -org.mp4 is never used
     log.info("running FLP: %s (in %s)", " ".join(command), checkout)
     deadline = time.monotonic() + config.timeout_s
     with open(log_path, "wb") as output:
-        process = subprocess.Popen(command, cwd=checkout, stdout=output, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=checkout,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             while True:
                 try:
@@ -318,7 +360,9 @@ def _run_cli(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
                 if cancelled is not None and cancelled():
                     raise _Cancelled()
                 if time.monotonic() > deadline:
-                    raise MediaError(f"FasterLivePortrait took longer than {config.timeout_s:.0f} s and was stopped")
+                    raise MediaError(
+                        f"FasterLivePortrait took longer than {config.timeout_s:.0f} s and was stopped"
+                    )
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
@@ -342,7 +386,9 @@ def _collect(checkout: Path, picture: Path, driving: Path, work_dir: Path) -> No
     told apart from any other's, even after a killed run.
     """
     stem = f"{picture.name}-{driving.name}"
-    for path in sorted((checkout / "results").glob(f"*/{stem}*")) + sorted((checkout / "results").glob(f"*/{driving.name}.pkl")):
+    for path in sorted((checkout / "results").glob(f"*/{stem}*")) + sorted(
+        (checkout / "results").glob(f"*/{driving.name}.pkl")
+    ):
         if path.name == f"{stem}{CROP_SUFFIX}":
             shutil.move(str(path), work_dir / path.name)
         else:
@@ -358,10 +404,14 @@ def _multipart(fields: dict[str, str], files: dict[str, tuple[str, str, Path]], 
     boundary = uuid.uuid4().hex
     with open(body, "wb") as out:
         for name, value in fields.items():
-            out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+            out.write(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            )
         for name, (filename, content_type, path) in files.items():
-            out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                      f"Content-Type: {content_type}\r\n\r\n".encode())
+            out.write(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                f"Content-Type: {content_type}\r\n\r\n".encode()
+            )
             with open(path, "rb") as source:
                 shutil.copyfileobj(source, out, 1 << 20)
             out.write(b"\r\n")
@@ -385,9 +435,12 @@ def _wait_until_up(config: FlpConfig, cancelled: Callable[[], bool] | None) -> N
             connection.request("GET", url.path.rstrip("/") + "/openapi.json")
             connection.getresponse().read()
             return
-        except (ConnectionRefusedError, ConnectionResetError, socket.timeout, http.client.RemoteDisconnected) as error:
+        except NOT_UP_YET as error:
             if time.monotonic() > deadline:
-                raise MediaError(f"FasterLivePortrait at {config.url} did not come up in {config.start_wait_s:.0f} s: {error}")
+                raise MediaError(
+                    f"FasterLivePortrait at {config.url} did not come up in {config.start_wait_s:.0f} s: "
+                    f"{error}"
+                ) from None
             log.info("FLP at %s is not up yet (%s): waiting", config.url, error)
         except OSError:
             return  # something else (a DNS failure...): let the request say what it is
@@ -399,29 +452,39 @@ def _wait_until_up(config: FlpConfig, cancelled: Callable[[], bool] | None) -> N
             time.sleep(0.5)
 
 
-def _run_http(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
-              cancelled: Callable[[], bool] | None) -> Path:
+def _run_http(
+    picture: Path, driving: Path, config: FlpConfig, work_dir: Path, cancelled: Callable[[], bool] | None
+) -> Path:
     """POST to FLP's /predict/; returns the crop video taken out of the reply's zip."""
     assert config.url is not None
     url = urlsplit(config.url)
     connection_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
     connection = connection_type(url.hostname, url.port, timeout=config.timeout_s)
     body = work_dir / "request.body"
-    boundary = _multipart(HTTP_FORM, {
-        # unique names: FLP saves uploads in a folder named to the second, by their file names
-        "source_image": (picture.name, "application/octet-stream", picture),
-        "driving_video": (driving.name, "video/mp4", driving),
-    }, body)
+    boundary = _multipart(
+        HTTP_FORM,
+        {
+            # unique names: FLP saves uploads in a folder named to the second, by their file names
+            "source_image": (picture.name, "application/octet-stream", picture),
+            "driving_video": (driving.name, "video/mp4", driving),
+        },
+        body,
+    )
     reply = work_dir / "reply.zip"
     outcome: dict[str, object] = {}
 
     def post() -> None:
         try:
             with open(body, "rb") as payload:
-                connection.request("POST", url.path.rstrip("/") + "/predict/", body=payload, headers={
-                    "Content-Type": f"multipart/form-data; boundary={boundary}",
-                    "Content-Length": str(body.stat().st_size),
-                })
+                connection.request(
+                    "POST",
+                    url.path.rstrip("/") + "/predict/",
+                    body=payload,
+                    headers={
+                        "Content-Type": f"multipart/form-data; boundary={boundary}",
+                        "Content-Length": str(body.stat().st_size),
+                    },
+                )
                 response = connection.getresponse()
                 outcome["status"] = response.status
                 with open(reply, "wb") as out:
@@ -440,7 +503,9 @@ def _run_http(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
             if cancelled is not None and cancelled():
                 raise _Cancelled()
             if time.monotonic() > deadline:
-                raise MediaError(f"FasterLivePortrait at {config.url} took longer than {config.timeout_s:.0f} s")
+                raise MediaError(
+                    f"FasterLivePortrait at {config.url} took longer than {config.timeout_s:.0f} s"
+                )
     finally:
         if thread.is_alive() and connection.sock is not None:
             try:
@@ -449,9 +514,20 @@ def _run_http(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
                 pass
         connection.close()
         body.unlink(missing_ok=True)
+    _check_reply(outcome, reply, config)
+    return _crop_from_zip(reply, work_dir, config)
+
+
+# ---- alignment and re-timing ----------------------------------------------------------------
+
+
+def _check_reply(outcome: dict[str, object], reply: Path, config: FlpConfig) -> None:
+    """Refuse a reply that failed, was too big, or was not HTTP 200 (what FLP said, in a line)."""
     if isinstance(outcome.get("error"), _TooBig):
         reply.unlink(missing_ok=True)
-        raise MediaError(f"FasterLivePortrait at {config.url} answered with {MAX_REPLY_BYTES >> 20} MB or more: refused")
+        raise MediaError(
+            f"FasterLivePortrait at {config.url} answered with {MAX_REPLY_BYTES >> 20} MB or more: refused"
+        )
     if "error" in outcome:
         error = outcome["error"]
         reply.unlink(missing_ok=True)
@@ -460,13 +536,19 @@ def _run_http(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
     if status != 200:
         detail = reply.read_bytes()[:200].decode(errors="replace").strip() if reply.exists() else ""
         raise MediaError(f"FasterLivePortrait at {config.url} answered HTTP {status}: {detail}")
+
+
+def _crop_from_zip(reply: Path, work_dir: Path, config: FlpConfig) -> Path:
+    """The crop video out of FLP's zip reply, every size checked before it is written."""
     try:
         with zipfile.ZipFile(reply) as archive:
             members = [m for m in archive.infolist() if m.filename.endswith(CROP_SUFFIX)]
             if not members:
                 raise InputError(_NO_FACE)
             member = members[0]
-            if member.file_size > MAX_ZIP_MEMBER_BYTES or member.file_size > MAX_ZIP_RATIO * max(member.compress_size, 1 << 16):
+            if member.file_size > MAX_ZIP_MEMBER_BYTES or member.file_size > MAX_ZIP_RATIO * max(
+                member.compress_size, 1 << 16
+            ):
                 raise MediaError("FasterLivePortrait's reply holds an implausibly large video")
             crop = work_dir / f"http{CROP_SUFFIX}"
             with archive.open(member) as source, open(crop, "wb") as out:
@@ -478,9 +560,6 @@ def _run_http(picture: Path, driving: Path, config: FlpConfig, work_dir: Path,
     finally:
         reply.unlink(missing_ok=True)
     return crop
-
-
-# ---- alignment and re-timing ----------------------------------------------------------------
 
 
 def _thumb(frame: np.ndarray) -> np.ndarray:
@@ -549,7 +628,9 @@ def _split_crop(crop: Path, driving: Path, animated: Path) -> Path:
         for frame in _read_frames(crop):
             height, width = frame.shape[:2]
             if width != 2 * height:
-                raise MediaError(f"FasterLivePortrait's crop video is {width}x{height}, not two squares side by side")
+                raise MediaError(
+                    f"FasterLivePortrait's crop video is {width}x{height}, not two squares side by side"
+                )
             kept_thumbs.append(_thumb(frame[:, :height]))
             right = frame[:, height:]
             if height != FLP_SIZE:
@@ -558,19 +639,31 @@ def _split_crop(crop: Path, driving: Path, animated: Path) -> Path:
         if not kept_thumbs:
             raise InputError("FasterLivePortrait found no face in any frame of the reference video")
     if len(kept_thumbs) > len(driving_thumbs):
-        raise MediaError(f"FasterLivePortrait returned {len(kept_thumbs)} frames for {len(driving_thumbs)} driving frames")
+        raise MediaError(
+            f"FasterLivePortrait returned {len(kept_thumbs)} frames for {len(driving_thumbs)} driving frames"
+        )
     indices = align(np.array(kept_thumbs), driving_thumbs)
-    _frames_path(animated).write_text(json.dumps({
-        "driving_frames": len(driving_thumbs),
-        "driving_fps": _fps(driving),
-        "kept": indices.tolist(),
-    }))
+    _frames_path(animated).write_text(
+        json.dumps(
+            {
+                "driving_frames": len(driving_thumbs),
+                "driving_fps": _fps(driving),
+                "kept": indices.tolist(),
+            }
+        )
+    )
     log.info("FLP animated %d of %d driving frames of %s", len(indices), len(driving_thumbs), driving.name)
     return animated
 
 
-def animate(picture: Path, driving_video: Path, config: FlpConfig, work_dir: Path, *,
-            cancelled: Callable[[], bool] | None = None) -> Path:
+def animate(
+    picture: Path,
+    driving_video: Path,
+    config: FlpConfig,
+    work_dir: Path,
+    *,
+    cancelled: Callable[[], bool] | None = None,
+) -> Path:
     """Animate ``picture`` with the motion of ``driving_video`` on FLP.
 
     Parameters
@@ -642,7 +735,11 @@ def retime(animated: Path, driving_video: Path, out: Path, max_lost_fraction: fl
     sidecar = _frames_path(animated)
     if sidecar.is_file():
         frames = json.loads(sidecar.read_text())
-        total, driving_fps, kept = int(frames["driving_frames"]), float(frames["driving_fps"]), np.array(frames["kept"], np.int64)
+        total, driving_fps, kept = (
+            int(frames["driving_frames"]),
+            float(frames["driving_fps"]),
+            np.array(frames["kept"], np.int64),
+        )
     else:
         total = sum(1 for _ in _read_frames(driving_video))
         driving_fps = _fps(driving_video)
@@ -654,7 +751,8 @@ def retime(animated: Path, driving_video: Path, out: Path, max_lost_fraction: fl
     if lost > max_lost_fraction * total:
         raise MediaError(
             f"FasterLivePortrait lost {lost} of {total} frames ({lost / total:.0%}) where it found no face; "
-            f"at most {max_lost_fraction:.0%} may be lost: use a reference where the face is always clearly visible"
+            f"at most {max_lost_fraction:.0%} may be lost: use a reference where the face is always clearly "
+            "visible"
         )
     n_out = max(1, int(round(total / driving_fps * FPS)))
     wanted = np.minimum(total - 1, np.round(np.arange(n_out) * driving_fps / FPS).astype(np.int64))
@@ -673,5 +771,12 @@ def retime(animated: Path, driving_video: Path, out: Path, max_lost_fraction: fl
                     raise MediaError(f"{animated.name} has fewer frames than {sidecar.name} says")
                 position += 1
             encoder.write(current)
-    log.info("re-timed %s onto %s: %d frames at %d fps, %d lost", animated.name, driving_video.name, n_out, FPS, lost)
+    log.info(
+        "re-timed %s onto %s: %d frames at %d fps, %d lost",
+        animated.name,
+        driving_video.name,
+        n_out,
+        FPS,
+        lost,
+    )
     return out

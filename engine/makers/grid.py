@@ -57,15 +57,27 @@ class Grid:
         return cls(width, height, math.ceil(width / cell - 1e-9), math.ceil(height / cell - 1e-9), cell)
 
     @classmethod
-    def around(cls, pointed: PointedFace, width: int, height: int, cells: int = CLOSER_CELLS, *,
-               coarse: Grid | None = None) -> Grid:
+    def around(
+        cls,
+        pointed: PointedFace,
+        width: int,
+        height: int,
+        cells: int = CLOSER_CELLS,
+        *,
+        coarse: Grid | None = None,
+    ) -> Grid:
         """A closer look: a square around a face pointed at once (its corners and eyes, with as
         much again around them, and at least four cells of the ``coarse`` grid it was pointed
         on, since each point is only known to within its cell), inside the picture."""
         points = np.array([pointed.mouth, *pointed.eyes], np.float64)
         half_width = pointed.mouth_width / 2
-        points = np.vstack([points, (pointed.mouth[0] - half_width, pointed.mouth[1]),
-                            (pointed.mouth[0] + half_width, pointed.mouth[1])])
+        points = np.vstack(
+            [
+                points,
+                (pointed.mouth[0] - half_width, pointed.mouth[1]),
+                (pointed.mouth[0] + half_width, pointed.mouth[1]),
+            ]
+        )
         low, high = points.min(axis=0), points.max(axis=0)
         least = 4 * coarse.cell if coarse is not None else 32.0
         side = min(max(float((high - low).max()) * 2.0, least, 32.0), float(min(width, height)))
@@ -108,8 +120,11 @@ def draw_grid(image: np.ndarray, grid: Grid | None = None) -> tuple[np.ndarray, 
     image = image[grid.y0 : grid.y0 + grid.height, grid.x0 : grid.x0 + grid.width]
     height, width = image.shape[:2]
     scale = _PREVIEW_SIDE / max(width, height)
-    shown = cv2.resize(image, (round(width * scale), round(height * scale)),
-                       interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    shown = cv2.resize(
+        image,
+        (round(width * scale), round(height * scale)),
+        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC,
+    )
     step = grid.cell * scale
     margin = round(0.8 * step)
     lines = shown.copy()
@@ -122,12 +137,23 @@ def draw_grid(image: np.ndarray, grid: Grid | None = None) -> tuple[np.ndarray, 
         cv2.line(lines, (0, y), (shown.shape[1], y), (0, 0, 0), 3, cv2.LINE_AA)
         cv2.line(lines, (0, y), (shown.shape[1], y), (255, 255, 255), 1, cv2.LINE_AA)
     shown = cv2.addWeighted(lines, 0.45, shown, 0.55, 0)
-    board = cv2.copyMakeBorder(shown, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    board = cv2.copyMakeBorder(
+        shown, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=(255, 255, 255)
+    )
     font, font_scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, step / 70, max(1, round(step / 32))
 
     def label(text: str, cx: float, cy: float) -> None:
         (w, h), _ = cv2.getTextSize(text, font, font_scale, thickness)
-        cv2.putText(board, text, (round(cx - w / 2), round(cy + h / 2)), font, font_scale, (20, 20, 20), thickness, cv2.LINE_AA)
+        cv2.putText(
+            board,
+            text,
+            (round(cx - w / 2), round(cy + h / 2)),
+            font,
+            font_scale,
+            (20, 20, 20),
+            thickness,
+            cv2.LINE_AA,
+        )
 
     for column in range(grid.columns):
         cx = margin + min((column + 0.5) * step, (column * step + shown.shape[1]) / 2)
@@ -166,7 +192,9 @@ def parse_cells(text: str | None, grid: Grid, *, rough: bool = False) -> Pointed
         raise InputError("send four cells: the two mouth corners, then the two eyes, for example E9 H9 D5 I5")
     leftover = _CELL.sub(" ", text)
     if leftover.replace(",", " ").replace(";", " ").strip():
-        raise InputError("send only cell names like E9, four of them: the two mouth corners, then the two eyes")
+        raise InputError(
+            "send only cell names like E9, four of them: the two mouth corners, then the two eyes"
+        )
     cells = [(match.group(1).upper(), int(match.group(2))) for match in _CELL.finditer(text)]
     if len(cells) != 4:
         raise InputError(f"that is {len(cells)} cell(s); send four: the two mouth corners, then the two eyes")
@@ -175,7 +203,9 @@ def parse_cells(text: str | None, grid: Grid, *, rough: bool = False) -> Pointed
     for letter, number in cells:
         column, row = _LETTERS.find(letter), number - 1
         if not (0 <= column < grid.columns and 0 <= row < grid.rows):
-            raise InputError(f"{letter}{number} is not on the grid: columns A-{last_column}, rows 1-{last_row}")
+            raise InputError(
+                f"{letter}{number} is not on the grid: columns A-{last_column}, rows 1-{last_row}"
+            )
         points.append((column, row))
     (c1, c2, e1, e2) = (grid.centre(column, row) for column, row in points)
     mouth = ((c1[0] + c2[0]) / 2, (c1[1] + c2[1]) / 2)

@@ -23,9 +23,9 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 
@@ -38,8 +38,8 @@ from ..media import IDLE_TAKE, PERFORMED_IDLE_S, SPEECH_TAKE, iter_frames, probe
 from ..speech import VoiceSettings
 from . import flp as flp_maker
 from .drawn import performance_audio
-from .flp import FlpConfig, animate, retime, validate_reference
 from .face_rig import FaceRig, find_rig, rig_from_points
+from .flp import FlpConfig, animate, retime, validate_reference
 from .picture import PictureInfo, check_picture, estimate_landmarks, read_picture
 from .puppet import FPS, puppet_performance
 
@@ -77,7 +77,9 @@ class MadeCharacter:
 class _Tracker:
     """Progress reports (never going backwards) and cancellation checks, throttled in loops."""
 
-    def __init__(self, progress: Callable[[str, float], None] | None, cancelled: Callable[[], bool] | None) -> None:
+    def __init__(
+        self, progress: Callable[[str, float], None] | None, cancelled: Callable[[], bool] | None
+    ) -> None:
         self.progress, self.cancelled = progress, cancelled
         self.fraction = 0.0
         self.last_poll = 0.0
@@ -111,8 +113,19 @@ class _Tracker:
         return advance
 
 
-def _character_toml(*, character_id: str, name: str, description: str, language: str, voice: VoiceSettings,
-                    pitch_semitones: float, portrait: str, maker: str, size: int, takes: list[int] | None = None) -> str:
+def _character_toml(
+    *,
+    character_id: str,
+    name: str,
+    description: str,
+    language: str,
+    voice: VoiceSettings,
+    pitch_semitones: float,
+    portrait: str,
+    maker: str,
+    size: int,
+    takes: list[int] | None = None,
+) -> str:
     voice_table: dict[str, object] = {"language": voice.language, "rate": voice.rate, "pitch": voice.pitch}
     if voice.piper_model:
         voice_table["piper_model"] = voice.piper_model
@@ -130,17 +143,31 @@ def _character_toml(*, character_id: str, name: str, description: str, language:
     }
     if takes:
         library["takes"] = [int(count) for count in takes]
-    comment = (f"Recorded by a person in {len(takes)} takes, joined by engine.makers; the library is a build output."
-               if takes else f"Made from one picture ({portrait}) by engine.makers ({maker}); the library is a build output.")
+    comment = (
+        f"Recorded by a person in {len(takes)} takes, joined by engine.makers; the library is a build output."
+        if takes
+        else f"Made from one picture ({portrait}) by engine.makers ({maker}); the library is a build output."
+    )
     greeting = _GREETINGS.get(language.split("-")[0], _GREETINGS["en"]).format(name=name)
-    return CharacterSpec(id=character_id, name=name, language=language, description=description,
-                         pitch_semitones=float(pitch_semitones), portrait=portrait, voice=voice_table,
-                         greeting={language: greeting}, library=library, comment=comment).to_toml()
+    return CharacterSpec(
+        id=character_id,
+        name=name,
+        language=language,
+        description=description,
+        pitch_semitones=float(pitch_semitones),
+        portrait=portrait,
+        voice=voice_table,
+        greeting={language: greeting},
+        library=library,
+        comment=comment,
+    ).to_toml()
 
 
 def _check_identity(character_id: str, name: str, language: str, pitch_semitones: float, size: int) -> None:
     if not ID_PATTERN.match(character_id or ""):
-        raise InputError(f"character id {character_id!r} must be lowercase letters, digits and dashes (at most 40)")
+        raise InputError(
+            f"character id {character_id!r} must be lowercase letters, digits and dashes (at most 40)"
+        )
     if not name or not name.strip():
         raise InputError("the character needs a name")
     if not language or not language.strip():
@@ -218,10 +245,17 @@ def make_character(
     picture, folder = Path(picture), Path(folder)
     _check_identity(character_id, name, language, pitch_semitones, size)
     if flp is not None and reference is None:
-        raise InputError("animating on the GPU needs a reference performance: a speech video and an idle video")
+        raise InputError(
+            "animating on the GPU needs a reference performance: a speech video and an idle video"
+        )
     base = language.split("-")[0].lower()
     if voice.language.split("-")[0].lower() != base:
-        log.warning("voice language %s differs from the character's %s: speaking %s", voice.language, language, language)
+        log.warning(
+            "voice language %s differs from the character's %s: speaking %s",
+            voice.language,
+            language,
+            language,
+        )
         voice = dataclasses.replace(voice, language=language)
     tracker = _Tracker(progress, cancelled)
     found_by = "flp"
@@ -232,7 +266,14 @@ def make_character(
     folder.mkdir(parents=True, exist_ok=True)
     portrait = folder / f"portrait{_EXTENSIONS[info.format]}"
     partial = folder / f".{CHARACTER_FILE}.part"
-    written = [portrait, folder / SPEECH_VIDEO, folder / IDLE_VIDEO, folder / LIBRARY_FILE, partial, folder / CHARACTER_FILE]
+    written = [
+        portrait,
+        folder / SPEECH_VIDEO,
+        folder / IDLE_VIDEO,
+        folder / LIBRARY_FILE,
+        partial,
+        folder / CHARACTER_FILE,
+    ]
     try:
         shutil.copyfile(picture, portrait)
         if flp is not None:
@@ -241,24 +282,54 @@ def make_character(
         else:
             face = puppet_rig(info, mouth=mouth, eyes=eyes, mouth_width=mouth_width)
             found_by = face.method
-            character = Character(id=character_id, name=name, description=description, language=language,
-                                  folder=folder, voices={language: voice}, source={"passages": [language]})
+            character = Character(
+                id=character_id,
+                name=name,
+                description=description,
+                language=language,
+                folder=folder,
+                voices={language: voice},
+                source={"passages": [language]},
+            )
             audio, sample_rate = performance_audio(character)
             tracker.report(stage, 0.05)
             frames = int(round(len(audio) / sample_rate * FPS)) + int(round(PERFORMED_IDLE_S * FPS))
-            puppet_performance(portrait, face, audio, sample_rate, folder, size=size, seed=0,
-                               idle_s=PERFORMED_IDLE_S, progress=tracker.frames(stage, 0.05, _ANIMATED, frames))
+            puppet_performance(
+                portrait,
+                face,
+                audio,
+                sample_rate,
+                folder,
+                size=size,
+                seed=0,
+                idle_s=PERFORMED_IDLE_S,
+                progress=tracker.frames(stage, 0.05, _ANIMATED, frames),
+            )
         tracker.report(STAGE_BUILD, _ANIMATED)
         speech, idle = folder / SPEECH_VIDEO, folder / IDLE_VIDEO
         frames = _frame_estimate(speech, idle)
         # The puppet's mouth is drawn by us, its inside dark: the pixel measure reads it, and the
         # landmark model (20 s of a 3-minute build) has nothing to add.
         settings = BuildSettings(size=size, crop="centre", mouth_landmarks=flp is not None)
-        library = build_library(speech, folder / LIBRARY_FILE, idle, settings,
-                                progress=tracker.frames(STAGE_BUILD, _ANIMATED, _BUILT, frames))
+        library = build_library(
+            speech,
+            folder / LIBRARY_FILE,
+            idle,
+            settings,
+            progress=tracker.frames(STAGE_BUILD, _ANIMATED, _BUILT, frames),
+        )
         tracker.check()
-        toml = _character_toml(character_id=character_id, name=name, description=description, language=language,
-                               voice=voice, pitch_semitones=pitch_semitones, portrait=portrait.name, maker=maker, size=size)
+        toml = _character_toml(
+            character_id=character_id,
+            name=name,
+            description=description,
+            language=language,
+            voice=voice,
+            pitch_semitones=pitch_semitones,
+            portrait=portrait.name,
+            maker=maker,
+            size=size,
+        )
         _write_character_file(folder, partial, toml)
     except BaseException:
         for path in written:
@@ -314,7 +385,14 @@ def make_character_from_person(
     folder.mkdir(parents=True, exist_ok=True)
     portrait = folder / "portrait.jpg"
     partial = folder / f".{CHARACTER_FILE}.part"
-    written = [portrait, folder / SPEECH_VIDEO, folder / IDLE_VIDEO, folder / LIBRARY_FILE, partial, folder / CHARACTER_FILE]
+    written = [
+        portrait,
+        folder / SPEECH_VIDEO,
+        folder / IDLE_VIDEO,
+        folder / LIBRARY_FILE,
+        partial,
+        folder / CHARACTER_FILE,
+    ]
     try:
         counts = join_takes([Path(take) for take in takes], folder / SPEECH_VIDEO, size=size)
         tracker.report(STAGE_JOIN, 0.15)
@@ -324,13 +402,27 @@ def make_character_from_person(
             raise MediaError("the silent take has no frame to make a portrait of")
         tracker.report(STAGE_BUILD, 0.2)
         speech, idle = folder / SPEECH_VIDEO, folder / IDLE_VIDEO
-        library = build_library(speech, folder / LIBRARY_FILE, idle, BuildSettings(size=size, crop="centre"),
-                                progress=tracker.frames(STAGE_BUILD, 0.2, _BUILT, _frame_estimate(speech, idle)),
-                                take_frames=counts)
+        library = build_library(
+            speech,
+            folder / LIBRARY_FILE,
+            idle,
+            BuildSettings(size=size, crop="centre"),
+            progress=tracker.frames(STAGE_BUILD, 0.2, _BUILT, _frame_estimate(speech, idle)),
+            take_frames=counts,
+        )
         tracker.check()
-        toml = _character_toml(character_id=character_id, name=name, description=description, language=language,
-                               voice=voice, pitch_semitones=pitch_semitones, portrait=portrait.name, maker="person",
-                               size=size, takes=counts)
+        toml = _character_toml(
+            character_id=character_id,
+            name=name,
+            description=description,
+            language=language,
+            voice=voice,
+            pitch_semitones=pitch_semitones,
+            portrait=portrait.name,
+            maker="person",
+            size=size,
+            takes=counts,
+        )
         _write_character_file(folder, partial, toml)
     except BaseException:
         for path in written:
@@ -338,13 +430,19 @@ def make_character_from_person(
         raise
     seconds = time.perf_counter() - started
     tracker.report(STAGE_READY, 1.0, check=False)
-    log.info("made character %s (%s) from %d recorded takes in %.1f s", character_id, name, len(takes), seconds)
+    log.info(
+        "made character %s (%s) from %d recorded takes in %.1f s", character_id, name, len(takes), seconds
+    )
     return MadeCharacter(folder=folder, path="person", info=library, seconds=seconds, face="recorded")
 
 
-def puppet_rig(info: PictureInfo, *, mouth: tuple[float, float] | None = None,
-               eyes: tuple[tuple[float, float], tuple[float, float]] | None = None,
-               mouth_width: float | None = None) -> FaceRig:
+def puppet_rig(
+    info: PictureInfo,
+    *,
+    mouth: tuple[float, float] | None = None,
+    eyes: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    mouth_width: float | None = None,
+) -> FaceRig:
     """Where the puppet's lips, jaw and eyes are: the admin's points when given (they know their
     animal or drawing better than any model), else the landmark model's, else a face box's
     proportions.
@@ -374,13 +472,18 @@ def _frame_estimate(speech: Path, idle: Path) -> int:
     return sum(int(round((probe(path).duration or 0.0) * FPS)) for path in (speech, idle))
 
 
-def _animate_on_gpu(portrait: Path, folder: Path, config: FlpConfig, reference: tuple[Path, Path], tracker: _Tracker) -> None:
+def _animate_on_gpu(
+    portrait: Path, folder: Path, config: FlpConfig, reference: tuple[Path, Path], tracker: _Tracker
+) -> None:
     """Animate both reference takes on FLP and re-time them into ``folder``."""
     speech_reference, idle_reference = reference
     validate_reference(speech_reference, idle_reference)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".flp-") as work:
         try:
-            for take, driving, end in ((SPEECH_VIDEO, speech_reference, 0.4), (IDLE_VIDEO, idle_reference, _ANIMATED)):
+            for take, driving, end in (
+                (SPEECH_VIDEO, speech_reference, 0.4),
+                (IDLE_VIDEO, idle_reference, _ANIMATED),
+            ):
                 tracker.check()
                 animated = animate(portrait, driving, config, Path(work), cancelled=tracker.is_cancelled)
                 retime(animated, driving, folder / take, config.max_lost_fraction)

@@ -149,44 +149,56 @@ def _header(path: Path) -> _Header:
         head = handle.read(64)
         if head.startswith(b"\xff\xd8\xff"):
             return _Header("jpeg", *_jpeg_size(handle), 3)  # IMREAD_COLOR: always 8-bit BGR
-        if head.startswith(b"\x89PNG\r\n\x1a\n"):
-            if len(head) < 26 or head[12:16] != b"IHDR":
-                raise InputError(_DAMAGED)
-            width, height = struct.unpack(">II", head[16:24])
-            depth, colour = head[24], head[25]
-            if colour not in _PNG_CHANNELS:
-                raise InputError(_DAMAGED)
-            return _Header("png", width, height, _PNG_CHANNELS[colour] * (2 if depth == 16 else 1))
-        if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
-            chunk = head[12:16]
-            if chunk == b"VP8X":
-                width = 1 + int.from_bytes(head[24:27], "little")
-                height = 1 + int.from_bytes(head[27:30], "little")
-                channels = 4 if head[20] & 0x10 else 3
-            elif chunk == b"VP8 ":
-                if head[23:26] != b"\x9d\x01\x2a":
-                    raise InputError(_DAMAGED)
-                width, height = (v & 0x3FFF for v in struct.unpack("<HH", head[26:30]))
-                channels = 3
-            elif chunk == b"VP8L":
-                if head[20] != 0x2F:
-                    raise InputError(_DAMAGED)
-                bits = int.from_bytes(head[21:25], "little")
-                width, height = 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
-                channels = 4 if bits >> 28 & 1 else 3
-            else:
-                raise InputError(_NOT_A_PICTURE)
-            return _Header("webp", width, height, channels)
-        if head[:2] == b"BM" and len(head) >= 30:
-            (dib,) = struct.unpack("<I", head[14:18])
-            if dib == 12:
-                width, height = struct.unpack("<HH", head[18:22])
-                bits = struct.unpack("<H", head[24:26])[0]
-            else:
-                width, height = struct.unpack("<ii", head[18:26])
-                bits = struct.unpack("<H", head[28:30])[0]
-            return _Header("bmp", abs(width), abs(height), 4 if bits == 32 else 3)
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _png_header(head)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+        return _webp_header(head)
+    if head[:2] == b"BM" and len(head) >= 30:
+        return _bmp_header(head)
     raise InputError(_NOT_A_PICTURE)
+
+
+def _png_header(head: bytes) -> _Header:
+    if len(head) < 26 or head[12:16] != b"IHDR":
+        raise InputError(_DAMAGED)
+    width, height = struct.unpack(">II", head[16:24])
+    depth, colour = head[24], head[25]
+    if colour not in _PNG_CHANNELS:
+        raise InputError(_DAMAGED)
+    return _Header("png", width, height, _PNG_CHANNELS[colour] * (2 if depth == 16 else 1))
+
+
+def _webp_header(head: bytes) -> _Header:
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        width = 1 + int.from_bytes(head[24:27], "little")
+        height = 1 + int.from_bytes(head[27:30], "little")
+        channels = 4 if head[20] & 0x10 else 3
+    elif chunk == b"VP8 ":
+        if head[23:26] != b"\x9d\x01\x2a":
+            raise InputError(_DAMAGED)
+        width, height = (v & 0x3FFF for v in struct.unpack("<HH", head[26:30]))
+        channels = 3
+    elif chunk == b"VP8L":
+        if head[20] != 0x2F:
+            raise InputError(_DAMAGED)
+        bits = int.from_bytes(head[21:25], "little")
+        width, height = 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+        channels = 4 if bits >> 28 & 1 else 3
+    else:
+        raise InputError(_NOT_A_PICTURE)
+    return _Header("webp", width, height, channels)
+
+
+def _bmp_header(head: bytes) -> _Header:
+    (dib,) = struct.unpack("<I", head[14:18])
+    if dib == 12:
+        width, height = struct.unpack("<HH", head[18:22])
+        bits = struct.unpack("<H", head[24:26])[0]
+    else:
+        width, height = struct.unpack("<ii", head[18:26])
+        bits = struct.unpack("<H", head[28:30])[0]
+    return _Header("bmp", abs(width), abs(height), 4 if bits == 32 else 3)
 
 
 def _checked_header(path: Path, max_bytes: int, max_pixels: int) -> _Header:
@@ -203,24 +215,30 @@ def _checked_header(path: Path, max_bytes: int, max_pixels: int) -> _Header:
     if size == 0:
         raise InputError("the picture is empty (0 bytes); send it again")
     if size > max_bytes:
-        raise InputError(f"the picture is {size / 1e6:.1f} MB, too big; send one under {max_bytes / 1e6:.0f} MB")
+        raise InputError(
+            f"the picture is {size / 1e6:.1f} MB, too big; send one under {max_bytes / 1e6:.0f} MB"
+        )
     header = _header(path)
     width, height = header.width, header.height
     if width <= 0 or height <= 0:
         raise InputError(_DAMAGED)
     if width * height > max_pixels:
         raise InputError(
-            f"the picture is {width}x{height} pixels, too large; send one of at most {max_pixels / 1e6:.0f} megapixels"
+            f"the picture is {width}x{height} pixels, too large; send one of at most {max_pixels / 1e6:.0f} "
+            "megapixels"
         )
     budget = max_pixels * 3
     if width * height * header.bytes_per_pixel > budget:
         allowed = budget / header.bytes_per_pixel
         raise InputError(
-            f"the picture is {width}x{height} pixels at {header.bytes_per_pixel} bytes a pixel (deep colour or "
+            f"the picture is {width}x{height} pixels at {header.bytes_per_pixel} bytes a pixel (deep colour "
+            "or "
             f"transparency), too heavy; send a JPEG, or one of at most {allowed / 1e6:.0f} megapixels"
         )
     if min(width, height) < MIN_SIDE:
-        raise InputError(f"the picture is only {width}x{height} pixels; send one at least {MIN_SIDE} pixels on each side")
+        raise InputError(
+            f"the picture is only {width}x{height} pixels; send one at least {MIN_SIDE} pixels on each side"
+        )
     return header
 
 
@@ -250,7 +268,9 @@ def _to_bgr(image: np.ndarray) -> np.ndarray:
     return image[..., :3]
 
 
-def read_picture(path: str | os.PathLike, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def read_picture(
+    path: str | os.PathLike, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     """Check the header, then decode the picture to 8-bit BGR (EXIF rotation applied to JPEGs).
 
     Raises
@@ -279,7 +299,7 @@ def _load(path: Path, max_bytes: int, max_pixels: int) -> tuple[str, np.ndarray]
 
 
 @functools.lru_cache(maxsize=1)
-def _haar() -> "cv2.CascadeClassifier | None":
+def _haar() -> cv2.CascadeClassifier | None:
     classifier = getattr(cv2, "CascadeClassifier", None)
     data = getattr(cv2, "data", None)
     if classifier is None or data is None:
@@ -336,12 +356,16 @@ def detect_face(image: np.ndarray) -> Face | None:
     scale = min(1.0, _DETECT_MAX_SIDE / max(height, width))
     small = image
     if scale < 1:
-        small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+        )
     boxes: list[tuple[float, float, float, float]] = []
     if kind == "haar":
         grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
         side = min(grey.shape)
-        found = _haar().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(max(24, side // 10),) * 2)
+        found = _haar().detectMultiScale(
+            grey, scaleFactor=1.1, minNeighbors=5, minSize=(max(24, side // 10),) * 2
+        )
         boxes = [tuple(map(float, box)) for box in found]
     else:
         model = _yunet_model()
@@ -356,7 +380,9 @@ def detect_face(image: np.ndarray) -> Face | None:
     return Face(round(x / scale), round(y / scale), round(w / scale), round(h / scale))
 
 
-def check_picture(path: str | os.PathLike, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> PictureInfo:
+def check_picture(
+    path: str | os.PathLike, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+) -> PictureInfo:
     """Check that ``path`` is a picture a character can be made from, and look for its face.
 
     Parameters
@@ -403,7 +429,9 @@ def _point(value, name: str, info: PictureInfo) -> tuple[float, float]:
     except (TypeError, ValueError):
         raise InputError(f"the {name} position must be two numbers x, y in picture pixels") from None
     if not (math.isfinite(x) and math.isfinite(y) and 0 <= x < info.width and 0 <= y < info.height):
-        raise InputError(f"the {name} position {x:g},{y:g} lies outside the {info.width}x{info.height} picture")
+        raise InputError(
+            f"the {name} position {x:g},{y:g} lies outside the {info.width}x{info.height} picture"
+        )
     return x, y
 
 
@@ -428,7 +456,9 @@ def estimate_landmarks(
     if mouth is None and eyes is None:
         face = info.face
         if face is None:
-            raise InputError("no face found in the picture; give the positions of the mouth and eyes in picture pixels")
+            raise InputError(
+                "no face found in the picture; give the positions of the mouth and eyes in picture pixels"
+            )
         eye_y = face.y + _EYE_Y * face.h
         return Landmarks(
             mouth=(face.x + 0.5 * face.w, face.y + _MOUTH_Y * face.h),
@@ -447,7 +477,11 @@ def estimate_landmarks(
     else:
         assert mouth is not None
         mx, my = _point(mouth, "mouth", info)
-        distance = (1 - 2 * _EYE_X) * info.face.w if info.face is not None else _EYES_PER_SIDE * min(info.width, info.height)
+        distance = (
+            (1 - 2 * _EYE_X) * info.face.w
+            if info.face is not None
+            else _EYES_PER_SIDE * min(info.width, info.height)
+        )
         drop = _DROP_PER_EYES * distance
         left, right = (mx - distance / 2, my - drop), (mx + distance / 2, my - drop)
         log.info("eyes placed above the mouth by face proportions: %s, %s", left, right)
@@ -456,7 +490,10 @@ def estimate_landmarks(
         # perpendicular to the eye line, towards the bottom of the picture
         nx, ny = -(right[1] - left[1]) / distance, (right[0] - left[0]) / distance
         mouth_point = (mid[0] + nx * _DROP_PER_EYES * distance, mid[1] + ny * _DROP_PER_EYES * distance)
-        mouth_point = (min(max(mouth_point[0], 0.0), info.width - 1.0), min(max(mouth_point[1], 0.0), info.height - 1.0))
+        mouth_point = (
+            min(max(mouth_point[0], 0.0), info.width - 1.0),
+            min(max(mouth_point[1], 0.0), info.height - 1.0),
+        )
     else:
         mouth_point = _point(mouth, "mouth", info)
     if mouth_point[1] <= max(left[1], right[1]):

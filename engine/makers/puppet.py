@@ -31,8 +31,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -120,11 +120,14 @@ class _MouthWarp:
         outer_half = max(2.0, self.width / 2)
         along = lambda points: (points - self.centre) @ across  # noqa: E731
         deep = lambda points: (points - self.centre) @ down  # noqa: E731
+
         # Across the mouth, -1 at one corner and 1 at the other, each side on its own scale: on a
         # face turned three-quarters the middle of the lips is much nearer the far corner.
         def across_mouth(points: np.ndarray, left: float, right: float) -> np.ndarray:
             position = along(points)
-            return np.clip(np.where(position >= 0, position / max(right, 2.0), position / max(-left, 2.0)), -1, 1)
+            return np.clip(
+                np.where(position >= 0, position / max(right, 2.0), position / max(-left, 2.0)), -1, 1
+            )
 
         inner_left, inner_right = float(along(upper_in[:1])[0]), float(along(upper_in[-1:])[0])
         outer_left, outer_right = float(along(rig.upper_outer[:1])[0]), float(along(rig.upper_outer[-1:])[0])
@@ -134,17 +137,45 @@ class _MouthWarp:
         lower_depth = float(np.max(deep(rig.lower_outer)))
         # a row of skin between the lower lip and the chin, so the lip and chin move as one
         row_t = np.linspace(-0.9, 0.9, 7)
-        row = (self.centre + np.outer(row_t * outer_half, across)
-               + np.outer(np.full_like(row_t, lower_depth + 0.45 * (chin_depth - lower_depth)), down))
+        row = (
+            self.centre
+            + np.outer(row_t * outer_half, across)
+            + np.outer(np.full_like(row_t, lower_depth + 0.45 * (chin_depth - lower_depth)), down)
+        )
         # cheeks at the mouth's level stay put; so does a ring outside the face
-        cheeks = np.array([self.centre + sign * across * 1.5 * outer_half + down * offset * self.width
-                           for sign in (-1, 1) for offset in (-0.35, 0.0, 0.4)])
+        cheeks = np.array(
+            [
+                self.centre + sign * across * 1.5 * outer_half + down * offset * self.width
+                for sign in (-1, 1)
+                for offset in (-0.35, 0.0, 0.4)
+            ]
+        )
         jaw = np.asarray(rig.jaw, np.float64)
         jaw_depth = deep(jaw)
         below = jaw_depth > deep(rig.corners).max()
         ring = self.centre + 1.35 * (jaw[below] - self.centre)
-        points = [rig.upper_outer, upper_in, lower_in[1:-1], rig.lower_outer[1:-1], row, jaw, rig.still, cheeks, ring]
-        kinds = ["upper_outer", "upper_inner", "lower_inner", "lower_outer", "row", "jaw", "still", "still", "still"]
+        points = [
+            rig.upper_outer,
+            upper_in,
+            lower_in[1:-1],
+            rig.lower_outer[1:-1],
+            row,
+            jaw,
+            rig.still,
+            cheeks,
+            ring,
+        ]
+        kinds = [
+            "upper_outer",
+            "upper_inner",
+            "lower_inner",
+            "lower_outer",
+            "row",
+            "jaw",
+            "still",
+            "still",
+            "still",
+        ]
         self.slices: dict[str, slice] = {}
         start = 0
         for kind, block in zip(kinds[:6], points[:6]):
@@ -156,10 +187,21 @@ class _MouthWarp:
         hi = np.ceil(source.max(axis=0) + 2).clip(0, side)
         self.roi = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
         x0, x1, y0, y1 = self.roi
-        frame = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1], [(x0 + x1) / 2, y0], [(x0 + x1) / 2, y1],
-                          [x0, (y0 + y1) / 2], [x1, (y0 + y1) / 2]], np.float64)
+        frame = np.array(
+            [
+                [x0, y0],
+                [x1, y0],
+                [x0, y1],
+                [x1, y1],
+                [(x0 + x1) / 2, y0],
+                [(x0 + x1) / 2, y1],
+                [x0, (y0 + y1) / 2],
+                [x1, (y0 + y1) / 2],
+            ],
+            np.float64,
+        )
         inside = np.all((source >= lo) & (source <= hi), axis=1)
-        inside[: start] = True  # moving points are always kept (clipped into the region)
+        inside[:start] = True  # moving points are always kept (clipped into the region)
         keep = np.flatnonzero(inside)
         self.source = np.concatenate([np.clip(source[keep], lo, hi), frame])
         remap = {old: new for new, old in enumerate(keep)}
@@ -175,8 +217,12 @@ class _MouthWarp:
         triangles = Delaunay(opened).simplices
         gap = self.gap_polygon(opened)
         centroids = opened[triangles].mean(axis=1)
-        in_gap = np.array([cv2.pointPolygonTest(gap.astype(np.float32), (float(x), float(y)), False) > 0
-                           for x, y in centroids])
+        in_gap = np.array(
+            [
+                cv2.pointPolygonTest(gap.astype(np.float32), (float(x), float(y)), False) > 0
+                for x, y in centroids
+            ]
+        )
         self.triangles = triangles[~in_gap]
         self.roi_grid = np.mgrid[y0:y1, x0:x1].astype(np.float32)  # (2, h, w): rows, columns
         # a large region (a face filling the picture) is worked out more coarsely still
@@ -184,8 +230,11 @@ class _MouthWarp:
         step = self.coarse
         coarse_h, coarse_w = -(-(y1 - y0) // step), -(-(x1 - x0) // step)
         # pixel centres of the coarse grid, in canvas coordinates (cv2.resize's alignment)
-        self.coarse_grid = (np.mgrid[0:coarse_h, 0:coarse_w].astype(np.float32) * step + (step - 1) / 2
-                            + np.array([y0, x0], np.float32)[:, None, None])
+        self.coarse_grid = (
+            np.mgrid[0:coarse_h, 0:coarse_w].astype(np.float32) * step
+            + (step - 1) / 2
+            + np.array([y0, x0], np.float32)[:, None, None]
+        )
         self.smoothing = max(1.0, SMOOTHING * self.width)
         # Smoothing spreads motion outwards: fade it out towards the region's edge, so that the
         # region meets the untouched picture without a seam.
@@ -202,7 +251,9 @@ class _MouthWarp:
         self.near_lips = 1.0 - _smoothstep(distance / (0.3 * self.width))
         self.near_lips_full = cv2.resize(self.near_lips, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
         full_rows, full_columns = self.roi_grid
-        self.full_along = (full_columns - self.centre[0]) * across[0] + (full_rows - self.centre[1]) * across[1]
+        self.full_along = (full_columns - self.centre[0]) * across[0] + (full_rows - self.centre[1]) * across[
+            1
+        ]
         self.full_down = (full_columns - self.centre[0]) * down[0] + (full_rows - self.centre[1]) * down[1]
         self.coarse_along = (columns_c - self.centre[0]) * across[0] + (rows_c - self.centre[1]) * across[1]
         self.coarse_down = (columns_c - self.centre[0]) * down[0] + (rows_c - self.centre[1]) * down[1]
@@ -238,7 +289,9 @@ class _MouthWarp:
         q[s["upper_outer"]] = uo
         lo_drop = jaw_drop * (0.4 + 0.6 * profile(self.t_lower_outer))
         q[s["lower_outer"]] = widen(self.source[s["lower_outer"]] + np.outer(lo_drop, self.down))
-        q[s["row"]] = self.source[s["row"]] + np.outer(jaw_drop * (0.75 + 0.25 * profile(self.row_t)), self.down)
+        q[s["row"]] = self.source[s["row"]] + np.outer(
+            jaw_drop * (0.75 + 0.25 * profile(self.row_t)), self.down
+        )
         q[s["jaw"]] = self.source[s["jaw"]] + np.outer(jaw_drop * self.jaw_weight, self.down)
         return q
 
@@ -312,7 +365,9 @@ class _MouthWarp:
         offset = self.coarse_down - np.interp(self.coarse_along, along, middle)
         coarse_below = (offset > 0).astype(np.float32)
         soft = _smoothstep(offset / (0.4 * self.width) + 0.5)
-        beyond = _smoothstep(np.maximum(self.coarse_along - right, left - self.coarse_along) / (0.2 * self.width))
+        beyond = _smoothstep(
+            np.maximum(self.coarse_along - right, left - self.coarse_along) / (0.2 * self.width)
+        )
         coarse_blend = coarse_below * (1 - beyond) + soft * beyond
         size = (x1 - x0, y1 - y0)
         full_blend = cv2.resize(coarse_blend, size, interpolation=cv2.INTER_LINEAR)
@@ -320,8 +375,9 @@ class _MouthWarp:
         box_along = self.full_along[by0:by1, bx0:bx1]
         box_offset = self.full_down[by0:by1, bx0:bx1] - np.interp(box_along, along, middle)
         box_beyond = _smoothstep(np.maximum(box_along - right, left - box_along) / (0.2 * self.width))
-        full_blend[by0:by1, bx0:bx1] = ((box_offset > 0) * (1 - box_beyond)
-                                        + _smoothstep(box_offset / (0.4 * self.width) + 0.5) * box_beyond)
+        full_blend[by0:by1, bx0:bx1] = (box_offset > 0) * (1 - box_beyond) + _smoothstep(
+            box_offset / (0.4 * self.width) + 0.5
+        ) * box_beyond
         sigma = self.smoothing / self.coarse
         sides = []
         for side in (coarse_below, 1.0 - coarse_below):
@@ -346,8 +402,16 @@ class _MouthWarp:
                 cv2.fillConvexPoly(box_ids, box_corners[index].reshape(-1, 1, 2), index, cv2.LINE_8, 4)
             full_rows_box, full_columns_box = self.roi_grid[:, by0:by1, bx0:bx1]
             box_shifts = (affine - identity).astype(np.float32).reshape(-1, 6)[box_ids]
-            exact_x = full_columns_box * box_shifts[..., 0] + full_rows_box * box_shifts[..., 2] + box_shifts[..., 4]
-            exact_y = full_columns_box * box_shifts[..., 1] + full_rows_box * box_shifts[..., 3] + box_shifts[..., 5]
+            exact_x = (
+                full_columns_box * box_shifts[..., 0]
+                + full_rows_box * box_shifts[..., 2]
+                + box_shifts[..., 4]
+            )
+            exact_y = (
+                full_columns_box * box_shifts[..., 1]
+                + full_rows_box * box_shifts[..., 3]
+                + box_shifts[..., 5]
+            )
             # a sliver of a triangle (the corner of an almost closed mouth) has a wild affine map:
             # keep the smooth field there
             formed = np.append(np.abs(np.linalg.det(homogeneous)) > 2 * _MIN_TRIANGLE_AREA, False)
@@ -382,8 +446,13 @@ class Puppet:
         Landmarks that make no face (eyes on top of each other, mouth above the eyes).
     """
 
-    def __init__(self, picture: np.ndarray, face: FaceRig | Landmarks, size: int = 512,
-                 gap_bgr: tuple[int, int, int] | None = None) -> None:
+    def __init__(
+        self,
+        picture: np.ndarray,
+        face: FaceRig | Landmarks,
+        size: int = 512,
+        gap_bgr: tuple[int, int, int] | None = None,
+    ) -> None:
         if size < 64 or size % 2:
             raise InputError(f"puppet size {size} must be an even number of pixels, at least 64")
         rig = face if isinstance(face, FaceRig) else rig_from_points(face.mouth, face.mouth_width, face.eyes)
@@ -403,7 +472,9 @@ class Puppet:
         x0, y0 = int(round(cx - region / 2)), int(round(cy - region / 2))
         source = _crop_with_border(picture, x0, y0, region)
         shrink = region > side
-        self.canvas = cv2.resize(source, (side, side), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+        self.canvas = cv2.resize(
+            source, (side, side), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+        )
         scale = side / region
         self.rig = rig.mapped(scale, x0, y0)
         self.mouth = tuple(float(v) for v in self.rig.mouth_centre)
@@ -423,21 +494,37 @@ class Puppet:
 
     def _roi(self, x0: float, x1: float, y0: float, y1: float) -> tuple[int, int, int, int]:
         side = self.canvas.shape[0]
-        return (max(0, int(math.floor(x0))), min(side, int(math.ceil(x1))),
-                max(0, int(math.floor(y0))), min(side, int(math.ceil(y1))))
+        return (
+            max(0, int(math.floor(x0))),
+            min(side, int(math.ceil(x1))),
+            max(0, int(math.floor(y0))),
+            min(side, int(math.ceil(y1))),
+        )
 
     def _interior_setup(self, gap_bgr: tuple[int, int, int] | None) -> None:
         """The interior's colours, from the picture: lips (their median), and the brightest
         light in the face (teeth are never brighter than the picture's own highlights)."""
         x0, x1, y0, y1 = self._warp.roi
         patch = self.canvas[y0:y1, x0:x1]
-        lips = _polygon_mask(patch.shape[:2], np.concatenate([self.rig.upper_outer, self.rig.lower_outer[::-1]]),
-                             (x0, y0)) > 0.5
-        lip = np.median(patch[lips], axis=0).astype(np.float32) if lips.sum() >= 4 else np.array([90, 90, 150], np.float32)
+        lips = (
+            _polygon_mask(
+                patch.shape[:2], np.concatenate([self.rig.upper_outer, self.rig.lower_outer[::-1]]), (x0, y0)
+            )
+            > 0.5
+        )
+        lip = (
+            np.median(patch[lips], axis=0).astype(np.float32)
+            if lips.sum() >= 4
+            else np.array([90, 90, 150], np.float32)
+        )
         brightest = float(np.percentile(patch.astype(np.float32).mean(axis=2), 99))
         light = min(1.0, brightest / 235.0)
         self.lip_bgr = lip
-        self.gap_bgr = np.array(gap_bgr, np.float32) if gap_bgr is not None else 0.22 * lip + np.array([6, 4, 12], np.float32)
+        self.gap_bgr = (
+            np.array(gap_bgr, np.float32)
+            if gap_bgr is not None
+            else 0.22 * lip + np.array([6, 4, 12], np.float32)
+        )
         self.teeth_bgr = np.clip((0.82 * np.array(_TEETH_BGR, np.float32) + 0.18 * lip) * light, 0, 255)
         self.tongue_bgr = np.clip(0.55 * lip + 0.45 * np.array(_TONGUE_BGR, np.float32) * light, 0, 255) * 0.8
 
@@ -478,8 +565,11 @@ class Puppet:
                 points = np.argwhere(labels == labels[tuple(nearest)])[:, ::-1].astype(np.int32)
                 height = np.ptp(points[:, 1]) + 1
                 width = np.ptp(points[:, 0]) + 1
-                if (np.hypot(*(nearest - centre)) <= 0.5 * ew and 1.0 * ew <= width <= 2.8 * ew
-                        and 0.4 * ew <= height <= 3.0 * ew):
+                if (
+                    np.hypot(*(nearest - centre)) <= 0.5 * ew
+                    and 1.0 * ew <= width <= 2.8 * ew
+                    and 0.4 * ew <= height <= 3.0 * ew
+                ):
                     hull = cv2.convexHull(points)
         mask = np.zeros(patch.shape[:2], np.uint8)
         if hull is not None:
@@ -487,7 +577,9 @@ class Puppet:
         else:
             log.debug("eye at %.0f,%.0f not measurable: an ellipse from proportions", ex, ey)
             centre_px = (int(round(ex - x0)), int(round(ey - y0)))
-            cv2.ellipse(mask, centre_px, (int(ew), int(_EYE_HALF_HEIGHT * ew)), 0, 0, 360, 255, -1, cv2.LINE_AA)
+            cv2.ellipse(
+                mask, centre_px, (int(ew), int(_EYE_HALF_HEIGHT * ew)), 0, 0, 360, 255, -1, cv2.LINE_AA
+            )
         grow = max(1, int(round(0.06 * ew)))  # a little more than the eye: its rim and lashes
         mask = cv2.dilate(mask, np.ones((3, 3), np.uint8), iterations=grow)
         return roi, mask.astype(np.float32) / 255.0
@@ -506,10 +598,16 @@ class Puppet:
             top = np.where(inside, rows, np.inf).min(axis=0) - 0.5
             bottom = np.where(inside, rows, -np.inf).max(axis=0) + 0.5
             lid = self._lid(roi, cover, float((bottom - top).max()))
-            ring = (cv2.dilate((cover > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=4) > 0) & (cover < 0.5)
+            ring = (
+                cv2.dilate((cover > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=4) > 0
+            ) & (cover < 0.5)
             eye_pixels = self.canvas[y0:y1, x0:x1][cover > 0.5].astype(np.float32)
             luminance = eye_pixels.mean(axis=1)
-            dark = eye_pixels[luminance <= np.percentile(luminance, 10)].mean(axis=0) if len(eye_pixels) else np.zeros(3)
+            dark = (
+                eye_pixels[luminance <= np.percentile(luminance, 10)].mean(axis=0)
+                if len(eye_pixels)
+                else np.zeros(3)
+            )
             skin = self.canvas[y0:y1, x0:x1][ring].astype(np.float32).mean(axis=0) if ring.any() else dark
             lash = tuple(float(v) for v in 0.55 * dark + 0.45 * 0.8 * skin)
             thickness = max(1, int(round(0.035 * (bottom - top).max())))
@@ -541,7 +639,9 @@ class Puppet:
             dark = (luminance < float(skin.mean()) - 35).astype(np.uint8)
             if (hole | dark).mean() < 0.9:  # leave something to inpaint from
                 source = hole | dark
-        lid = cv2.inpaint(patch, source, max(3.0, 0.15 * self.eye_half_width), cv2.INPAINT_TELEA).astype(np.float32)
+        lid = cv2.inpaint(patch, source, max(3.0, 0.15 * self.eye_half_width), cv2.INPAINT_TELEA).astype(
+            np.float32
+        )
         inside = cover > 0.5
         if skin is not None and inside.any():
             lid = lid + 0.6 * (skin - np.median(lid[inside], axis=0))
@@ -591,15 +691,24 @@ class Puppet:
         height = np.maximum(bottom - top, 1e-3)
         v = np.clip((b - top) / height, 0, 1)
         left_end, right_end = float(along(upper[:1])[0]), float(along(upper[-1:])[0])
-        u = np.clip(np.where(a >= 0, a / max(right_end, 1.0), a / min(left_end, -1.0)), 0, 1)  # 1 at either corner
+        u = np.clip(
+            np.where(a >= 0, a / max(right_end, 1.0), a / min(left_end, -1.0)), 0, 1
+        )  # 1 at either corner
         open_share = float(np.clip(opening, 0, 1))
         depth = 1.0 - np.abs(2 * v - 1)  # 1 in the middle of the gap: the back of the mouth
         colour = self.gap_bgr * (1.0 - 0.45 * depth[..., None]) * (1.0 - 0.25 * u[..., None])
         pixel = max(1.0, self.size / 512.0)
         teeth_height = np.minimum(0.08 * warp.width, 0.4 * height)
-        teeth = (_smoothstep((teeth_height - (b - top)) / (1.2 * pixel)) * _smoothstep((0.62 - u) / 0.2)
-                 * min(1.0, open_share / 0.25))
-        teeth_colour = self.teeth_bgr * (1.0 - 0.35 * u[..., None]) * (0.85 + 0.15 * ((b - top) < 0.6 * teeth_height))[..., None]
+        teeth = (
+            _smoothstep((teeth_height - (b - top)) / (1.2 * pixel))
+            * _smoothstep((0.62 - u) / 0.2)
+            * min(1.0, open_share / 0.25)
+        )
+        teeth_colour = (
+            self.teeth_bgr
+            * (1.0 - 0.35 * u[..., None])
+            * (0.85 + 0.15 * ((b - top) < 0.6 * teeth_height))[..., None]
+        )
         colour = colour + teeth[..., None] * 0.9 * (teeth_colour - colour)
         tongue_top = bottom - 0.4 * height * np.clip(1 - (u / 0.8) ** 2, 0, 1)
         tongue = _smoothstep((b - tongue_top) / (1.5 * pixel)) * min(1.0, max(0.0, (open_share - 0.3) / 0.4))
@@ -609,7 +718,9 @@ class Puppet:
 
     def _pose_eyes(self, frame: np.ndarray, blink: float) -> None:
         """Lower the lids: above an edge that sweeps from the eye's top to its bottom, the lid shows."""
-        for roi, (columns, top, bottom, rows, cover, lid, lash, thickness, lashed) in zip(self.eye_rois, self._eyes):
+        for roi, (columns, top, bottom, rows, cover, lid, lash, thickness, lashed) in zip(
+            self.eye_rois, self._eyes
+        ):
             x0, x1, y0, y1 = roi
             edge = top + blink * (bottom - top)
             full = np.full(cover.shape[1], -1.0, np.float32)
@@ -636,7 +747,9 @@ class Puppet:
         matrix = cv2.getRotationMatrix2D(self.pivot, float(params.head_angle), 1.0)
         matrix[0, 2] += params.head_dx * self.motion_scale - self.pad
         matrix[1, 2] += params.head_dy * self.motion_scale - self.pad
-        return cv2.warpAffine(frame, matrix, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.warpAffine(
+            frame, matrix, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
 
 
 def puppet_performance(
@@ -686,9 +799,24 @@ def puppet_performance(
         raise InputError("the puppet needs at least half a second of mono speech")
     puppet = Puppet(read_picture(picture), face, size, gap_bgr)
     speech_video, idle_video = write_takes(
-        out_dir, audio, sample_rate, (puppet.frame(params) for params in synthetic.performance_params(audio, sample_rate, seed)),
-        (puppet.frame(params) for params in synthetic.idle_params(max(1, int(round(idle_s * FPS))), seed + 1)),
-        size=size, progress=progress)
-    log.info("puppet of %s: %s (%.1f s) and %s (%.1f s) at %d px", os.path.basename(picture), speech_video.name,
-             len(audio) / sample_rate, idle_video.name, idle_s, size)
+        out_dir,
+        audio,
+        sample_rate,
+        (puppet.frame(params) for params in synthetic.performance_params(audio, sample_rate, seed)),
+        (
+            puppet.frame(params)
+            for params in synthetic.idle_params(max(1, int(round(idle_s * FPS))), seed + 1)
+        ),
+        size=size,
+        progress=progress,
+    )
+    log.info(
+        "puppet of %s: %s (%.1f s) and %s (%.1f s) at %d px",
+        os.path.basename(picture),
+        speech_video.name,
+        len(audio) / sample_rate,
+        idle_video.name,
+        idle_s,
+        size,
+    )
     return speech_video, idle_video

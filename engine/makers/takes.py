@@ -33,8 +33,10 @@ import numpy as np
 from .. import features as feat
 from .. import landmarks
 from ..errors import InputError, MediaError
+from ..framing import face_crop
 from ..media import (
     ANALYSIS_SAMPLE_RATE,
+    Crop,
     VideoEncoder,
     ffmpeg_exe,
     ffmpeg_failure,
@@ -44,8 +46,6 @@ from ..media import (
     run_bounded,
     write_wav,
 )
-from ..framing import face_crop
-from ..media import Crop
 from .picture import detect_face
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,13 @@ def _mouth_visible(face: landmarks.Face, side: int, limits: TakeLimits) -> bool:
     return bool(inside.all()) and face.mouth_width >= limits.min_mouth_width
 
 
-def check_take(path: str | os.PathLike, *, kind: str = "speech", seconds: tuple[float, float] = (5.0, 61.0),
-               limits: TakeLimits = TakeLimits()) -> TakeReport:
+def check_take(
+    path: str | os.PathLike,
+    *,
+    kind: str = "speech",
+    seconds: tuple[float, float] = (5.0, 61.0),
+    limits: TakeLimits = TakeLimits(),
+) -> TakeReport:
     """Judge one take: face, mouth, sound, length, light.
 
     Parameters
@@ -137,36 +142,66 @@ def check_take(path: str | os.PathLike, *, kind: str = "speech", seconds: tuple[
         raise MediaError(f"{path.name}: not a video")
     if kind not in ("speech", "idle"):
         raise InputError(f"unknown take kind {kind!r}")
-    looked = faces = mouths = 0
-    brightness: list[float] = []
-    count = 0
+    seen = _look(path, limits)
+    duration = seen.frames / feat.FPS
+    voiced, clipped, peak = _audio_measures(path, duration)
+    report = TakeReport(
+        seconds=duration,
+        face_share=seen.faces / max(seen.looked, 1),
+        mouth_share=seen.mouths / max(seen.faces, 1),
+        voiced_share=voiced,
+        clipped_share=clipped,
+        peak_dbfs=peak,
+        brightness=float(np.median(seen.brightness)) if seen.brightness else 0.0,
+    )
+    report.problems.extend(_problems(report, kind=kind, seconds=seconds, limits=limits))
+    problems = report.problems
+    log.info("take %s (%s): %s", path.name, kind, "ok" if report.ok else "; ".join(problems))
+    return report
+
+
+@dataclass
+class _Seen:
+    """What the frames of a take showed: how many, how many looked at, faces, visible mouths."""
+
+    frames: int = 0
+    looked: int = 0
+    faces: int = 0
+    mouths: int = 0
+    brightness: list[float] = field(default_factory=list)
+
+
+def _look(path: Path, limits: TakeLimits) -> _Seen:
+    """Every :data:`CHECK_EVERY`-th frame looked at: its light, its face, the face's mouth."""
+    seen = _Seen()
     tracker = landmarks.FaceTracker() if landmarks.available() else None
     try:
         for index, frame in enumerate(iter_frames(path, CHECK_SIZE, feat.FPS)):
-            count += 1
+            seen.frames += 1
             if index % CHECK_EVERY:
                 continue
-            looked += 1
-            brightness.append(float(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).mean()))
+            seen.looked += 1
+            seen.brightness.append(float(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).mean()))
             if tracker is not None:
                 face = tracker.find(frame)
                 if face is not None:
-                    faces += 1
-                    mouths += _mouth_visible(face, frame.shape[0], limits)
+                    seen.faces += 1
+                    seen.mouths += _mouth_visible(face, frame.shape[0], limits)
             elif detect_face(frame) is not None:
-                faces += 1
-                mouths += 1  # no landmarks: a found face is all we can say
+                seen.faces += 1
+                seen.mouths += 1  # no landmarks: a found face is all we can say
     finally:
         if tracker is not None:
             tracker.close()
-    duration = count / feat.FPS
-    voiced, clipped, peak = _audio_measures(path, duration)
-    report = TakeReport(
-        seconds=duration, face_share=faces / max(looked, 1), mouth_share=mouths / max(faces, 1),
-        voiced_share=voiced, clipped_share=clipped, peak_dbfs=peak,
-        brightness=float(np.median(brightness)) if brightness else 0.0,
-    )
-    problems = report.problems
+    return seen
+
+
+def _problems(
+    report: TakeReport, *, kind: str, seconds: tuple[float, float], limits: TakeLimits
+) -> list[str]:
+    """What is wrong with a take, each as one friendly sentence saying how to record it again."""
+    problems: list[str] = []
+    duration = report.seconds
     shortest, longest = seconds
     if duration < shortest:
         problems.append(f"it is only {duration:.0f} s long; this part needs at least {shortest:.0f} s")
@@ -176,18 +211,22 @@ def check_take(path: str | os.PathLike, *, kind: str = "speech", seconds: tuple[
         problems.append("it is too dark to see the face; record it again facing a window or a lamp")
     if report.face_share < limits.min_face_share:
         missing = 1 - report.face_share
-        problems.append(f"the face is out of the picture {missing:.0%} of the time; keep it in the circle, looking at the camera")
+        problems.append(
+            f"the face is out of the picture {missing:.0%} of the time; keep it in the circle, looking at "
+            "the camera"
+        )
     elif report.mouth_share < limits.min_face_share:
         problems.append("the mouth is hidden part of the time; keep hands and the phone's edge away from it")
     if kind == "speech":
         if report.voiced_share < limits.min_voiced_share or report.peak_dbfs < limits.min_peak_dbfs:
-            problems.append("I can hardly hear any reading; read the text aloud, a little closer to the phone")
+            problems.append(
+                "I can hardly hear any reading; read the text aloud, a little closer to the phone"
+            )
         elif report.clipped_share > limits.max_clipped_share:
             problems.append("the sound is distorted (too loud); hold the phone a little further away")
     elif report.voiced_share > limits.max_idle_voiced_share and report.peak_dbfs > limits.min_peak_dbfs:
         problems.append("this one should be silent: look at the camera and smile, without talking")
-    log.info("take %s (%s): %s", path.name, kind, "ok" if report.ok else "; ".join(problems))
-    return report
+    return problems
 
 
 def _framing(take: Path) -> Crop | None:
@@ -226,15 +265,43 @@ def join_takes(takes: list[Path], out: str | os.PathLike, *, size: int = 512) ->
                 if frames < feat.SEGMENT_FRAMES:
                     raise InputError(f"{Path(take).name}: shorter than one segment")
                 samples = int(round(frames / feat.FPS * ANALYSIS_SAMPLE_RATE))
-                audio = read_audio(take, ANALYSIS_SAMPLE_RATE) if probe(take).has_audio else np.zeros(samples, np.float32)
-                audio = np.pad(audio[:samples], (0, max(0, samples - len(audio))))  # the take's sound, frame-exact
+                audio = (
+                    read_audio(take, ANALYSIS_SAMPLE_RATE)
+                    if probe(take).has_audio
+                    else np.zeros(samples, np.float32)
+                )
+                audio = np.pad(
+                    audio[:samples], (0, max(0, samples - len(audio)))
+                )  # the take's sound, frame-exact
                 audio_parts.append(audio.astype(np.float32))
                 counts.append(frames)
         wav = write_wav(Path(work) / "audio.wav", np.concatenate(audio_parts), ANALYSIS_SAMPLE_RATE)
         joined = Path(work) / "joined.mp4"
-        run = run_bounded([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-i", str(silent_video), "-i", str(wav),
-                           "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "128k", str(joined)],
-                          timeout_s=600)
+        run = run_bounded(
+            [
+                ffmpeg_exe(),
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                str(silent_video),
+                "-i",
+                str(wav),
+                "-map",
+                "0:v:0",
+                "-map",
+                "1:a:0",
+                "-c:v",
+                "copy",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "128k",
+                str(joined),
+            ],
+            timeout_s=600,
+        )
         if run.returncode != 0:
             raise ffmpeg_failure(out, "joining the takes", run.message)
         os.replace(joined, out)

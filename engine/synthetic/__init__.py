@@ -63,9 +63,25 @@ from .motion import idle_params, idle_performance, performance, performance_para
 from .track import MouthTrack, mouth_track
 
 __all__ = [
-    "FPS", "MOUTH_HALF_WIDTH_MAX", "MOUTH_HALF_WIDTH_MIN", "MOUTH_INTERIOR_BGR", "MOUTH_LIP", "MOUTH_LIP_BGR",
-    "MOUTH_LIP_SIDE", "MOUTH_OPEN_MAX", "STYLES", "FaceParams", "MouthTrack", "draw_face", "idle_params",
-    "idle_performance", "measure_mouth", "mouth_track", "performance", "performance_params", "synth_speech",
+    "FPS",
+    "MOUTH_HALF_WIDTH_MAX",
+    "MOUTH_HALF_WIDTH_MIN",
+    "MOUTH_INTERIOR_BGR",
+    "MOUTH_LIP",
+    "MOUTH_LIP_BGR",
+    "MOUTH_LIP_SIDE",
+    "MOUTH_OPEN_MAX",
+    "STYLES",
+    "FaceParams",
+    "MouthTrack",
+    "draw_face",
+    "idle_params",
+    "idle_performance",
+    "measure_mouth",
+    "mouth_track",
+    "performance",
+    "performance_params",
+    "synth_speech",
     "write_character_videos",
 ]
 
@@ -113,7 +129,12 @@ def write_character_videos(
     sample_rate = ANALYSIS_SAMPLE_RATE
     audio = synth_speech(duration_s, seed, sample_rate)
     speech_path, idle_path = write_takes(
-        directory, audio, sample_rate, performance(audio, sample_rate, seed, size, style),
-        idle_performance(max(1, int(round(idle_s * FPS))), seed + 1, size, style), size=size)
+        directory,
+        audio,
+        sample_rate,
+        performance(audio, sample_rate, seed, size, style),
+        idle_performance(max(1, int(round(idle_s * FPS))), seed + 1, size, style),
+        size=size,
+    )
     log.info("wrote %s (%.1f s) and %s (%.1f s), style %s", speech_path, duration_s, idle_path, idle_s, style)
     return speech_path, idle_path

@@ -6,6 +6,7 @@ Deterministic per seed; what the rig performs and what the tests render.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,6 @@ from scipy import signal
 
 from ..errors import InputError
 from ..media import ANALYSIS_SAMPLE_RATE
-
 
 _VOWELS: dict[str, tuple[float, float, float]] = {
     "a": (700.0, 1200.0, 2600.0),
@@ -156,8 +156,35 @@ def synth_speech(
     n = int(round(duration_s * sample_rate))
     plan = _plan_speech(duration_s, sample_rate, pauses, rng)
 
-    # Glottal source: pulses at each period of a smooth f0 contour, shaped like a glottal flow
-    # derivative (two-pole low-pass plus lip-radiation differentiator), with a little aspiration.
+    source = _glottal_source(plan, n, sample_rate, rng)
+    speech = _vowels(plan, source, sample_rate) + _noises(plan, rng.standard_normal(n), sample_rate)
+    peak = np.max(np.abs(speech))
+    if peak > 0:
+        speech *= 0.85 / peak
+    speech += _NOISE_FLOOR * rng.standard_normal(n)
+    return np.clip(speech, -1.0, 1.0).astype(np.float32)
+
+
+def _gate(
+    n: int, segments: list[tuple[int, int, float]], shape: Callable[[int], np.ndarray], min_length: int
+) -> np.ndarray:
+    """A gain track: each ``(start, end, gain)`` segment of at least ``min_length`` samples,
+    shaped by ``shape``."""
+    gate = np.zeros(n, dtype=np.float32)
+    for start, end, gain in segments:
+        end = min(end, n)
+        if end - start >= min_length:
+            gate[start:end] += gain * shape(end - start)
+    return gate
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    return x / (np.sqrt(np.mean(x**2)) + 1e-12)
+
+
+def _glottal_source(plan: _Plan, n: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Pulses at each period of a smooth f0 contour, shaped like a glottal flow derivative
+    (two-pole low-pass plus lip-radiation differentiator), with a little aspiration."""
     times = np.arange(n, dtype=np.float64) / sample_rate
     if plan.f0_times:
         f0 = np.interp(times, plan.f0_times, plan.f0_values)
@@ -169,55 +196,41 @@ def synth_speech(
     pulses = np.diff(np.floor(phase), prepend=0.0)
     pole = 0.96
     source = signal.lfilter([1.0, -1.0], [1.0, -2.0 * pole, pole * pole], pulses)
-    source += 0.02 * rng.standard_normal(n) * np.std(source)
+    return source + 0.02 * rng.standard_normal(n) * np.std(source)
 
+
+def _vowels(plan: _Plan, source: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Each vowel's formant filter over the whole source, gated to where that vowel is said."""
+    n = len(source)
     speech = np.zeros(n, dtype=np.float64)
-    release = int(0.04 * sample_rate)
-    attack = int(0.025 * sample_rate)
+    release, attack = int(0.04 * sample_rate), int(0.025 * sample_rate)
     for vowel, formants in _VOWELS.items():
-        segments = plan.vowels[vowel]
-        if not segments:
-            continue
-        b, a = _resonator_cascade(formants, sample_rate)
-        voiced = signal.lfilter(b, a, source)
-        voiced /= np.sqrt(np.mean(voiced**2)) + 1e-12  # every vowel equally loud at equal gain
-        gate = np.zeros(n, dtype=np.float32)
-        for start, end, gain in segments:
-            end = min(end, n)
-            if end - start > 2:
-                gate[start:end] += gain * _envelope(end - start, attack, release)
-        speech += gate * voiced
+        if plan.vowels[vowel]:
+            voiced = _normalised(signal.lfilter(*_resonator_cascade(formants, sample_rate), source))
+            gate = _gate(n, plan.vowels[vowel], lambda length: _envelope(length, attack, release), 3)
+            speech += gate * voiced  # every vowel equally loud at equal gain
+    return speech
 
-    noise = rng.standard_normal(n)
+
+def _noises(plan: _Plan, noise: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Fricatives (high-passed noise) and plosive bursts (band-passed, decaying), gated."""
+    n = len(noise)
+    speech = np.zeros(n, dtype=np.float64)
     nyquist = sample_rate / 2.0
+    edge = int(0.015 * sample_rate)
     for name, segments in plan.fricatives.items():
-        if not segments:
-            continue
-        cutoff = min(_FRICATIVES[name][0], 0.8 * nyquist)
-        sos = signal.butter(4, cutoff, btype="highpass", fs=sample_rate, output="sos")
-        hissing = signal.sosfilt(sos, noise)
-        hissing /= np.sqrt(np.mean(hissing**2)) + 1e-12
-        gate = np.zeros(n, dtype=np.float32)
-        for start, end, gain in segments:
-            end = min(end, n)
-            if end - start > 2:
-                gate[start:end] += gain * _envelope(end - start, int(0.015 * sample_rate), int(0.015 * sample_rate))
-        speech += gate * hissing
+        if segments:
+            cutoff = min(_FRICATIVES[name][0], 0.8 * nyquist)
+            sos = signal.butter(4, cutoff, btype="highpass", fs=sample_rate, output="sos")
+            hissing = _normalised(signal.sosfilt(sos, noise))
+            speech += _gate(n, segments, lambda length: _envelope(length, edge, edge), 3) * hissing
     if plan.bursts:
-        sos = signal.butter(2, [500.0, min(5000.0, 0.8 * nyquist)], btype="bandpass", fs=sample_rate, output="sos")
-        crackle = signal.sosfilt(sos, noise[::-1])
-        crackle /= np.sqrt(np.mean(crackle**2)) + 1e-12
-        gate = np.zeros(n, dtype=np.float32)
-        for start, end, gain in plan.bursts:
-            end = min(end, n)
-            if end > start:
-                gate[start:end] += gain * np.exp(-np.arange(end - start) / (0.006 * sample_rate))
-        speech += gate * crackle
-
-    peak = np.max(np.abs(speech))
-    if peak > 0:
-        speech *= 0.85 / peak
-    speech += _NOISE_FLOOR * rng.standard_normal(n)
-    return np.clip(speech, -1.0, 1.0).astype(np.float32)
-
-
+        band = [500.0, min(5000.0, 0.8 * nyquist)]
+        crackle = _normalised(
+            signal.sosfilt(
+                signal.butter(2, band, btype="bandpass", fs=sample_rate, output="sos"), noise[::-1]
+            )
+        )
+        decay = 0.006 * sample_rate
+        speech += _gate(n, plan.bursts, lambda length: np.exp(-np.arange(length) / decay), 1) * crackle
+    return speech

@@ -1,11 +1,10 @@
-"""Drawing the rig: what moves in a frame (:class:`FaceParams`), eyes, the mouth, the plain test face.
-"""
+"""Drawing the rig: what moves in a frame (:class:`FaceParams`), eyes, the mouth, the plain test face."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -25,7 +24,6 @@ from .geometry import (
     MOUTH_LIP_SIDE,
     MOUTH_OPEN_MAX,
 )
-
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,9 @@ def _mouth_polygons(opening: float, width: float, smile: float) -> tuple[np.ndar
     whole columns, which changes neither the area nor the horizontal extent that
     :func:`measure_mouth` reads.
     """
-    half_width = MOUTH_HALF_WIDTH_MIN + float(np.clip(width, 0, 1)) * (MOUTH_HALF_WIDTH_MAX - MOUTH_HALF_WIDTH_MIN)
+    half_width = MOUTH_HALF_WIDTH_MIN + float(np.clip(width, 0, 1)) * (
+        MOUTH_HALF_WIDTH_MAX - MOUTH_HALF_WIDTH_MIN
+    )
     height = float(np.clip(opening, 0, 1)) * MOUTH_OPEN_MAX
     up, down = _MOUTH_UP * height, (1.0 - _MOUTH_UP) * height
     lift = -smile * _MOUTH_U**2
@@ -120,8 +120,14 @@ def _fill(image: np.ndarray, points: np.ndarray, colour: tuple[int, ...]) -> Non
 
 
 def _ellipse(
-    image: np.ndarray, centre: tuple[float, float], axes: tuple[float, float], colour: tuple[int, ...],
-    thickness: int = -1, angle: float = 0.0, start: float = 0.0, end: float = 360.0,
+    image: np.ndarray,
+    centre: tuple[float, float],
+    axes: tuple[float, float],
+    colour: tuple[int, ...],
+    thickness: int = -1,
+    angle: float = 0.0,
+    start: float = 0.0,
+    end: float = 360.0,
 ) -> None:
     c = (int(round(centre[0] * _ONE)), int(round(centre[1] * _ONE)))
     a = (max(0, int(round(axes[0] * _ONE))), max(0, int(round(axes[1] * _ONE))))
@@ -259,13 +265,26 @@ def _make_eye(spec: _EyeSpec, scale: float, base: np.ndarray) -> _Eye:
     hole = cv2.dilate((cover > 0.01).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2)
     lid = cv2.inpaint(base[y0:y1, x0:x1], hole, max(3.0, 4 * scale), cv2.INPAINT_TELEA)
     return _Eye(
-        x0=x0, y0=y0, cx=rcx, cy=rcy, ea=ea, eb=eb, eb_lid=eb + rim + 0.5, white=white, cover=cover,
+        x0=x0,
+        y0=y0,
+        cx=rcx,
+        cy=rcy,
+        ea=ea,
+        eb=eb,
+        eb_lid=eb + rim + 0.5,
+        white=white,
+        cover=cover,
         sclera=np.full((h, w, 3), spec.sclera_bgr, dtype=np.uint8),
         lid=lid,
-        ys=np.arange(h, dtype=np.float32)[:, None], arc=arc,
-        iris_radius=spec.iris * scale, pupil_radius=spec.pupil * scale,
-        gaze_x=spec.travel[0] * scale, gaze_y=spec.travel[1] * scale,
-        iris_bgr=spec.iris_bgr, pupil_bgr=spec.pupil_bgr, lash_bgr=spec.lash_bgr,
+        ys=np.arange(h, dtype=np.float32)[:, None],
+        arc=arc,
+        iris_radius=spec.iris * scale,
+        pupil_radius=spec.pupil * scale,
+        gaze_x=spec.travel[0] * scale,
+        gaze_y=spec.travel[1] * scale,
+        iris_bgr=spec.iris_bgr,
+        pupil_bgr=spec.pupil_bgr,
+        lash_bgr=spec.lash_bgr,
         lash=max(1, int(round(spec.lash * scale))),
         highlights=tuple((dx * scale, dy * scale, r * scale) for dx, dy, r in spec.highlights),
     )
@@ -339,10 +358,19 @@ _TEST_SKIN = (170, 200, 238)
 _TEST_BG = (205, 200, 190)
 _TEST_EYES = tuple(
     _EyeSpec(
-        centre=(x, 228.0), axes=(30.0, 17.0), iris=12.0, pupil=5.5, travel=(14.0, 4.0),
-        sclera_bgr=(245, 245, 245), iris_bgr=(60, 80, 120), pupil_bgr=(20, 20, 20),
-        lash_bgr=(40, 45, 60), lash=2.5, highlights=((3.5, -3.5, 2.2),),
-        rim=1.5, rim_bgr=(120, 140, 170),
+        centre=(x, 228.0),
+        axes=(30.0, 17.0),
+        iris=12.0,
+        pupil=5.5,
+        travel=(14.0, 4.0),
+        sclera_bgr=(245, 245, 245),
+        iris_bgr=(60, 80, 120),
+        pupil_bgr=(20, 20, 20),
+        lash_bgr=(40, 45, 60),
+        lash=2.5,
+        highlights=((3.5, -3.5, 2.2),),
+        rim=1.5,
+        rim_bgr=(120, 140, 170),
     )
     for x in (196.0, 316.0)
 )
@@ -352,7 +380,11 @@ def _paint_test(img: np.ndarray, s: float) -> None:
     shape = img.shape[:2]
     img[:] = _TEST_BG
     _paint(img, _mask_ellipse(shape, (256 * s, 560 * s), (150 * s, 140 * s)), (140, 120, 90))  # shirt
-    _paint(img, _mask_poly(shape, np.array(_scaled([(210, 380), (302, 380), (308, 470), (204, 470)], s))), _TEST_SKIN)
+    _paint(
+        img,
+        _mask_poly(shape, np.array(_scaled([(210, 380), (302, 380), (308, 470), (204, 470)], s))),
+        _TEST_SKIN,
+    )
     for x in (96, 416):  # ears
         _paint(img, _mask_ellipse(shape, (x * s, 265 * s), (22 * s, 40 * s)), (155, 188, 228))
     _paint(img, _mask_ellipse(shape, (256 * s, 262 * s), (160 * s, 200 * s)), _TEST_SKIN)
@@ -361,8 +393,14 @@ def _paint_test(img: np.ndarray, s: float) -> None:
     for eye in _TEST_EYES:
         cx, cy = eye.centre
         _paint_eye_static(img, eye, s)
-        _ellipse(img, (cx * s, (cy - 20) * s), (34 * s, 12 * s), (50, 65, 90), max(1, round(6 * s)), start=200, end=340)
+        _ellipse(
+            img,
+            (cx * s, (cy - 20) * s),
+            (34 * s, 12 * s),
+            (50, 65, 90),
+            max(1, round(6 * s)),
+            start=200,
+            end=340,
+        )
     nose = _spline([(250, 250), (242, 300), (238, 318), (256, 326), (274, 318)], closed=False)
     cv2.polylines(img, [_fixed(nose * s)], False, (120, 150, 195), max(1, round(4 * s)), cv2.LINE_AA, _SHIFT)
-
-

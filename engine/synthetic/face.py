@@ -1,5 +1,4 @@
-"""One frame of the rig in either style (:func:`draw_face`): static layers cached per style and size.
-"""
+"""One frame of the rig in either style (:func:`draw_face`): static layers cached per style and size."""
 
 from __future__ import annotations
 
@@ -86,8 +85,11 @@ def draw_face(params: FaceParams, size: int = 512, style: str = "test") -> np.nd
         matrix = cv2.getRotationMatrix2D(rig.pivot, float(params.head_angle), 1.0)
         matrix[0, 2] += params.head_dx * rig.scale
         matrix[1, 2] += params.head_dy * rig.scale
-        frame = cv2.warpAffine(frame, matrix, (frame.shape[1], frame.shape[0]), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
+        frame = cv2.warpAffine(
+            frame,
+            matrix,
+            (frame.shape[1], frame.shape[0]),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
     return frame
-
-

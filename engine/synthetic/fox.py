@@ -1,5 +1,4 @@
-"""The fox: the product's demo character, painted on the same rig as the test face.
-"""
+"""The fox: the product's demo character, painted on the same rig as the test face."""
 
 from __future__ import annotations
 
@@ -28,22 +27,72 @@ _INNER_EAR = (180, 208, 250)
 _FOX_NOSE = (45, 35, 40)
 _FOX_EYES = tuple(
     _EyeSpec(
-        centre=(x, 266.0), axes=(28.0, 34.0), iris=22.0, pupil=13.0, travel=(9.0, 8.0),
-        sclera_bgr=(250, 250, 250), iris_bgr=(40, 80, 135), pupil_bgr=(30, 22, 25),
-        lash_bgr=(45, 40, 50), lash=5.0, highlights=((7.0, -8.5, 6.5), (-7.5, 8.5, 3.0)),
+        centre=(x, 266.0),
+        axes=(28.0, 34.0),
+        iris=22.0,
+        pupil=13.0,
+        travel=(9.0, 8.0),
+        sclera_bgr=(250, 250, 250),
+        iris_bgr=(40, 80, 135),
+        pupil_bgr=(30, 22, 25),
+        lash_bgr=(45, 40, 50),
+        lash=5.0,
+        highlights=((7.0, -8.5, 6.5), (-7.5, 8.5, 3.0)),
         rim=2.5,
     )
     for x in (194.0, 318.0)
 )
 _FOX_HEAD = [
-    (256, 132), (336, 146), (390, 196), (410, 258), (410, 300), (446, 346), (446, 346), (410, 360),
-    (436, 394), (436, 394), (374, 402), (330, 440), (256, 462), (182, 440), (138, 402), (76, 394),
-    (76, 394), (102, 360), (66, 346), (66, 346), (102, 300), (102, 258), (122, 196), (176, 146),
+    (256, 132),
+    (336, 146),
+    (390, 196),
+    (410, 258),
+    (410, 300),
+    (446, 346),
+    (446, 346),
+    (410, 360),
+    (436, 394),
+    (436, 394),
+    (374, 402),
+    (330, 440),
+    (256, 462),
+    (182, 440),
+    (138, 402),
+    (76, 394),
+    (76, 394),
+    (102, 360),
+    (66, 346),
+    (66, 346),
+    (102, 300),
+    (102, 258),
+    (122, 196),
+    (176, 146),
 ]
 _FOX_CHEEK = [
-    (256, 318), (286, 330), (322, 318), (360, 304), (398, 300), (446, 346), (446, 346), (410, 360),
-    (436, 394), (436, 394), (374, 402), (330, 440), (256, 462), (182, 440), (138, 402), (76, 394),
-    (76, 394), (102, 360), (66, 346), (66, 346), (114, 300), (152, 304), (190, 318), (226, 330),
+    (256, 318),
+    (286, 330),
+    (322, 318),
+    (360, 304),
+    (398, 300),
+    (446, 346),
+    (446, 346),
+    (410, 360),
+    (436, 394),
+    (436, 394),
+    (374, 402),
+    (330, 440),
+    (256, 462),
+    (182, 440),
+    (138, 402),
+    (76, 394),
+    (76, 394),
+    (102, 360),
+    (66, 346),
+    (66, 346),
+    (114, 300),
+    (152, 304),
+    (190, 318),
+    (226, 330),
 ]
 
 
@@ -54,11 +103,18 @@ def _bezier(p0, control, p1, samples: int = 24) -> np.ndarray:
 
 def _ear(flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Outer ear, inner ear and dark-tip polygons of one ear (left, or mirrored to the right)."""
-    outer = np.concatenate([_bezier((132, 262), (86, 150), (104, 40)), _bezier((104, 40), (178, 78), (240, 168))[1:]])
-    inner = np.concatenate([_bezier((150, 236), (118, 150), (118, 82)), _bezier((118, 82), (170, 112), (214, 176))[1:]])
+    outer = np.concatenate(
+        [_bezier((132, 262), (86, 150), (104, 40)), _bezier((104, 40), (178, 78), (240, 168))[1:]]
+    )
+    inner = np.concatenate(
+        [_bezier((150, 236), (118, 150), (118, 82)), _bezier((118, 82), (170, 112), (214, 176))[1:]]
+    )
     tip = np.concatenate(
-        [_bezier((96, 118), (96, 70), (104, 40)), _bezier((104, 40), (140, 58), (168, 86))[1:],
-         _bezier((168, 86), (140, 118), (96, 118))[1:]]
+        [
+            _bezier((96, 118), (96, 70), (104, 40)),
+            _bezier((104, 40), (140, 58), (168, 86))[1:],
+            _bezier((168, 86), (140, 118), (96, 118))[1:],
+        ]
     )
     if flip:
         outer, inner, tip = ([(_REFERENCE_SIZE - p[:, 0]), p[:, 1]] for p in (outer, inner, tip))
@@ -109,9 +165,14 @@ def _paint_fox(img: np.ndarray, s: float) -> None:
         cv2.polylines(img, [_fixed(brow)], False, _FUR_DARK, max(1, round(7 * s)), cv2.LINE_AA, _SHIFT)
     # nose: soft rounded triangle with a highlight, philtrum down to the mouth
     nose = _spline([(256, 352), (233, 337), (231, 325), (256, 318), (281, 325), (279, 337)], samples=8) * s
-    cv2.polylines(img, [_fixed(np.array([[256, 350], [256, 380]]) * s)], False, _FOX_NOSE, max(1, round(3.5 * s)),
-                  cv2.LINE_AA, _SHIFT)
+    cv2.polylines(
+        img,
+        [_fixed(np.array([[256, 350], [256, 380]]) * s)],
+        False,
+        _FOX_NOSE,
+        max(1, round(3.5 * s)),
+        cv2.LINE_AA,
+        _SHIFT,
+    )
     _fill(img, nose, _FOX_NOSE)
     _ellipse(img, (247 * s, 326 * s), (9 * s, 4.5 * s), (205, 205, 215), angle=-10)
-
-

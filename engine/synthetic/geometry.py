@@ -34,5 +34,3 @@ _MOUTH_POINTS = 40  # points per mouth edge
 _REFERENCE_SIZE = 512
 _SHIFT = 4  # sub-pixel bits for cv2 drawing: smooth motion of pupils and mouth
 _ONE = 1 << _SHIFT
-
-

@@ -1,5 +1,4 @@
-"""Reading the mouth back from pixels (:func:`measure_mouth`), in the units of :class:`MouthTrack`.
-"""
+"""Reading the mouth back from pixels (:func:`measure_mouth`), in the units of :class:`MouthTrack`."""
 
 from __future__ import annotations
 
@@ -20,7 +19,6 @@ from .geometry import (
     MOUTH_LIP_SIDE,
     MOUTH_OPEN_MAX,
 )
-
 
 
 def _colour_features() -> np.ndarray:
@@ -135,5 +133,3 @@ def measure_mouth(frame: np.ndarray) -> tuple[float, float]:
 # ================================================================================================
 # Character videos
 # ================================================================================================
-
-

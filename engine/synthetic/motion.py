@@ -6,7 +6,7 @@ The puppet (:mod:`engine.makers.puppet`) moves a picture with the same parameter
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -16,13 +16,16 @@ from .geometry import FPS
 from .track import mouth_track
 
 
-
-def _smooth_noise(n: int, rng: np.random.Generator, amplitude: float, frequencies: tuple[float, float]) -> np.ndarray:
+def _smooth_noise(
+    n: int, rng: np.random.Generator, amplitude: float, frequencies: tuple[float, float]
+) -> np.ndarray:
     """A sum of three slow sinusoids with random rates and phases: drift that never repeats visibly."""
     t = np.arange(n) / FPS
     out = np.zeros(n)
     for _ in range(3):
-        out += rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * rng.uniform(*frequencies) * t + rng.uniform(0, 2 * np.pi))
+        out += rng.uniform(0.5, 1.0) * np.sin(
+            2 * np.pi * rng.uniform(*frequencies) * t + rng.uniform(0, 2 * np.pi)
+        )
     return amplitude * out / 2.0
 
 
@@ -61,8 +64,16 @@ def _motion(n: int, rng: np.random.Generator, opening: np.ndarray) -> list[FaceP
     head_dy = _smooth_noise(n, rng, 2.0, (0.05, 0.3)) + 1.5 * nod  # speakers nod a little on stress
     head_angle = np.clip(_smooth_noise(n, rng, 1.5, (0.04, 0.25)), -2.0, 2.0)
     return [
-        FaceParams(0.0, 0.5, float(blink[i]), float(gaze_x[i]), float(gaze_y[i]), float(head_dx[i]),
-                   float(head_dy[i]), float(head_angle[i]))
+        FaceParams(
+            0.0,
+            0.5,
+            float(blink[i]),
+            float(gaze_x[i]),
+            float(gaze_y[i]),
+            float(head_dx[i]),
+            float(head_dy[i]),
+            float(head_angle[i]),
+        )
         for i in range(n)
     ]
 
@@ -132,5 +143,3 @@ def idle_performance(n_frames: int, seed: int, size: int = 512, style: str = "te
     _rig(style, int(size))
     for params in idle_params(n_frames, seed):
         yield draw_face(params, size, style)
-
-

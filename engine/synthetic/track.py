@@ -1,5 +1,4 @@
-"""The ground truth: the mouth a sound calls for, per video frame (:func:`mouth_track`).
-"""
+"""The ground truth: the mouth a sound calls for, per video frame (:func:`mouth_track`)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import numpy as np
 
 from ..errors import InputError
 from .geometry import FPS
-
 
 _WINDOW_S = 0.05  # analysis window: longer than a 40 ms frame, so the track is gently smooth
 _OPENING_RANGE_DB = 30.0
@@ -117,5 +115,3 @@ def mouth_track(audio: np.ndarray, sample_rate: int, n_frames: int | None = None
     shape = np.clip((np.log2(np.maximum(centroid, 1.0)) - low) / (high - low), 0.0, 1.0)
     width = 0.5 + (shape - 0.5) * voiced
     return MouthTrack(np.clip(_smooth(opening), 0.0, 1.0), np.clip(_smooth(width), 0.0, 1.0))
-
-

@@ -480,9 +480,7 @@ class FakeBotApi:
             finally:
                 await self.aclose()
 
-        self._thread = threading.Thread(
-            target=asyncio.run, args=(main(),), name="fake-telegram", daemon=True
-        )
+        self._thread = threading.Thread(target=asyncio.run, args=(main(),), name="fake-telegram", daemon=True)
         self._thread.start()
         if not ready.wait(timeout=10):
             raise RuntimeError("fake Bot API thread did not start")
@@ -585,9 +583,7 @@ class FakeBotApi:
         message["text"] = text
         match = re.match(r"/[A-Za-z0-9_]+(?:@[A-Za-z0-9_]+)?", text)
         if match:
-            message["entities"] = [
-                {"type": "bot_command", "offset": 0, "length": _utf16_len(match.group(0))}
-            ]
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": _utf16_len(match.group(0))}]
         return self._inject_message(message)
 
     def send_group_text(
@@ -661,9 +657,7 @@ class FakeBotApi:
         declared_size: int | None = None,
     ) -> int:
         """Inject a round video message from the user."""
-        stored = self.add_file(
-            mp4_bytes, "video_note", mime_type="video/mp4", declared_size=declared_size
-        )
+        stored = self.add_file(mp4_bytes, "video_note", mime_type="video/mp4", declared_size=declared_size)
         message = self._new_user_message(chat_id, user_id)
         message["video_note"] = {
             **self._file_json(stored),
@@ -686,7 +680,10 @@ class FakeBotApi:
     ) -> int:
         """Inject a regular video from the user."""
         stored = self.add_file(
-            mp4_bytes, "video", file_name=file_name, mime_type="video/mp4",
+            mp4_bytes,
+            "video",
+            file_name=file_name,
+            mime_type="video/mp4",
             declared_size=declared_size,
         )
         message = self._new_user_message(chat_id, user_id)
@@ -714,7 +711,10 @@ class FakeBotApi:
         """Inject a file sent "as file" (e.g. a .wav or an .ogg that is not a voice note)."""
         mime_type = mime_type or mimetypes.guess_type(file_name)[0] or "application/octet-stream"
         stored = self.add_file(
-            data, "document", file_name=file_name, mime_type=mime_type,
+            data,
+            "document",
+            file_name=file_name,
+            mime_type=mime_type,
             declared_size=declared_size,
         )
         message = self._new_user_message(chat_id, user_id)
@@ -767,8 +767,13 @@ class FakeBotApi:
         return self._inject_message(message)
 
     def press_button(
-        self, chat_id: int, message_id: int, data: str, user_id: int | None = None,
-        *, strict: bool = True,
+        self,
+        chat_id: int,
+        message_id: int,
+        data: str,
+        user_id: int | None = None,
+        *,
+        strict: bool = True,
     ) -> int:
         """Inject a callback_query for an inline button of a message the bot sent.
 
@@ -903,9 +908,7 @@ class FakeBotApi:
 
         return predicate
 
-    def _matching(
-        self, what: str | Callable[[Call], bool], since: int, include_failed: bool
-    ) -> list[Call]:
+    def _matching(self, what: str | Callable[[Call], bool], since: int, include_failed: bool) -> list[Call]:
         if isinstance(what, str):
             name = what.lower()
 
@@ -913,9 +916,7 @@ class FakeBotApi:
                 return call.method.lower() == name
         else:
             predicate = what
-        return [
-            c for c in self._calls[since:] if (include_failed or c.ok) and predicate(c)
-        ]
+        return [c for c in self._calls[since:] if (include_failed or c.ok) and predicate(c)]
 
     async def wait_for(
         self,
@@ -1068,14 +1069,16 @@ class FakeBotApi:
         except ApiError as exc:
             return _error_response(exc)
         if token != self.token:
-            self._record(Call(raw_method, params, {}, arrived, 401, None, "Unauthorized",
-                              http_method=request.method))
+            self._record(
+                Call(raw_method, params, {}, arrived, 401, None, "Unauthorized", http_method=request.method)
+            )
             return _error_response(ApiError(401, "Unauthorized"))
         entry = self._handlers.get(raw_method.lower())
         if entry is None:
             log.warning("fake Bot API does not implement %r: answering 404 Not Found", raw_method)
-            self._record(Call(raw_method, params, {}, arrived, 404, None, "Not Found",
-                              http_method=request.method))
+            self._record(
+                Call(raw_method, params, {}, arrived, 404, None, "Not Found", http_method=request.method)
+            )
             return _error_response(ApiError(404, "Not Found"))
         method, handler = entry
         files = {name: up.data for name, up in uploads.items()}
@@ -1114,9 +1117,7 @@ class FakeBotApi:
             return web.Response(status=500)  # never reaches the client
         status = int(fault.status)
         if status == 429:
-            retry = int(fault.retry_after) if float(fault.retry_after).is_integer() else (
-                fault.retry_after
-            )
+            retry = int(fault.retry_after) if float(fault.retry_after).is_integer() else (fault.retry_after)
             err = ApiError(
                 429,
                 fault.description or f"Too Many Requests: retry after {retry}",
@@ -1127,9 +1128,7 @@ class FakeBotApi:
             return web.Response(status=502, text=_NGINX_502, content_type="text/html")
         else:
             err = ApiError(status, fault.description or _default_description(status))
-        self._record(
-            dataclasses.replace(call, status=err.code, description=err.description)
-        )
+        self._record(dataclasses.replace(call, status=err.code, description=err.description))
         return _error_response(err)
 
     async def _handle_download(self, request: web.Request) -> web.StreamResponse:
@@ -1151,9 +1150,7 @@ class FakeBotApi:
             self._record(dataclasses.replace(call, status=404, description="Not Found"))
             return _error_response(ApiError(404, "Not Found"))
         self._record(dataclasses.replace(call, result=len(stored.data)))
-        return web.Response(
-            body=stored.data, content_type=stored.mime_type or "application/octet-stream"
-        )
+        return web.Response(body=stored.data, content_type=stored.mime_type or "application/octet-stream")
 
     # ------------------------------------------------------------------ Bot API methods
 
@@ -1170,9 +1167,7 @@ class FakeBotApi:
             "has_main_web_app": False,
         }
 
-    async def _get_updates(
-        self, params: dict[str, Any], uploads: dict[str, Upload]
-    ) -> list[dict[str, Any]]:
+    async def _get_updates(self, params: dict[str, Any], uploads: dict[str, Upload]) -> list[dict[str, Any]]:
         """Long polling as the real server does it, including 409 for a concurrent poll."""
         with self._lock:
             if self._webhook.get("url"):
@@ -1235,9 +1230,7 @@ class FakeBotApi:
             allowed = self._allowed_updates
             if allowed:
                 # The real server never creates updates of types not allowed.
-                self._pending = [
-                    u for u in self._pending if any(k in allowed for k in u if k != "update_id")
-                ]
+                self._pending = [u for u in self._pending if any(k in allowed for k in u if k != "update_id")]
             return json.loads(json.dumps(self._pending[:limit]))
 
     async def _set_webhook(self, params: dict[str, Any], uploads: dict[str, Upload]) -> bool:
@@ -1259,9 +1252,7 @@ class FakeBotApi:
                 self._pending.clear()
         return True
 
-    async def _get_webhook_info(
-        self, params: dict[str, Any], uploads: dict[str, Upload]
-    ) -> dict[str, Any]:
+    async def _get_webhook_info(self, params: dict[str, Any], uploads: dict[str, Upload]) -> dict[str, Any]:
         with self._lock:
             info: dict[str, Any] = {
                 "url": self._webhook.get("url", ""),
@@ -1282,7 +1273,7 @@ class FakeBotApi:
     async def _set_my_commands(self, params: dict[str, Any], uploads: dict[str, Upload]) -> bool:
         commands = params.get("commands")
         if not isinstance(commands, list):
-            raise ApiError(400, "Bad Request: parameter \"commands\" is required")
+            raise ApiError(400, 'Bad Request: parameter "commands" is required')
         for command in commands:
             if not _COMMAND_RE.match(str(command.get("command", ""))):
                 raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
@@ -1310,7 +1301,9 @@ class FakeBotApi:
     async def _get_my_description(self, params: dict[str, Any], uploads: dict[str, Upload]) -> dict[str, str]:
         return {"description": self.description(language_code=params.get("language_code") or "")}
 
-    async def _get_my_short_description(self, params: dict[str, Any], uploads: dict[str, Upload]) -> dict[str, str]:
+    async def _get_my_short_description(
+        self, params: dict[str, Any], uploads: dict[str, Upload]
+    ) -> dict[str, str]:
         return {"short_description": self.description("short_description", params.get("language_code") or "")}
 
     def description(self, kind: str = "description", language_code: str = "") -> str:
@@ -1324,9 +1317,7 @@ class FakeBotApi:
         with self._lock:
             return list(self._commands.get(self._commands_key(params), []))
 
-    async def _delete_my_commands(
-        self, params: dict[str, Any], uploads: dict[str, Upload]
-    ) -> bool:
+    async def _delete_my_commands(self, params: dict[str, Any], uploads: dict[str, Upload]) -> bool:
         with self._lock:
             self._commands.pop(self._commands_key(params), None)
         return True
@@ -1369,9 +1360,7 @@ class FakeBotApi:
             with self._lock:
                 target = self._messages.get((target_chat, int(reply["message_id"])))
             if target is not None:
-                message["reply_to_message"] = {
-                    k: v for k, v in target.items() if k != "reply_to_message"
-                }
+                message["reply_to_message"] = {k: v for k, v in target.items() if k != "reply_to_message"}
             elif not reply.get("allow_sending_without_reply"):
                 raise ApiError(400, "Bad Request: message to be replied not found")
         markup = params.get("reply_markup")
@@ -1409,9 +1398,7 @@ class FakeBotApi:
             )
         return json.loads(json.dumps(message))
 
-    async def _send_message(
-        self, params: dict[str, Any], uploads: dict[str, Upload]
-    ) -> dict[str, Any]:
+    async def _send_message(self, params: dict[str, Any], uploads: dict[str, Upload]) -> dict[str, Any]:
         chat_id = self._target_chat(params)
         plain = self._check_text(params.get("text"), params.get("parse_mode"), caption=False)
         message = self._new_bot_message(chat_id, params)
@@ -1455,9 +1442,7 @@ class FakeBotApi:
             self._messages[(chat_id, new["message_id"])] = new
         return json.loads(json.dumps(new))
 
-    async def _edit_message_text(
-        self, params: dict[str, Any], uploads: dict[str, Upload]
-    ) -> dict[str, Any]:
+    async def _edit_message_text(self, params: dict[str, Any], uploads: dict[str, Upload]) -> dict[str, Any]:
         chat_id, message = self._existing_bot_message(params)
         if "text" not in message:
             raise ApiError(400, "Bad Request: there is no text in the message to edit")
@@ -1486,16 +1471,13 @@ class FakeBotApi:
                 raise ApiError(400, "Bad Request: message to delete not found")
         return True
 
-    async def _answer_callback_query(
-        self, params: dict[str, Any], uploads: dict[str, Upload]
-    ) -> bool:
+    async def _answer_callback_query(self, params: dict[str, Any], uploads: dict[str, Upload]) -> bool:
         query_id = str(params.get("callback_query_id") or "")
         with self._lock:
             if self._callback_queries.get(query_id) is not False:
                 raise ApiError(
                     400,
-                    "Bad Request: query is too old and response timeout expired or query ID "
-                    "is invalid",
+                    "Bad Request: query is too old and response timeout expired or query ID is invalid",
                 )
             self._callback_queries[query_id] = True
         if len(str(params.get("text") or "")) > 200:
@@ -1508,14 +1490,12 @@ class FakeBotApi:
             raise ApiError(400, "Bad Request: wrong parameter action in request")
         return True
 
-    def _resolve_file(
-        self, kind: str, params: dict[str, Any], uploads: dict[str, Upload]
-    ) -> StoredFile:
+    def _resolve_file(self, kind: str, params: dict[str, Any], uploads: dict[str, Upload]) -> StoredFile:
         """The file for ``kind``: a multipart upload, attach://, a known file_id or a URL."""
         upload = uploads.get(kind)
         value = params.get(kind)
         if upload is None and isinstance(value, str) and value.startswith("attach://"):
-            upload = uploads.get(value[len("attach://"):])
+            upload = uploads.get(value[len("attach://") :])
         if upload is not None:
             if not upload.data:
                 raise ApiError(400, "Bad Request: file must be non-empty")
@@ -1542,9 +1522,7 @@ class FakeBotApi:
         chat_id = self._target_chat(params)
         caption_plain = None
         if kind != "video_note" and params.get("caption") is not None:
-            caption_plain = self._check_text(
-                params.get("caption"), params.get("parse_mode"), caption=True
-            )
+            caption_plain = self._check_text(params.get("caption"), params.get("parse_mode"), caption=True)
         stored = self._resolve_file(kind, params, uploads)
         message = self._new_bot_message(chat_id, params)
         media = self._file_json(stored)
@@ -1568,9 +1546,7 @@ class FakeBotApi:
                     media["file_name"] = stored.file_name
         elif kind in ("voice", "audio"):
             media["duration"] = int(params.get("duration") or 0)
-            media["mime_type"] = stored.mime_type or (
-                "audio/ogg" if kind == "voice" else "audio/mpeg"
-            )
+            media["mime_type"] = stored.mime_type or ("audio/ogg" if kind == "voice" else "audio/mpeg")
             if kind == "audio":
                 for key in ("title", "performer"):
                     if params.get(key):
@@ -1651,20 +1627,16 @@ async def _read_params(request: web.Request) -> tuple[dict[str, Any], dict[str, 
                 raise ApiError(413, "Request Entity Too Large") from exc
             for name, value in form.items():
                 if isinstance(value, web.FileField):
-                    uploads[name] = Upload(
-                        name, value.filename, value.content_type, value.file.read()
-                    )
+                    uploads[name] = Upload(name, value.filename, value.content_type, value.file.read())
                 else:
                     raw[name] = value if isinstance(value, str) else bytes(value).decode()
     params = {name: _decode_field(name, value) for name, value in raw.items()}
     # JSON bodies are typed already, but clients may still send "123" for an int field.
-    params.update(
-        {k: _decode_field(k, v) if isinstance(v, str) else v for k, v in typed.items()}
-    )
+    params.update({k: _decode_field(k, v) if isinstance(v, str) else v for k, v in typed.items()})
     # attach://name references: expose the file under the parameter's own name as well.
     for name, value in list(params.items()):
         if isinstance(value, str) and value.startswith("attach://"):
-            target = uploads.get(value[len("attach://"):])
+            target = uploads.get(value[len("attach://") :])
             if target is not None and name not in uploads:
                 uploads[name] = dataclasses.replace(target, field=name)
     return params, uploads
@@ -1740,17 +1712,20 @@ def _check_reply_markup(markup: Any) -> None:
         return
     rows = markup["inline_keyboard"]
     if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
-        raise ApiError(400, "Bad Request: can't parse inline keyboard button: "
-                            "InlineKeyboardButton must be an Object")
+        raise ApiError(
+            400, "Bad Request: can't parse inline keyboard button: InlineKeyboardButton must be an Object"
+        )
     for row in rows:
         for button in row:
             if not isinstance(button, dict) or not button.get("text"):
-                raise ApiError(400, "Bad Request: can't parse inline keyboard button: "
-                                    "Text must be non-empty")
+                raise ApiError(400, "Bad Request: can't parse inline keyboard button: Text must be non-empty")
             actions = [key for key in button if key in _BUTTON_ACTIONS]
             if not actions:
-                raise ApiError(400, "Bad Request: can't parse inline keyboard button: Text "
-                                    "buttons are unallowed in the inline keyboard")
+                raise ApiError(
+                    400,
+                    "Bad Request: can't parse inline keyboard button: Text "
+                    "buttons are unallowed in the inline keyboard",
+                )
             if "callback_data" in button:
                 size = len(str(button["callback_data"]).encode())
                 if not 1 <= size <= 64:
@@ -1811,9 +1786,7 @@ def _parse_markdown_v2(text: str) -> str:
                 out.append(text[i + 1])
                 i += 2
                 continue
-            raise _entities_error(
-                "Character '\\' is reserved and must be escaped with the preceding '\\'"
-            )
+            raise _entities_error("Character '\\' is reserved and must be escaped with the preceding '\\'")
         if c == "`":
             fence = "```" if text.startswith("```", i) else "`"
             j = i + len(fence)
@@ -1824,7 +1797,7 @@ def _parse_markdown_v2(text: str) -> str:
                 raise _entities_error(
                     f"Can't find end of {name} entity at byte offset {_byte_offset(text, i)}"
                 )
-            body = text[i + len(fence): j]
+            body = text[i + len(fence) : j]
             if fence == "```" and "\n" in body:
                 first, rest = body.split("\n", 1)
                 if first and " " not in first:  # language tag
@@ -1848,9 +1821,7 @@ def _parse_markdown_v2(text: str) -> str:
                     )
                 i = j + 1
                 continue
-            raise _entities_error(
-                "Character ']' is reserved and must be escaped with the preceding '\\'"
-            )
+            raise _entities_error("Character ']' is reserved and must be escaped with the preceding '\\'")
         marker = None
         if c == "_":
             marker = "__" if text.startswith("__", i) else "_"
@@ -1875,20 +1846,15 @@ def _parse_markdown_v2(text: str) -> str:
             i += 1
             continue
         if c in "_*[]()~`>#+-=|{}.!":
-            raise _entities_error(
-                f"Character '{c}' is reserved and must be escaped with the preceding '\\'"
-            )
+            raise _entities_error(f"Character '{c}' is reserved and must be escaped with the preceding '\\'")
         out.append(c)
         i += 1
     if stack:
         marker, index = stack[-1]
         if marker == "[":
-            raise _entities_error(
-                "Character '[' is reserved and must be escaped with the preceding '\\'"
-            )
+            raise _entities_error("Character '[' is reserved and must be escaped with the preceding '\\'")
         raise _entities_error(
-            f"Can't find end of {_MDV2_NAMES[marker]} entity at byte offset "
-            f"{_byte_offset(text, index)}"
+            f"Can't find end of {_MDV2_NAMES[marker]} entity at byte offset {_byte_offset(text, index)}"
         )
     return "".join(out)
 
@@ -1909,14 +1875,14 @@ def _parse_markdown_legacy(text: str) -> str:
                 raise _entities_error(
                     f"Can't find end of the entity starting at byte offset {_byte_offset(text, i)}"
                 )
-            out.append(text[i + len(fence): j])
+            out.append(text[i + len(fence) : j])
             i = j + len(fence)
             continue
         if c == "[":
             close = text.find("](", i)
             end = text.find(")", close) if close >= 0 else -1
             if close >= 0 and end >= 0:
-                out.append(text[i + 1: close])
+                out.append(text[i + 1 : close])
                 i = end + 1
                 continue
         out.append(c)
@@ -1925,8 +1891,24 @@ def _parse_markdown_legacy(text: str) -> str:
 
 
 _HTML_TAGS: Final[frozenset[str]] = frozenset(
-    {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
-     "code", "pre", "blockquote", "tg-emoji"}
+    {
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "span",
+        "tg-spoiler",
+        "a",
+        "code",
+        "pre",
+        "blockquote",
+        "tg-emoji",
+    }
 )
 _HTML_TAG_RE: Final[re.Pattern[str]] = re.compile(r"<(/?)([a-zA-Z0-9-]*)((?:\s[^<>]*)?)>")
 
@@ -1945,9 +1927,7 @@ def _parse_html(text: str) -> str:
         name = match.group(2).lower() if match else ""
         if match is None or name not in _HTML_TAGS:
             shown = name or re.match(r"<([^\s<>]*)", text[j:]).group(1)  # type: ignore[union-attr]
-            raise _entities_error(
-                f'Unsupported start tag "{shown}" at byte offset {_byte_offset(text, j)}'
-            )
+            raise _entities_error(f'Unsupported start tag "{shown}" at byte offset {_byte_offset(text, j)}')
         if match.group(1):
             if not stack or stack[-1] != name:
                 raise _entities_error(f"Unexpected end tag at byte offset {_byte_offset(text, j)}")
@@ -1979,9 +1959,9 @@ def _image_size(data: bytes) -> tuple[int, int] | None:
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
             i += 1 if marker == 0xFF else 2
             continue
-        (size,) = struct.unpack(">H", data[i + 2: i + 4])
+        (size,) = struct.unpack(">H", data[i + 2 : i + 4])
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[i + 5: i + 9])
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
             return width, height
         i += 2 + size
     return None
@@ -1996,17 +1976,17 @@ def _mp4_info(data: bytes) -> tuple[float | None, int, int] | None:
     if at >= 0 and at + 36 <= len(data):
         base = at + 4
         if data[base] == 1:
-            timescale, length = struct.unpack(">IQ", data[base + 20: base + 32])
+            timescale, length = struct.unpack(">IQ", data[base + 20 : base + 32])
         else:
-            timescale, length = struct.unpack(">II", data[base + 12: base + 20])
+            timescale, length = struct.unpack(">II", data[base + 12 : base + 20])
         duration = length / timescale if timescale else None
     width = height = 0
     at = data.find(b"tkhd")
     while at >= 0 and not width:
         base = at + 4
-        offset = base + (88 if data[base: base + 1] == b"\x01" else 76)
+        offset = base + (88 if data[base : base + 1] == b"\x01" else 76)
         if offset + 8 <= len(data):
-            w, h = struct.unpack(">II", data[offset: offset + 8])
+            w, h = struct.unpack(">II", data[offset : offset + 8])
             width, height = w >> 16, h >> 16
         at = data.find(b"tkhd", at + 4)
     return duration, width, height
@@ -2056,9 +2036,25 @@ def make_ogg_opus(seconds: float, freq: float = 220.0, *, speech_like: bool = Fa
         expr = f"0.5*sin(2*PI*{freq}*t)"
     return _run_ffmpeg(
         [
-            "-f", "lavfi", "-i", f"aevalsrc='{expr}':s=48000:d={seconds}",
-            "-ac", "1", "-c:a", "libopus", "-b:a", "32k", "-application", "voip",
-            "-map_metadata", "-1", "-fflags", "+bitexact", "-f", "ogg", "pipe:1",
+            "-f",
+            "lavfi",
+            "-i",
+            f"aevalsrc='{expr}':s=48000:d={seconds}",
+            "-ac",
+            "1",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "32k",
+            "-application",
+            "voip",
+            "-map_metadata",
+            "-1",
+            "-fflags",
+            "+bitexact",
+            "-f",
+            "ogg",
+            "pipe:1",
         ]
     )
 
@@ -2073,11 +2069,31 @@ def make_video_note_mp4(seconds: float = 1.0, size: int = 240, freq: float = 330
         path = os.path.join(tmp, "note.mp4")
         _run_ffmpeg(
             [
-                "-f", "lavfi", "-i", f"testsrc2=size={size}x{size}:rate=25:duration={seconds}",
-                "-f", "lavfi", "-i", f"sine=frequency={freq}:sample_rate=48000:duration={seconds}",
-                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-                "-c:a", "aac", "-b:a", "64k", "-shortest", "-movflags", "+faststart",
-                "-threads", "1", "-y", path,
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=size={size}x{size}:rate=25:duration={seconds}",
+                "-f",
+                "lavfi",
+                "-i",
+                f"sine=frequency={freq}:sample_rate=48000:duration={seconds}",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "64k",
+                "-shortest",
+                "-movflags",
+                "+faststart",
+                "-threads",
+                "1",
+                "-y",
+                path,
             ],
             expect_stdout=False,
         )

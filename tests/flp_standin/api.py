@@ -39,10 +39,26 @@ _spec = importlib.util.spec_from_file_location("flp_standin_run", Path(__file__)
 standin = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(standin)
 
-BOOLS = ("flag_is_animal", "flag_pickle", "flag_relative_input", "flag_do_crop_input", "flag_remap_input",
-         "flag_stitching", "flag_crop_driving_video_input", "flag_video_editing_head_rotation")
-FLOATS = ("driving_multiplier", "scale", "vx_ratio", "vy_ratio", "scale_crop_driving_video",
-          "vx_ratio_crop_driving_video", "vy_ratio_crop_driving_video", "driving_smooth_observation_variance")
+BOOLS = (
+    "flag_is_animal",
+    "flag_pickle",
+    "flag_relative_input",
+    "flag_do_crop_input",
+    "flag_remap_input",
+    "flag_stitching",
+    "flag_crop_driving_video_input",
+    "flag_video_editing_head_rotation",
+)
+FLOATS = (
+    "driving_multiplier",
+    "scale",
+    "vx_ratio",
+    "vy_ratio",
+    "scale_crop_driving_video",
+    "vx_ratio_crop_driving_video",
+    "vy_ratio_crop_driving_video",
+    "driving_smooth_observation_variance",
+)
 _TRUE = {"true", "1", "yes", "on", "t", "y"}
 _FALSE = {"false", "0", "no", "off", "f", "n"}
 
@@ -65,7 +81,9 @@ async def predict(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     """FastAPI serves its schema here; a readiness probe reads it."""
-    return web.json_response({"openapi": "3.1.0", "info": {"title": "FastAPI", "version": "0.1.0"}, "paths": {"/predict/": {}}})
+    return web.json_response(
+        {"openapi": "3.1.0", "info": {"title": "FastAPI", "version": "0.1.0"}, "paths": {"/predict/": {}}}
+    )
 
 
 async def _predict(request: web.Request) -> web.Response:
@@ -96,10 +114,21 @@ async def _predict(request: web.Request) -> web.Response:
     started = time.time()
     if "source_image" in paths and "driving_video" in paths:
         await asyncio.get_running_loop().run_in_executor(
-            None, standin.run_with_video, str(paths["source_image"]), str(paths["driving_video"]), str(save_dir),
-            lambda line: None)
-    standin.record(uploads={name: path.name for name, path in paths.items()}, started=started, ended=time.time(),
-                   driving_has_audio=standin._video_has_audio(str(paths["driving_video"])) if "driving_video" in paths else None)
+            None,
+            standin.run_with_video,
+            str(paths["source_image"]),
+            str(paths["driving_video"]),
+            str(save_dir),
+            lambda line: None,
+        )
+    standin.record(
+        uploads={name: path.name for name, path in paths.items()},
+        started=started,
+        ended=time.time(),
+        driving_has_audio=standin._video_has_audio(str(paths["driving_video"]))
+        if "driving_video" in paths
+        else None,
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for path in sorted(save_dir.rglob("*")):
@@ -107,8 +136,11 @@ async def _predict(request: web.Request) -> web.Response:
                 archive.write(path, arcname=str(path.relative_to(save_dir)))
     shutil.rmtree(temp_dir, ignore_errors=True)
     shutil.rmtree(save_dir, ignore_errors=True)
-    return web.Response(body=buffer.getvalue(), content_type="application/zip",
-                        headers={"Content-Disposition": "attachment; filename=output.zip"})
+    return web.Response(
+        body=buffer.getvalue(),
+        content_type="application/zip",
+        headers={"Content-Disposition": "attachment; filename=output.zip"},
+    )
 
 
 def make_app() -> web.Application:
@@ -120,5 +152,10 @@ def make_app() -> web.Application:
 
 if __name__ == "__main__":
     time.sleep(float(os.environ.get("FLP_STANDIN_START_S", "1")))  # loading the models: no port yet
-    web.run_app(make_app(), host=os.environ.get("FLIP_IP", "127.0.0.1"), port=int(os.environ.get("FLIP_PORT", 9871)),
-                print=None, shutdown_timeout=1.0)
+    web.run_app(
+        make_app(),
+        host=os.environ.get("FLIP_IP", "127.0.0.1"),
+        port=int(os.environ.get("FLIP_PORT", 9871)),
+        print=None,
+        shutdown_timeout=1.0,
+    )

@@ -79,7 +79,9 @@ def _landmarks(width: int, height: int) -> Landmarks:
     spec = os.environ.get("FLP_STANDIN_LANDMARKS")
     values = tuple(float(v) for v in spec.split(",")) if spec else RIG_LANDMARKS
     mx, my, mw, e1x, e1y, e2x, e2y = values
-    return Landmarks((mx * width, my * height), mw * width, ((e1x * width, e1y * height), (e2x * width, e2y * height)))
+    return Landmarks(
+        (mx * width, my * height), mw * width, ((e1x * width, e1y * height), (e2x * width, e2y * height))
+    )
 
 
 def source_has_face() -> bool:
@@ -115,7 +117,9 @@ def crops_driving_video(cfg: str) -> bool:
     return False
 
 
-def run_with_video(src_image: str, dri_video: str, save_dir: str, say=print, crop_driving: bool = False) -> tuple[str, str] | None:
+def run_with_video(
+    src_image: str, dri_video: str, save_dir: str, say=print, crop_driving: bool = False
+) -> tuple[str, str] | None:
     """Animate ``src_image`` with ``dri_video`` into ``save_dir``; None when the picture has no face."""
     picture = cv2.imread(src_image)
     if picture is None or not source_has_face():
@@ -150,7 +154,9 @@ def run_with_video(src_image: str, dri_video: str, save_dir: str, say=print, cro
             first_grey = grey
         (dx, dy), _ = cv2.phaseCorrelate(first_grey, grey)
         unit = 512.0 / frame.shape[1]
-        animated = puppet.frame(synthetic.FaceParams(opening=opening, width=width, head_dx=dx * unit, head_dy=dy * unit))
+        animated = puppet.frame(
+            synthetic.FaceParams(opening=opening, width=width, head_dx=dx * unit, head_dy=dy * unit)
+        )
         if crop_driving:  # FLP crops around the driving face: the left half is no longer the whole frame
             fh, fw = frame.shape[:2]
             side = int(0.7 * min(fh, fw))
@@ -167,13 +173,43 @@ def run_with_video(src_image: str, dri_video: str, save_dir: str, say=print, cro
     if _video_has_audio(dri_video):
         for path in (crop_path, org_path):
             with_audio = os.path.splitext(path)[0] + "-audio.mp4"
-            subprocess.call([ffmpeg_exe(), "-loglevel", "error", "-i", path, "-i", dri_video, "-b:v", "10M", "-c:v", "libx264",
-                             "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-pix_fmt", "yuv420p", with_audio, "-y", "-shortest"])
+            subprocess.call(
+                [
+                    ffmpeg_exe(),
+                    "-loglevel",
+                    "error",
+                    "-i",
+                    path,
+                    "-i",
+                    dri_video,
+                    "-b:v",
+                    "10M",
+                    "-c:v",
+                    "libx264",
+                    "-map",
+                    "0:v",
+                    "-map",
+                    "1:a",
+                    "-c:a",
+                    "aac",
+                    "-pix_fmt",
+                    "yuv420p",
+                    with_audio,
+                    "-y",
+                    "-shortest",
+                ]
+            )
             say(with_audio)
     else:
         say(crop_path)
         say(org_path)
-    template = {"n_frames": len(motion), "output_fps": fps, "motion": motion, "c_eyes_lst": eyes, "c_lip_lst": lips}
+    template = {
+        "n_frames": len(motion),
+        "output_fps": fps,
+        "motion": motion,
+        "c_eyes_lst": eyes,
+        "c_lip_lst": lips,
+    }
     with open(os.path.join(save_dir, f"{os.path.basename(dri_video)}.pkl"), "wb") as handle:
         pickle.dump(template, handle)
     return crop_path, org_path
@@ -197,7 +233,9 @@ def main() -> int:
     save_dir = f"./results/{datetime.datetime.now().strftime('%Y-%m-%d-%H%M%S')}"
     os.makedirs(save_dir, exist_ok=True)
     record(argv=sys.argv[1:], driving_has_audio=_video_has_audio(args.dri_video), paste_back=args.paste_back)
-    done = run_with_video(args.src_image, args.dri_video, save_dir, crop_driving=crops_driving_video(args.cfg))
+    done = run_with_video(
+        args.src_image, args.dri_video, save_dir, crop_driving=crops_driving_video(args.cfg)
+    )
     return 0 if done else 1
 
 
