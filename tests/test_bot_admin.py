@@ -821,11 +821,44 @@ def test_one_ordinary_video_of_the_whole_passage_is_enough(
     stack: Stack, person_takes, fast_reader, tmp_path: Path
 ) -> None:
     """Instead of one round video per part, one ordinary video reading the whole passage: the bot
-    asks for nothing more to read, names the path, and makes the character from that video."""
+    asks for nothing more to read, names the path, and makes the character from that video. Before
+    it, a reading with no face in it and a silent take are each refused with their reason."""
+    import subprocess
+
     from engine import synthetic
+    from engine.media import ffmpeg_exe
 
     api, admin = stack.api, 908
-    _, idle, _ = person_takes
+    takes, idle, _ = person_takes
+    (tmp_path / "reading.mp4").write_bytes(takes[0])
+    faceless_reading = tmp_path / "faceless.mp4"  # the reading's sound over a plain grey picture
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=gray:s=240x240:r=25",
+            "-i",
+            str(tmp_path / "reading.mp4"),
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-shortest",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            str(faceless_reading),
+        ],
+        check=True,
+    )
     whole, _ = synthetic.write_character_videos(
         tmp_path / "whole", seed=5, duration_s=22.0, size=240, idle_s=4.0
     )
@@ -837,6 +870,16 @@ def test_one_ordinary_video_of_the_whole_passage_is_enough(
             mark = api.mark()
             api.press_button(admin, named.message_id, "nc:src:person")
             await api.wait_for(api.sends_to(admin, "sendMessage"), count=2, since=mark, timeout=30)
+            for video, reason in (
+                (faceless_reading.read_bytes(), "the face is out of the picture"),
+                (idle, "I can hardly hear any reading"),
+            ):
+                mark = api.mark()
+                api.send_video_note(admin, video, duration=10 if video is not idle else 7)
+                again = await reply(api, admin, mark, timeout=60)
+                assert again.text.startswith("Could you record that one again?") and reason in again.text, (
+                    again.text
+                )
             mark = api.mark()
             api.send_video(admin, whole.read_bytes(), duration=22, width=240, height=240)
             assert (await reply(api, admin, mark, timeout=60)).text == t(
