@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -188,7 +189,7 @@ class GramophoneBot:
         else:
             await application.updater.start_polling(
                 poll_interval=0,
-                timeout=settings.poll_timeout_s,
+                timeout=timedelta(seconds=settings.poll_timeout_s),
                 allowed_updates=ALLOWED_UPDATES,
                 error_callback=_polling_error,
             )

@@ -133,7 +133,7 @@ class CharacterStore:
             else tarfile.open(fileobj=io.BytesIO(source), mode="r:")
         )
         with opened as tar:
-            members = []
+            members: list[tarfile.TarInfo] = []
             for member in tar:  # one at a time: getmembers() would read a million headers first
                 if len(members) >= MAX_MEMBERS:
                     raise PublishError(f"the result holds more than {MAX_MEMBERS} files")

@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,7 @@ from .delivery import MaybeDelivered, NotNow, Undeliverable, Video, send_video
 from .files import remove_quietly, write_atomic
 from .inbox import Inbox
 from .jobs import make_job
+from .payloads import RenderJob
 from .polling import PollingLoop
 from .recorded_stories import RecordedStories
 from .retention import forget_old
@@ -190,7 +192,7 @@ class Dispatcher(PollingLoop):
         match seen.state:
             case TaskState.FINISHED:
                 assert seen.outcome is not None
-                await self._finished(request, seen.outcome)
+                await self._finished(request, task_id, seen.outcome)
             case TaskState.CRASHED:
                 await self._attempt_failed(request, f"render crashed: {seen.reason}")
             case TaskState.LOST:
@@ -199,18 +201,16 @@ class Dispatcher(PollingLoop):
                 assert seen.beat is not None
                 self.store.transition(request.id, Status.QUEUED, Status.RENDERING)
                 log.info("%s rendering on %s:%s", request.label, seen.beat.get("host"), seen.beat.get("pid"))
-            case TaskState.WAITING if (
-                request.status == Status.RENDERING
-            ):  # interrupted, put back by its worker
-                self.store.transition(request.id, Status.RENDERING, Status.QUEUED)
+            case TaskState.WAITING if request.status == Status.RENDERING:
+                self.store.transition(request.id, Status.RENDERING, Status.QUEUED)  # put back by its worker
 
-    async def _finished(self, request: Request, outcome: dict[str, Any]) -> None:
+    async def _finished(self, request: Request, task_id: str, outcome: dict[str, Any]) -> None:
         if not outcome.get("ok"):
             error = f"{outcome.get('error_kind')}: {outcome.get('error')}"
             await self._give_up(
                 request, IN_QUEUE, error, apology="input" if outcome.get("user_error") else "render"
             )
-            await asyncio.to_thread(self.queue.forget, request.task_id)
+            await asyncio.to_thread(self.queue.forget, task_id)
             return
         path = self.settings.results_dir / f"{request.id}.mp4"
         # A full disk raises here: the result stays in the queue's store (not forgotten) and
@@ -235,7 +235,7 @@ class Dispatcher(PollingLoop):
             )
         else:
             await aiofiles.os.remove(path)
-        await asyncio.to_thread(self.queue.forget, request.task_id)
+        await asyncio.to_thread(self.queue.forget, task_id)
 
     async def _attempt_failed(self, request: Request, reason: str) -> None:
         """A task that crashed or got lost: try again, or apologise after the last attempt."""
@@ -382,25 +382,27 @@ class Dispatcher(PollingLoop):
             character = listed[0]
         return character
 
-    async def _job(self, request: Request) -> dict[str, Any]:
+    async def _job(self, request: Request) -> RenderJob:
         character = self._character(request)
         language = request.language or character.language
-        common = dict(
-            request_id=request.id,
-            character=character.id,
-            language=language,
-            kind=request.kind,
-            video_note_max_s=self.settings.video_note_max_s,
-        )
+
+        def job(*, kind: str = request.kind, **details: Any) -> RenderJob:
+            return make_job(
+                request_id=request.id,
+                character=character.id,
+                language=language,
+                kind=kind,
+                video_note_max_s=self.settings.video_note_max_s,
+                **details,
+            )
+
         if request.kind == "voice":
             audio = await self._voice_input(request)
-            return make_job(
-                **common, audio=audio, max_audio_s=self.settings.voice_max_s, pitch=character.pitch_semitones
-            )
+            return job(audio=audio, max_audio_s=self.settings.voice_max_s, pitch=character.pitch_semitones)
         if request.kind == "text":
             text = request.input or ""
         elif request.kind == "story" and (request.input or "").startswith("rec/"):
-            return await self._recorded_job(request, common)
+            return await self._recorded_job(request, job)
         elif request.kind == "story":
             story = self.storybook.get_id(request.input or "")
             if story is None:
@@ -411,9 +413,9 @@ class Dispatcher(PollingLoop):
             text = parts[request.part]
         else:  # greeting, preview
             text = character.greeting_for(language)
-        return make_job(**common, text=text, max_chars=max(self.settings.text_max_chars, len(text)))
+        return job(text=text, max_chars=max(self.settings.text_max_chars, len(text)))
 
-    async def _recorded_job(self, request: Request, common: dict[str, Any]) -> dict[str, Any]:
+    async def _recorded_job(self, request: Request, job: Callable[..., RenderJob]) -> RenderJob:
         """A part of a story recorded in a real voice: that part's audio, told as it is (no pitch
         shift: it is the character's own voice)."""
         story = self.recorded.get_id(request.input or "")
@@ -426,8 +428,8 @@ class Dispatcher(PollingLoop):
                 self.recorded.part_audio, story, request.part, Path(scratch) / "part.wav"
             )
             audio = wav.read_bytes()
-        return make_job(
-            **{**common, "kind": "recorded"},
+        return job(
+            kind="recorded",
             audio=audio,
             max_audio_s=self.settings.recorded_story_part_s + 30,
             pitch=0.0,

@@ -73,7 +73,7 @@ class Inbox:
         self._busy: set[int] = set()
         self._failures: dict[int, int] = {}
         self._retry_after: dict[int, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[bool]] = set()
         settings.inbox_dir.mkdir(parents=True, exist_ok=True)
 
     def claim(self, request: Request) -> bool:

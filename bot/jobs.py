@@ -22,7 +22,6 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from engine.characters import Catalogue, Character, ensure_library
 from engine.errors import GramophoneError, InputError, MediaError
@@ -135,7 +134,7 @@ def run_job(job: RenderJob, characters: CharacterCache) -> RenderOutcome:
     }
 
 
-def _note_size(library_size: int, duration: float, job: dict[str, Any]) -> int | None:
+def _note_size(library_size: int, duration: float, job: RenderJob) -> int | None:
     """Output side: the library's, capped at VIDEO_NOTE_MAX_SIDE (512 px) when the answer will be a
     video note."""
     if job["video_note"] and duration <= job["video_note_max_s"] and library_size > VIDEO_NOTE_MAX_SIDE:
@@ -144,7 +143,7 @@ def _note_size(library_size: int, duration: float, job: dict[str, Any]) -> int |
 
 
 def _render_voice(
-    job: dict[str, Any], character: Character, library: Library, scratch: Path, out: Path
+    job: RenderJob, character: Character, library: Library, scratch: Path, out: Path
 ) -> tuple[float, int]:
     """The child's own voice, pitch-shifted into the character's, lip-synced."""
     from engine.effects import shift_pitch
@@ -154,11 +153,13 @@ def _render_voice(
 
     # The bot checked this file, and the worker checks again: the container from the bytes, one
     # demuxer, local files only, decoding cut at the limit (a worker may serve another bot version).
-    container = sniff_container(job["audio"][:64])
+    audio = job["audio"]
+    assert audio is not None, "make_job checks a voice job has its audio"
+    container = sniff_container(audio[:64])
     if container is None:
         raise MediaError("the voice note is not in an audio container we accept")
     source = scratch / f"input.{container}"
-    source.write_bytes(job["audio"])
+    source.write_bytes(audio)
     max_s = float(job.get("max_audio_s", 300.0)) + DECODE_MARGIN_S
     voiced = shift_pitch(source, scratch / "voice.wav", job["pitch"], container=container, max_seconds=max_s)
     duration = probe(voiced).duration or 0.0  # our own WAV: its header is true
@@ -168,7 +169,7 @@ def _render_voice(
 
 
 def _render_text(
-    job: dict[str, Any], character: Character, library: Library, scratch: Path, out: Path
+    job: RenderJob, character: Character, library: Library, scratch: Path, out: Path
 ) -> tuple[float, int]:
     """Text spoken in the character's voice and lip-synced (``engine.say``: speech streamed into
     the render)."""
@@ -176,5 +177,7 @@ def _render_text(
 
     # The answer's length is known only once spoken; keep it small enough for a video note if it may be one.
     size = VIDEO_NOTE_MAX_SIDE if job["video_note"] and library.size > VIDEO_NOTE_MAX_SIDE else None
-    result = say(character, job["text"], out, language=job["language"], max_chars=job["max_chars"], size=size)
+    text = job["text"]
+    assert text is not None, "make_job checks a text job has its text"
+    result = say(character, text, out, language=job["language"], max_chars=job["max_chars"], size=size)
     return result.duration_s, result.size

@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from engine.errors import GramophoneError
 
@@ -81,14 +81,20 @@ def make_make_job(
         "picture_suffix": suffix if suffix in PICTURE_SUFFIXES else ".img",
         "description": description,
         "pitch_semitones": float(pitch_semitones),
-        "mouth": tuple(float(v) for v in mouth) if mouth is not None else None,
-        "eyes": tuple(tuple(float(v) for v in eye) for eye in eyes) if eyes is not None else None,
+        "mouth": (float(mouth[0]), float(mouth[1])) if mouth is not None else None,
+        "eyes": _pairs(eyes) if eyes is not None else None,
         "mouth_width": float(mouth_width) if mouth_width is not None else None,
         "takes": [bytes(take) for take in takes] if takes else None,
         "idle_take": bytes(idle_take) if idle_take else None,
         "route": route,
         "size": int(size),
     }
+
+
+def _pairs(eyes: Any) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Two eye centres, as floats."""
+    (lx, ly), (rx, ry) = eyes
+    return (float(lx), float(ly)), (float(rx), float(ry))
 
 
 def tar_folder(folder: Path, out: Path | None = None) -> bytes | Path:
@@ -133,13 +139,15 @@ def run_make_job(
         with tempfile.TemporaryDirectory(prefix="gramophone-make-") as scratch:
             folder = Path(scratch) / job["character_id"]
             folder.mkdir()
-            if job.get("takes"):  # a person who recorded themselves
+            recorded, idle_take = job["takes"], job["idle_take"]
+            if recorded:  # a person who recorded themselves
+                assert idle_take is not None, "make_make_job checks a person's job has the silent take"
                 takes = []
-                for index, data in enumerate(job["takes"]):
+                for index, data in enumerate(recorded):
                     takes.append(Path(scratch) / f"take-{index}.mp4")
                     takes[-1].write_bytes(data)
                 idle = Path(scratch) / "take-idle.mp4"
-                idle.write_bytes(job["idle_take"])
+                idle.write_bytes(idle_take)
                 made = make_character_from_person(
                     takes,
                     idle,
@@ -197,7 +205,7 @@ def run_make_job(
 def _success(made: Any, delivered: dict[str, Any], size: int, started: float, label: str) -> MakeOutcome:
     seconds = time.perf_counter() - started
     log.info("%s: made by %s in %.0f s (%.1f MB)", label, made.path, seconds, size / 1e6)
-    return {  # type: ignore[typeddict-item]  # delivered: "tar" or "parts"
+    outcome = {
         "ok": True,
         **delivered,
         "bytes": size,
@@ -206,6 +214,7 @@ def _success(made: Any, delivered: dict[str, Any], size: int, started: float, la
         "info": _describe(made.info),
         "worker": f"{socket.gethostname()}:{os.getpid()}",
     }
+    return cast(MakeOutcome, outcome)  # delivered adds "tar" or "parts"
 
 
 def _describe(info: Any) -> str:

@@ -45,6 +45,7 @@ from . import job_view
 from .character_store import STAGING_PREFIX, CharacterStore, PublishError
 from .files import remove_quietly
 from .make_jobs import make_make_job
+from .payloads import MakeJobPayload
 from .polling import PollingLoop
 from .settings import Settings
 from .store import MAKE_ACTIVE, MakeJob, MakeStatus, Store
@@ -143,7 +144,7 @@ class Workshop(PollingLoop):
             case TaskState.FINISHED:
                 assert seen.outcome is not None
                 if self._publish_after.get(job.id, 0.0) <= now:
-                    await self._finished(job, seen.outcome)
+                    await self._finished(job, task_id, seen.outcome)
             case TaskState.CRASHED:
                 await self._attempt_failed(job, f"the maker crashed: {seen.reason}")
             case TaskState.LOST:
@@ -176,9 +177,9 @@ class Workshop(PollingLoop):
         elif (stage, progress) != (job.stage, job.progress) and (stage is not None or progress is not None):
             self.store.annotate_make_job(job.id, MakeStatus.RUNNING, stage=stage, progress=progress)
 
-    async def _finished(self, job: MakeJob, outcome: dict[str, Any]) -> None:
+    async def _finished(self, job: MakeJob, task_id: str, outcome: dict[str, Any]) -> None:
         queue = self.queues[job.route]
-        self.watcher.forget(job.task_id)
+        self.watcher.forget(task_id)
         self._publish_after.pop(job.id, None)
         if not outcome.get("ok"):
             error = str(outcome.get("error") or outcome.get("error_kind"))
@@ -188,16 +189,16 @@ class Workshop(PollingLoop):
                 await self._to_cpu(job, f"the GPU could not make it ({error}): made on the CPU")
             else:
                 await self._end(job, "failed", error=error)
-            await asyncio.to_thread(queue.forget, job.task_id)
+            await asyncio.to_thread(queue.forget, task_id)
             return
         if self.store.make_job(job.id).status not in MAKE_ACTIVE:  # cancelled meanwhile
-            await asyncio.to_thread(queue.forget, job.task_id)
+            await asyncio.to_thread(queue.forget, task_id)
             return
         path_used = str(outcome.get("path_used") or "")
         tar = self.settings.results_dir / f"character-{job.id}.tar"
         try:
             if "parts" in outcome:
-                await asyncio.to_thread(queue.fetch, job.task_id, int(outcome["parts"]), tar)
+                await asyncio.to_thread(queue.fetch, task_id, int(outcome["parts"]), tar)
             else:
                 tar.write_bytes(outcome["tar"])
             character = await asyncio.to_thread(
@@ -219,7 +220,7 @@ class Workshop(PollingLoop):
         except (PublishError, KeyError, tarfile.TarError) as error:
             log.error("%s: cannot publish: %s", job.label, error)
             await self._end(job, "failed", error=f"cannot publish the character: {error}")
-            await asyncio.to_thread(queue.forget, job.task_id)
+            await asyncio.to_thread(queue.forget, task_id)
             return
         finally:
             remove_quietly(str(tar))
@@ -239,7 +240,7 @@ class Workshop(PollingLoop):
                     outcome.get("worker"),
                     seconds,
                 )
-        await asyncio.to_thread(queue.forget, job.task_id)
+        await asyncio.to_thread(queue.forget, task_id)
 
     def _queue_preview(self, job: MakeJob, greeting: str) -> None:
         """The new character says hello to the admin, as a reply to the status message (a
@@ -367,7 +368,7 @@ class Workshop(PollingLoop):
             await asyncio.to_thread(self.queues[job.route].enqueue, payload, task_id)
             log.info("%s queued as task %s (attempt %d)", job.label, task_id, job.attempts + 1)
 
-    async def _job(self, job: MakeJob) -> dict[str, Any]:
+    async def _job(self, job: MakeJob) -> MakeJobPayload:
         if not job.picture_path:
             raise FileNotFoundError("no picture")
         async with aiofiles.open(job.picture_path, "rb") as handle:

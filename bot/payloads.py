@@ -57,8 +57,8 @@ class MakeJobPayload(TypedDict):
     picture_suffix: str
     description: str
     pitch_semitones: float
-    mouth: tuple[float, ...] | None
-    eyes: tuple[tuple[float, ...], ...] | None
+    mouth: tuple[float, float] | None
+    eyes: tuple[tuple[float, float], tuple[float, float]] | None
     mouth_width: float | None
     takes: list[bytes] | None  # a person's recorded parts
     idle_take: bytes | None  # and their silent take

@@ -466,7 +466,7 @@ class Store:
                     cursor = self.db.execute(
                         f"INSERT INTO requests ({columns}) VALUES ({marks})", list(row.values())
                     )
-                    ids.append(int(cursor.lastrowid))
+                    ids.append(_row_id(cursor))
         except sqlite3.IntegrityError:  # a later part exists already: the same update, redelivered
             return Admission([], "duplicate")
         return Admission([self.get(identifier) for identifier in ids])
@@ -641,7 +641,7 @@ class Store:
             )
         except sqlite3.IntegrityError:
             return None
-        return self.make_job(int(cursor.lastrowid))
+        return self.make_job(_row_id(cursor))
 
     def make_job(self, job_id: int) -> MakeJob:
         rows = list(self.db.query("SELECT * FROM make_jobs WHERE id = ?", [job_id]))
@@ -706,3 +706,9 @@ class Store:
     def annotate_make_job(self, job_id: int, status: str, **values: Any) -> bool:
         """Set fields without changing the status, only if the status is still ``status``."""
         return self.transition_make_job(job_id, status, status, **values)
+
+
+def _row_id(cursor: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just made (always set after a successful INSERT)."""
+    assert cursor.lastrowid is not None
+    return int(cursor.lastrowid)

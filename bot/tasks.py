@@ -40,6 +40,7 @@ from huey.signals import SIGNAL_INTERRUPTED
 from huey.utils import Error
 
 from .jobs import CharacterCache, run_job
+from .payloads import MakeJobPayload, MakeOutcome, RenderJob, RenderOutcome
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,13 +85,13 @@ def make_huey(settings: Settings) -> Huey:
     characters = CharacterCache(list(settings.character_roots))
 
     @huey.task(name=TASK_NAME, context=True)
-    def render(job: dict[str, Any], task: Task) -> dict[str, Any]:
+    def render(job: RenderJob, task: Task) -> RenderOutcome:
         with _heartbeat(huey, task.id):
             return run_job(job, characters)
 
     _requeue_on_interrupt(huey)
-    huey.gramophone_render = render  # type: ignore[attr-defined]
-    huey.gramophone_characters = characters  # type: ignore[attr-defined]
+    huey.gramophone_render = render
+    huey.gramophone_characters = characters
     return huey
 
 
@@ -104,7 +105,7 @@ def make_maker_huey(settings: Settings, route: str) -> Huey:
     huey = _huey(settings, MAKE_QUEUE_NAMES[route])
 
     @huey.task(name=MAKE_TASK_NAME, context=True)
-    def make(job: dict[str, Any], task: Task) -> dict[str, Any]:
+    def make(job: MakeJobPayload, task: Task) -> MakeOutcome:
         state: dict[str, Any] = {}
         checked = [0.0, False]
 
@@ -135,7 +136,7 @@ def make_maker_huey(settings: Settings, route: str) -> Huey:
             )
 
     _requeue_on_interrupt(huey)
-    huey.gramophone_make = make  # type: ignore[attr-defined]
+    huey.gramophone_make = make
     return huey
 
 
@@ -183,10 +184,10 @@ class RenderQueue:
     def __init__(self, settings: Settings, huey: Huey | None = None) -> None:
         self.settings = settings
         self.huey = huey or make_huey(settings)
-        self._task = self.huey.gramophone_render  # type: ignore[attr-defined]
+        self._task = self.huey.gramophone_render
         self._timeout_s = settings.render_timeout_s
 
-    def enqueue(self, job: dict[str, Any], task_id: str) -> None:
+    def enqueue(self, job: RenderJob | MakeJobPayload, task_id: str) -> None:
         """Put a job on the queue under ``task_id`` (chosen and recorded by the caller first)."""
         self.huey.enqueue(self._task.s(job, id=task_id, timeout=self._timeout_s))
 
@@ -247,7 +248,7 @@ class MakeQueue(RenderQueue):
         self.settings = settings
         self.route = route
         self.huey = huey or make_maker_huey(settings, route)
-        self._task = self.huey.gramophone_make  # type: ignore[attr-defined]
+        self._task = self.huey.gramophone_make
         self._timeout_s = settings.make_timeout_s
 
     def cancel(self, task_id: str) -> None:

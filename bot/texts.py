@@ -459,7 +459,7 @@ def from_telegram(language_code: str | None) -> str:
     return "ru" if base in _RUSSIAN_SPEAKERS else DEFAULT_LANGUAGE
 
 
-def language_of_text(text: str, default: str) -> str:
+def language_of_text(text: str, default: str | None) -> str | None:
     """The language to read ``text`` in: Russian for mostly Cyrillic letters, English for mostly
     Latin ones, ``default`` when there are no letters or it is a tie. A chat set to English may
     still send Russian text, and eSpeak reading Cyrillic with an English voice is gibberish."""

@@ -271,7 +271,7 @@ def cmd_characters_make(args: argparse.Namespace) -> int:
                 name=name,
                 language=args.language,
                 voice=voice,
-                mouth=mouth,
+                mouth=(mouth[0], mouth[1]) if mouth else None,
                 eyes=((eyes[0], eyes[1]), (eyes[2], eyes[3])) if eyes else None,
                 size=args.size,
                 progress=progress,

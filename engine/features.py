@@ -92,7 +92,7 @@ def mel_filterbank(
     """
     fmax = min(fmax, sample_rate / 2)
 
-    def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
         hz = np.asarray(hz, dtype=np.float64)
         linear = hz / (200.0 / 3)
         log_part = 15.0 + np.log(np.maximum(hz, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import cv2
+import cv2.data
 import numpy as np
 
 from . import landmarks

@@ -27,6 +27,7 @@ import threading
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -105,7 +106,7 @@ class Face:
     def mouth_opening(self) -> float:
         """Inner-lip gap over inner mouth width: 0 closed, about 0.3-0.8 wide open."""
         gap = np.linalg.norm(self.points[INNER_LIPS[0]] - self.points[INNER_LIPS[1]])
-        width = np.linalg.norm(self.points[INNER_CORNERS[0]] - self.points[INNER_CORNERS[1]])
+        width = float(np.linalg.norm(self.points[INNER_CORNERS[0]] - self.points[INNER_CORNERS[1]]))
         return float(gap / max(width, 1e-6))
 
     @property
@@ -149,7 +150,7 @@ def serve() -> None:
     mesh = None
     while True:
         try:
-            kind, payload = _receive(source)  # type: ignore[misc]
+            kind, payload = cast(tuple[str, object], _receive(source))  # what _Server.ask sends
         except EOFError:
             break
         if kind == "stop":
@@ -157,6 +158,7 @@ def serve() -> None:
         if kind == "reset":
             if mesh is not None:
                 mesh.close()
+            assert module is not None  # the client starts this process only when MediaPipe imports
             mesh = module.FaceMesh(
                 static_image_mode=bool(payload),
                 max_num_faces=1,
@@ -166,11 +168,13 @@ def serve() -> None:
             )
             _send(sink, None)
             continue
-        result = mesh.process(payload)
+        assert mesh is not None  # FaceTracker sends "reset" before any frame
+        frame = cast(np.ndarray, payload)  # a "frame" message carries an RGB image
+        result = mesh.process(frame)
         if not result.multi_face_landmarks:
             _send(sink, None)
             continue
-        height, width = payload.shape[:2]
+        height, width = frame.shape[:2]
         points = result.multi_face_landmarks[0].landmark
         _send(sink, np.array([(p.x * width, p.y * height) for p in points], dtype=np.float32))
 

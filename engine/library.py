@@ -161,12 +161,12 @@ class LibraryWriter:
         conn.execute("PRAGMA journal_mode=OFF")
         conn.execute("PRAGMA synchronous=OFF")
         self._db = sqlite_utils.Database(conn)
-        self._db["meta"].create({"key": str, "value": str}, pk="key")
-        self._db["frames"].create({"id": int, "source": int, "jpeg": bytes}, pk="id")
-        self._db["segments"].create(
+        self._db.table("meta").create({"key": str, "value": str}, pk="key")
+        self._db.table("frames").create({"id": int, "source": int, "jpeg": bytes}, pk="id")
+        self._db.table("segments").create(
             {"id": int, "start": int, "length": int, "kind": str, "fingerprint": bytes}, pk="id"
         )
-        self._db["arrays"].create({"name": str, "dtype": str, "shape": str, "data": bytes}, pk="name")
+        self._db.table("arrays").create({"name": str, "dtype": str, "shape": str, "data": bytes}, pk="name")
         return self
 
     def add_frames(self, source: int, jpegs: Iterable[bytes]) -> int:
@@ -186,13 +186,13 @@ class LibraryWriter:
 
     def set_array(self, name: str, array: np.ndarray) -> None:
         assert self._db is not None
-        self._db["arrays"].insert(_array_row(name, array), replace=True)
+        self._db.table("arrays").insert(_array_row(name, array), replace=True)
 
     def set_segments(
         self, starts: np.ndarray, kinds: list[str], fingerprints: np.ndarray, length: int
     ) -> None:
         assert self._db is not None
-        self._db["segments"].insert_all(
+        self._db.table("segments").insert_all(
             (
                 {
                     "id": i,
@@ -208,7 +208,7 @@ class LibraryWriter:
 
     def set_meta(self, **values: object) -> None:
         assert self._db is not None
-        self._db["meta"].insert_all(
+        self._db.table("meta").insert_all(
             (
                 {"key": key, "value": value if isinstance(value, str) else json.dumps(value)}
                 for key, value in values.items()

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import cv2
 import ffmpeg  # ffmpeg-python: command-line builder only
@@ -672,7 +673,7 @@ class VideoEncoder:
         self.audio_samples_written = 0
         self._proc: subprocess.Popen | None = None
         self._tmp: Path | None = None
-        self._errors = None
+        self._errors: IO[bytes] | None = None
         self._audio_queue: queue.Queue[bytes | None] | None = None
         self._audio_thread: threading.Thread | None = None
         self._audio_fd: int | None = None
@@ -788,6 +789,7 @@ class VideoEncoder:
         try:
             if exc_type is None:
                 self._close_audio()
+                assert self._proc.stdin is not None  # opened with stdin=PIPE
                 try:
                     self._proc.stdin.close()
                 except BrokenPipeError:

@@ -60,7 +60,9 @@ class MorphSettings:
 
 
 def _flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    return cv2.calcOpticalFlowFarneback(  # type: ignore[call-overload]  # stub: flow may be None (allocated)
+        a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0
+    )
 
 
 def to_i420(frame: np.ndarray) -> np.ndarray:
@@ -185,7 +187,7 @@ class Morph:
         flow = self.flows[which]
         luma, u, v = planes
         out_luma, out_u, out_v = space.warped[which]
-        cv2.remap(
+        cv2.remap(  # type: ignore[call-overload]  # stub: map2 may be None (map1 holds x and y)
             luma,
             space.luma_map(flow, step),
             None,
@@ -194,8 +196,12 @@ class Morph:
             borderMode=cv2.BORDER_REPLICATE,
         )
         chroma_map = space.chroma_map(flow, 0.5 * step)  # chroma planes move half as many of their pixels
-        cv2.remap(u, chroma_map, None, cv2.INTER_LINEAR, dst=out_u, borderMode=cv2.BORDER_REPLICATE)
-        cv2.remap(v, chroma_map, None, cv2.INTER_LINEAR, dst=out_v, borderMode=cv2.BORDER_REPLICATE)
+        cv2.remap(  # type: ignore[call-overload]  # stub: map2 may be None (chroma_map holds x and y)
+            u, chroma_map, None, cv2.INTER_LINEAR, dst=out_u, borderMode=cv2.BORDER_REPLICATE
+        )
+        cv2.remap(  # type: ignore[call-overload]  # stub: map2 may be None (chroma_map holds x and y)
+            v, chroma_map, None, cv2.INTER_LINEAR, dst=out_v, borderMode=cv2.BORDER_REPLICATE
+        )
         return out_luma, out_u, out_v
 
     def frame_i420(self, t: float) -> np.ndarray:

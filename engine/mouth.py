@@ -23,7 +23,9 @@ rather than ridge regression's timid average.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
@@ -75,14 +77,15 @@ def _patch(image: np.ndarray, centre: np.ndarray, width: float) -> np.ndarray:
     """The mouth region as a PATCH_W x PATCH_H grey patch, scaled by the mouth's width."""
     half_w = max(4.0, 0.8 * width)
     half_h = half_w * PATCH_H / PATCH_W
-    source = np.float32(
+    source = np.array(
         [
             [centre[0] - half_w, centre[1] - half_h],
             [centre[0] + half_w, centre[1] - half_h],
             [centre[0] - half_w, centre[1] + half_h],
-        ]
+        ],
+        dtype=np.float32,
     )
-    target = np.float32([[0, 0], [PATCH_W, 0], [0, PATCH_H]])
+    target = np.array([[0, 0], [PATCH_W, 0], [0, PATCH_H]], dtype=np.float32)
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
     return cv2.warpAffine(
         grey,
@@ -296,15 +299,17 @@ class MouthModel:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, object]) -> MouthModel:
         x, y = arrays["mouth_model_x"], arrays["mouth_model_y"]
+        ridge = cast(float, meta.get("ridge", 0.0))  # meta as meta() wrote it (through JSON)
+        cv_r = cast(Iterable[float], meta.get("cv_r", ()))
         return cls(
             arrays["mouth_model_weights"],
             x[0],
             x[1],
             y[0],
             y[1],
-            float(meta.get("ridge", 0.0)),
-            tuple(float(r) for r in meta.get("cv_r", ())),
-        )  # type: ignore[union-attr]
+            float(ridge),
+            tuple(float(r) for r in cv_r),
+        )
 
 
 def standardise(values: np.ndarray, mask: np.ndarray) -> np.ndarray:

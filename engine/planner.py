@@ -370,6 +370,7 @@ def _plan_global(
         if previous_starts is not None:
             # Only the best paths so far propose their continuation (a beam): without the cut the
             # candidate sets grow slot after slot along a long run of speech.
+            assert previous_costs is not None  # set with previous_starts
             best_paths = previous_starts[np.argsort(previous_costs, kind="stable")[: settings.beam]]
             continuations = best_paths + previous_length
             continuations = continuations[candidates.playable(continuations, length, idle)]
@@ -384,6 +385,7 @@ def _plan_global(
             total = unary
             backpointers.append(np.zeros(len(shortlist), dtype=np.int64))
         else:
+            assert previous_costs is not None  # set with previous_starts
             ends = np.minimum(previous_starts + previous_length, source_end[previous_starts]) - 1
             distance = _distances(embeddings[ends], embeddings[shortlist]) / pixel_scale
             transition = settings.join_cost + settings.splice_weight * distance
@@ -399,10 +401,20 @@ def _plan_global(
         slot_candidates.append(shortlist)
         previous_starts, previous_costs, previous_length = shortlist, total, length
 
-    choice = int(np.argmin(previous_costs))
-    chosen = [0] * len(slots)
-    for j in range(len(slots) - 1, -1, -1):
+    chosen = _backtrack(slot_candidates, backpointers, previous_costs)
+    return [Piece(start, length, lib_start, idle) for (start, length, idle), lib_start in zip(slots, chosen)]
+
+
+def _backtrack(
+    slot_candidates: list[np.ndarray], backpointers: list[np.ndarray], final_costs: np.ndarray | None
+) -> list[int]:
+    """The library start chosen for each slot, back along the cheapest path."""
+    if final_costs is None:  # no slots (and no previous frame): nothing to choose
+        return []
+    choice = int(np.argmin(final_costs))
+    chosen = [0] * len(slot_candidates)
+    for j in range(len(slot_candidates) - 1, -1, -1):
         chosen[j] = int(slot_candidates[j][choice])
         choice = int(backpointers[j][choice])
     # (with previous_frame, backpointers[0] point into the virtual slot and are not needed)
-    return [Piece(start, length, lib_start, idle) for (start, length, idle), lib_start in zip(slots, chosen)]
+    return chosen

@@ -100,19 +100,21 @@ def measure(
 ) -> QualityReport:
     """Measure a rendered ``video`` of ``audio`` (see the module docstring)."""
     truth = synthetic.mouth_track(audio, sample_rate, timeline.n_frames)
-    openings, widths, changes = [], [], []
+    measured_openings: list[float] = []
+    measured_widths: list[float] = []
+    frame_changes: list[float] = []
     previous = None
     for frame in iter_frames(video, size=library.size):
         opening, width = synthetic.measure_mouth(frame)
-        openings.append(opening)
-        widths.append(width)
+        measured_openings.append(opening)
+        measured_widths.append(width)
         grey = _grey(frame)
         if previous is not None:
-            changes.append(float(np.abs(grey - previous).mean()))
+            frame_changes.append(float(np.abs(grey - previous).mean()))
         previous = grey
-    n = min(len(openings), timeline.n_frames)
-    openings, widths = np.array(openings[:n]), np.array(widths[:n])
-    changes = np.array(changes[: n - 1])
+    n = min(len(measured_openings), timeline.n_frames)
+    openings, widths = np.array(measured_openings[:n]), np.array(measured_widths[:n])
+    changes = np.array(frame_changes[: n - 1])
     true_opening, true_width = truth.opening[:n], truth.width[:n]
 
     # A pair (i, i+1) is at a join if it touches a morphed frame or crosses a cut.

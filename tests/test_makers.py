@@ -545,3 +545,14 @@ def test_make_character_over_flp_http_loads_and_renders(rig_picture, reference, 
     assert result.frames == 75
     r_opening, _, _ = lip_sync(folder / "speech.mp4", 128)
     assert r_opening > 0.85
+
+
+def test_an_flp_url_without_a_host_is_refused_when_configured():
+    """``http://:9871`` passes a scheme check but has nowhere to connect: said at once, in a line."""
+    from engine.errors import InputError
+    from engine.makers.flp import FlpConfig
+
+    for url in ("http://:9871", "http:flp", "ftp://flp:9871", ""):
+        with pytest.raises(InputError, match="must be an http"):
+            FlpConfig("http", url=url)
+    assert FlpConfig("http", url="http://flp:9871").url == "http://flp:9871"

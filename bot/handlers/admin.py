@@ -16,7 +16,7 @@ import functools
 import logging
 import re
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -47,7 +47,7 @@ RENAME_CALLBACK = re.compile(r"ren:([a-z0-9][a-z0-9-]{0,39})")
 JOBS_LISTED = 15
 RENAME_PICK, RENAME_NAME = range(2)
 
-Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[Any]]
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, Any]]
 
 
 def is_admin(svc: Services, update: Update) -> bool:

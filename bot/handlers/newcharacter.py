@@ -389,6 +389,7 @@ async def position_typed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         )
         return None
     try:
+        assert draft.picture, "a mouth is asked for only after a picture"
         mouth, eyes = await asyncio.to_thread(estimate, svc, Path(draft.picture), (x, y))
     except GramophoneError as error:
         await message.reply_text(
@@ -417,6 +418,7 @@ async def cells_typed(message: Message, draft: Draft, language: str) -> int | No
         return None
     if not closer:
         zoom = Grid.around(pointed, draft.width, draft.height, coarse=grid)
+        assert draft.picture, "the grid is shown only for a picture"
         board = await asyncio.to_thread(grid_picture, Path(draft.picture), zoom)
         draft.grid = zoom.to_dict()
         await message.reply_photo(board, caption=t("nc_closer", language, example=_grid_example(draft, zoom)))
@@ -427,7 +429,7 @@ async def cells_typed(message: Message, draft: Draft, language: str) -> int | No
         mouth=(float(pointed.mouth[0]), float(pointed.mouth[1])),
         mouth_width=float(pointed.mouth_width),
         eyes=((float(left[0]), float(left[1])), (float(right[0]), float(right[1]))),
-        cells=" ".join(message.text.upper().replace(",", " ").replace(";", " ").split()),
+        cells=" ".join((message.text or "").upper().replace(",", " ").replace(";", " ").split()),
     )
     await ask_voice(message, draft, language)
     return VOICE
@@ -450,6 +452,7 @@ async def position_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         draft.update(landmarks="gpu", mouth=None, eyes=None)
     else:
         try:
+            assert draft.picture, "the positions are asked for only after a picture"
             mouth, eyes = await asyncio.to_thread(estimate, svc, Path(draft.picture), None)
         except GramophoneError as error:
             await message.reply_text(t("nc_picture_bad", language, reason=str(error)))
@@ -695,11 +698,17 @@ async def voice_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> in
     return CONFIRM
 
 
+def _preset(draft: Draft) -> VoicePreset:
+    """The voice chosen (the confirmation and the make buttons come only after the choice)."""
+    assert draft.voice is not None, "no voice chosen yet"
+    return VOICE_PRESETS[draft.voice]
+
+
 def confirmation(svc: Services, draft: Draft, language: str) -> str:
     how = draft.landmarks
     if how == "face":
         face = t("face_found", language)
-    elif how == "mouth":
+    elif how == "mouth" and draft.mouth is not None:
         face = t("face_mouth", language, x=round(draft.mouth[0]), y=round(draft.mouth[1]))
     elif how == "pointed":
         face = t("face_pointed", language, cells=draft.cells)
@@ -715,7 +724,7 @@ def confirmation(svc: Services, draft: Draft, language: str) -> str:
             name=draft.name,
             id=draft.id,
             made_from=made_from,
-            voice=t(VOICE_PRESETS[draft.voice].label, language),
+            voice=t(_preset(draft).label, language),
         )
     else:
         face = t("face_cartoon" if how == "cartoon" else "face_gpu", language)
@@ -727,7 +736,7 @@ def confirmation(svc: Services, draft: Draft, language: str) -> str:
         width=draft.width,
         height=draft.height,
         face=face,
-        voice=t(VOICE_PRESETS[draft.voice].label, language),
+        voice=t(_preset(draft).label, language),
         where=t("where_gpu" if svc.settings.gpu_configured else "where_cpu", language),
     )
 
@@ -758,7 +767,7 @@ async def confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int |
         _drop_draft(context)
         await edit_text(message, t("nc_cancelled", language))
         return ConversationHandler.END
-    preset = VOICE_PRESETS[draft.voice]
+    preset = _preset(draft)
     taken = taken_ids(svc)
     identifier = draft.id if draft.id not in taken else unique_id(draft.name, taken)
     person = draft.landmarks == "person"

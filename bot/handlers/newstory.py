@@ -110,7 +110,8 @@ async def audio_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         await message.reply_text(t("ns_send_audio", language))
         return None
     limit = svc.settings.download_max_bytes
-    if getattr(attachment, "file_size", None) and attachment.file_size > limit:
+    size = getattr(attachment, "file_size", None)
+    if size and size > limit:
         await message.reply_text(t("ns_too_big", language, mb=max(1, round(limit / 1e6))))
         return None
     try:

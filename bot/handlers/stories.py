@@ -31,7 +31,7 @@ async def story_menu(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     message = update.effective_message
     assert message is not None
     chat = chat_of(svc, update)
-    stories = svc.storybook.list(chat.language) or svc.storybook.list(DEFAULT_LANGUAGE)
+    stories = svc.storybook.list(chat.language or DEFAULT_LANGUAGE) or svc.storybook.list(DEFAULT_LANGUAGE)
     recorded = await asyncio.to_thread(svc.recorded.list, chat.character) if chat.character else []
     if not stories and not recorded:
         await message.reply_text(t("no_stories", chat.language))

@@ -314,6 +314,7 @@ def rig_from_points(
                 eye + np.outer(s * eye_half, across) + np.outer(arc * 0.8, down),
             )
         )
+    left_eye, right_eye = rig_eyes
     return FaceRig(
         upper_outer=upper_outer,
         upper_inner=meeting,
@@ -321,9 +322,9 @@ def rig_from_points(
         lower_outer=lower_outer,
         jaw=jaw,
         still=still,
-        eyes=tuple(rig_eyes),
+        eyes=(left_eye, right_eye),
         method=method,
-    )  # type: ignore[arg-type]
+    )
 
 
 _MESH_MAX_SIDE = 1024  # the mesh runs on a copy at most this big: the face fills a good share of a portrait

@@ -163,8 +163,10 @@ class FlpConfig:
                 f"FLP checkout {self.checkout} has no run.py; set it to the FasterLivePortrait repository"
             )
         if self.mode == "cli":
+            assert self.checkout is not None  # checked just above
             _check_cli_config(Path(self.checkout) / self.cfg)
-        if self.mode == "http" and (not self.url or urlsplit(self.url).scheme not in ("http", "https")):
+        parts = urlsplit(self.url or "")
+        if self.mode == "http" and (parts.scheme not in ("http", "https") or not parts.hostname):
             raise InputError(f"FLP url {self.url!r} must be an http(s) URL such as http://flp:9871")
         if not self.timeout_s > 0 or not 0 <= self.max_lost_fraction < 1:
             raise InputError("FLP timeout must be positive and max_lost_fraction between 0 and 1")
@@ -430,6 +432,7 @@ def _wait_until_up(config: FlpConfig, cancelled: Callable[[], bool] | None) -> N
     connection_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
     deadline = time.monotonic() + config.start_wait_s
     while True:
+        assert url.hostname, "FlpConfig checks the URL has a host"
         connection = connection_type(url.hostname, url.port, timeout=10)
         try:
             connection.request("GET", url.path.rstrip("/") + "/openapi.json")
@@ -459,6 +462,7 @@ def _run_http(
     assert config.url is not None
     url = urlsplit(config.url)
     connection_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    assert url.hostname, "FlpConfig checks the URL has a host"
     connection = connection_type(url.hostname, url.port, timeout=config.timeout_s)
     body = work_dir / "request.body"
     boundary = _multipart(
@@ -762,7 +766,8 @@ def retime(animated: Path, driving_video: Path, out: Path, max_lost_fraction: fl
     pick = np.where(np.abs(kept[left] - wanted) <= np.abs(kept[right] - wanted), left, right)
     has_audio = probe(driving_video).has_audio
     frames = _read_frames(animated)
-    current, position = None, -1
+    current: np.ndarray | None = None
+    position = -1
     with VideoEncoder(out, FLP_SIZE, FPS, audio_path=driving_video if has_audio else None) as encoder:
         for index in pick:
             while position < index:
@@ -770,6 +775,7 @@ def retime(animated: Path, driving_video: Path, out: Path, max_lost_fraction: fl
                 if current is None:
                     raise MediaError(f"{animated.name} has fewer frames than {sidecar.name} says")
                 position += 1
+            assert current is not None  # pick starts at 0 or later: a frame was read above
             encoder.write(current)
     log.info(
         "re-timed %s onto %s: %d frames at %d fps, %d lost",

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -251,7 +252,9 @@ def _to_bgr(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)  # 16 -> 8 bit at once: the rest works on a quarter
     elif image.dtype != np.uint8:
-        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        image = cv2.normalize(  # type: ignore[call-overload]  # stub: dst may be None (allocated)
+            image, None, 0, 255, cv2.NORM_MINMAX
+        ).astype(np.uint8)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.shape[2] == 2:  # grey + alpha
@@ -331,6 +334,12 @@ def face_detector() -> str | None:
     return None
 
 
+def _float_box(values: Sequence[float] | np.ndarray) -> tuple[float, float, float, float]:
+    """A detector's (x, y, w, h) as floats."""
+    x, y, w, h = map(float, values)
+    return x, y, w, h
+
+
 def detect_face(image: np.ndarray) -> Face | None:
     """The largest face in a BGR picture, or None (also when no detector is available).
 
@@ -363,17 +372,19 @@ def detect_face(image: np.ndarray) -> Face | None:
     if kind == "haar":
         grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
         side = min(grey.shape)
-        found = _haar().detectMultiScale(
+        cascade = _haar()
+        assert cascade is not None  # face_detector() said "haar"
+        found = cascade.detectMultiScale(
             grey, scaleFactor=1.1, minNeighbors=5, minSize=(max(24, side // 10),) * 2
         )
-        boxes = [tuple(map(float, box)) for box in found]
+        boxes = [_float_box(box) for box in found]
     else:
         model = _yunet_model()
         assert model is not None
         detector = cv2.FaceDetectorYN.create(str(model), "", (small.shape[1], small.shape[0]), 0.8, 0.3, 50)
-        _, found = detector.detect(small)
-        if found is not None:
-            boxes = [tuple(map(float, row[:4])) for row in found]
+        _, faces = detector.detect(small)
+        if faces is not None:
+            boxes = [_float_box(row[:4]) for row in faces]
     if not boxes:
         return None
     x, y, w, h = max(boxes, key=lambda box: box[2] * box[3])

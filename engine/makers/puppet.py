@@ -544,7 +544,7 @@ class Puppet:
         if self.rig.method == "landmarks":
             eye = min(self.rig.eyes, key=lambda e: float(np.hypot(*(e.centre - (ex, ey)))))
             outline = np.concatenate([eye.upper, eye.lower[::-1]])
-            mask = (_polygon_mask((y1 - y0, x1 - x0), outline, (x0, y0)) * 255).astype(np.uint8)
+            mask: np.ndarray = (_polygon_mask((y1 - y0, x1 - x0), outline, (x0, y0)) * 255).astype(np.uint8)
             grow = max(1, int(round(0.1 * ew)))
             mask = cv2.dilate(mask, np.ones((3, 3), np.uint8), iterations=grow)
             mask = cv2.GaussianBlur(mask, (0, 0), max(0.7, 0.05 * ew))  # the lid's edge fades into the skin

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -54,7 +54,7 @@ class FaceParams:
     head_angle: float = 0.0
 
 
-def _mouth_unit_shape() -> np.ndarray:
+def _mouth_unit_shape() -> tuple[np.ndarray, np.ndarray]:
     """Superellipse profile ``(1 - |u|^n)^(1/n)`` sampled on ``u`` in [-1, 1]."""
     u = np.linspace(-1.0, 1.0, _MOUTH_POINTS)
     return u, np.power(np.clip(1.0 - np.abs(u) ** _MOUTH_EXPONENT, 0.0, 1.0), 1.0 / _MOUTH_EXPONENT)
@@ -104,9 +104,13 @@ def _mouth_polygons(opening: float, width: float, smile: float) -> tuple[np.ndar
     return outer, inner
 
 
-_INTERIOR_FILL = _polygon_area(_mouth_polygons(1.0, 1.0, 0.0)[1]) / (
-    2 * (MOUTH_HALF_WIDTH_MAX - MOUTH_LIP_SIDE) * MOUTH_OPEN_MAX
-)
+def _interior_fill() -> float:
+    interior = _mouth_polygons(1.0, 1.0, 0.0)[1]
+    assert interior is not None  # a wide open mouth has an interior
+    return _polygon_area(interior) / (2 * (MOUTH_HALF_WIDTH_MAX - MOUTH_LIP_SIDE) * MOUTH_OPEN_MAX)
+
+
+_INTERIOR_FILL = _interior_fill()
 """Interior area / (interior width x height): the same for every opening and width (same shape)."""
 
 
@@ -139,7 +143,7 @@ def _circle(image: np.ndarray, centre: tuple[float, float], radius: float, colou
     cv2.circle(image, c, max(1, int(round(radius * _ONE))), colour, -1, cv2.LINE_AA, _SHIFT)
 
 
-def _spline(points: list[tuple[float, float]], closed: bool = True, samples: int = 12) -> np.ndarray:
+def _spline(points: Sequence[tuple[float, float]], closed: bool = True, samples: int = 12) -> np.ndarray:
     """Catmull-Rom curve through control points: soft cartoon outlines from a few numbers."""
     p = np.asarray(points, dtype=np.float64)
     if closed:

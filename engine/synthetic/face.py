@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -14,6 +15,7 @@ from .drawing import (
     FaceParams,
     _draw_eye,
     _draw_mouth,
+    _EyeSpec,
     _make_eye,
     _paint_test,
     _Rig,
@@ -25,10 +27,20 @@ from .geometry import _REFERENCE_SIZE, STYLES
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _StyleSpec:
+    """Where a style's moving parts are, in 512-pixel units."""
+
+    eyes: tuple[_EyeSpec, ...]
+    mouth: tuple[float, float]
+    smile: float
+    pivot: tuple[float, float]
+
+
 _PAINTERS = {"test": _paint_test, "fox": _paint_fox}
 _STYLE_SPECS = {
-    "test": dict(eyes=_TEST_EYES, mouth=(256.0, 368.0), smile=3.0, pivot=(256.0, 470.0)),
-    "fox": dict(eyes=_FOX_EYES, mouth=(256.0, 384.0), smile=7.0, pivot=(256.0, 470.0)),
+    "test": _StyleSpec(eyes=_TEST_EYES, mouth=(256.0, 368.0), smile=3.0, pivot=(256.0, 470.0)),
+    "fox": _StyleSpec(eyes=_FOX_EYES, mouth=(256.0, 384.0), smile=7.0, pivot=(256.0, 470.0)),
 }
 
 
@@ -42,11 +54,11 @@ def _rig(style: str, size: int) -> _Rig:
     spec = _STYLE_SPECS[style]
     scale = size / _REFERENCE_SIZE
     base = _supersampled(size, _PAINTERS[style])
-    eyes = tuple(_make_eye(e, scale, base) for e in spec["eyes"])
-    mx, my = spec["mouth"]
-    px, py = spec["pivot"]
+    eyes = tuple(_make_eye(e, scale, base) for e in spec.eyes)
+    mx, my = spec.mouth
+    px, py = spec.pivot
     log.debug("built the %s rig at %d px", style, size)
-    return _Rig(base, eyes, (mx * scale, my * scale), float(spec["smile"]), (px * scale, py * scale), scale)
+    return _Rig(base, eyes, (mx * scale, my * scale), float(spec.smile), (px * scale, py * scale), scale)
 
 
 def draw_face(params: FaceParams, size: int = 512, style: str = "test") -> np.ndarray:

@@ -117,8 +117,9 @@ def _ear(flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ]
     )
     if flip:
-        outer, inner, tip = ([(_REFERENCE_SIZE - p[:, 0]), p[:, 1]] for p in (outer, inner, tip))
-        outer, inner, tip = (np.stack(p, axis=1) for p in (outer, inner, tip))
+        outer, inner, tip = (
+            np.stack([_REFERENCE_SIZE - p[:, 0], p[:, 1]], axis=1) for p in (outer, inner, tip)
+        )
     return outer, inner, tip
 
 

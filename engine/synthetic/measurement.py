@@ -115,7 +115,7 @@ def measure_mouth(frame: np.ndarray) -> tuple[float, float]:
     # keep only what is near this blob, so nothing else in the crop is counted
     near = cv2.dilate(member, np.ones((5, 5), np.uint8), iterations=max(1, int(round(2 * scale))))
     interior = np.clip((crop[..., 0] - _INTERIOR_DEADZONE) / (1 - 2 * _INTERIOR_DEADZONE), 0, 1) * near
-    lips = np.clip(crop[..., 1], 0, 1) * near
+    lips: np.ndarray = np.clip(crop[..., 1], 0, 1) * near
     if angle:
         rotation = cv2.getRotationMatrix2D((float(cx), float(cy)), angle, 1.0)
         size = (crop.shape[1], crop.shape[0])
