@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 import real_mouths  # noqa: E402
+from family import NOTE_SIDE, cut  # noqa: E402
 
 from bot.texts import t  # noqa: E402
 from engine import features as feat  # noqa: E402
@@ -65,6 +66,7 @@ from engine.media import ANALYSIS_SAMPLE_RATE, ffmpeg_exe, probe, read_audio, wr
 from engine.render import RenderConfig  # noqa: E402
 from tests.bot_harness import Stack, Worker, running_bot, shared_assets, until  # noqa: E402
 from tests.fake_telegram import FakeBotApi  # noqa: E402
+from tests.test_bot_admin import reply, say  # noqa: E402
 
 CLIPS = ROOT.parent / "shared" / "clips"
 DEFAULT_CLIPS = (
@@ -75,39 +77,11 @@ DEFAULT_CLIPS = (
 )
 AS_ONE_VIDEO = {"latentsync_demo3"}
 ADMIN, CHILD = 700, 701
-NOTE_SIDE = 480
 IDLE_S = 6.5
 
 
 def ffmpeg(*args: str) -> None:
     subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *args], check=True)
-
-
-def cut_note(clip: Path, start: float, length: float, out: Path) -> Path:
-    """A round video note: square on the face, 480 px, as Telegram records one."""
-    crop = face_crop(clip)
-    ffmpeg(
-        "-ss",
-        f"{start:.3f}",
-        "-i",
-        str(clip),
-        "-t",
-        f"{length:.3f}",
-        "-vf",
-        f"crop={crop.side}:{crop.side}:{crop.x}:{crop.y},scale={NOTE_SIDE}:{NOTE_SIDE}",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-crf",
-        "20",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "96k",
-        str(out),
-    )
-    return out
 
 
 def cut_video(clip: Path, length: float, out: Path) -> Path:
@@ -234,20 +208,6 @@ class MemorySampler:
             self.samples.append((time.monotonic(), total))
 
 
-async def reply(api: FakeBotApi, chat: int, since: int, timeout: float = 120) -> object:
-    said = ("sendMessage", "sendPhoto")
-    await api.wait_for(
-        lambda call: api.sends_to(chat)(call) and call.method in said, since=since, timeout=timeout
-    )
-    return [m for m in api.sent_messages(chat) if m.method in said][-1]
-
-
-async def say(api: FakeBotApi, chat: int, text: str) -> object:
-    mark = api.mark()
-    api.send_text(chat, text)
-    return await reply(api, chat, mark)
-
-
 def button(message: object, prefix: str) -> str:
     return next(data for _, data in message.buttons if data and data.startswith(prefix))  # type: ignore[attr-defined]
 
@@ -279,13 +239,13 @@ async def make_person(stack: Stack, clip: Path, work: Path) -> dict[str, float |
             api.send_video(
                 ADMIN, video.read_bytes(), duration=round(train_s), width=info.width, height=info.height
             )
-            answer = await reply(api, ADMIN, mark)
+            answer = await reply(api, ADMIN, mark, timeout=120)
             assert answer.text == t("nc_ask_idle", "en"), answer.text  # type: ignore[attr-defined]
         else:
             start = 0.0
             for index, part in enumerate(parts):
                 length = train_s * len(part) / sum(len(p) for p in parts)
-                note = cut_note(clip, start, length, work / f"{clip.stem}-take{index}.mp4")
+                note = cut(clip, start, length, work / f"{clip.stem}-take{index}.mp4")
                 start += length
                 mark = api.mark()
                 api.send_video_note(ADMIN, note.read_bytes(), duration=round(length), length=NOTE_SIDE)
@@ -295,11 +255,11 @@ async def make_person(stack: Stack, clip: Path, work: Path) -> dict[str, float |
         idle = silent_take(clip, train_s, work)
         mark, last_take = api.mark(), time.monotonic()
         api.send_video_note(ADMIN, idle.read_bytes(), duration=round(IDLE_S), length=NOTE_SIDE)
-        consent = await reply(api, ADMIN, mark)
+        consent = await reply(api, ADMIN, mark, timeout=120)
         assert "nc:consent" in [data for _, data in consent.buttons], consent.text  # type: ignore[attr-defined]
         mark = api.mark()
         api.press_button(ADMIN, consent.message_id, "nc:consent")  # type: ignore[attr-defined]
-        voice = await reply(api, ADMIN, mark)
+        voice = await reply(api, ADMIN, mark, timeout=120)
         mark = api.mark()
         api.press_button(ADMIN, voice.message_id, button(voice, "nc:voice:"))  # type: ignore[attr-defined]
         await api.wait_for("editMessageText", since=mark, timeout=30)
@@ -344,13 +304,13 @@ async def tell_story(
     api.send_audio(
         ADMIN, audio.read_bytes(), duration=round(seconds), file_name="story.wav", mime_type="audio/wav"
     )
-    await reply(api, ADMIN, mark)
+    await reply(api, ADMIN, mark, timeout=120)
     await say(api, ADMIN, "Grandma Reads")
     api.send_text(CHILD, f"/start {character}")
     await api.wait_for(api.sends_to(CHILD, "sendMessage"), timeout=60)
     mark = api.mark()
     api.send_text(CHILD, "/story")
-    menu = await reply(api, CHILD, mark)
+    menu = await reply(api, CHILD, mark, timeout=120)
     assert render_worker.process is not None
     with MemorySampler(render_worker.process.pid) as memory:
         mark, pressed = api.mark(), time.monotonic()
@@ -388,6 +348,7 @@ async def tell_story(
     return {
         "parts": len(rows),
         "first_s": first_s,
+        "first_part_s": float(rows[0]["duration_s"]),
         "total_s": span,
         "in_order": float(in_order),
         "told_s": sum(r["duration_s"] for r in rows),
@@ -447,16 +408,16 @@ async def main_async(clips: list[Path], work: Path, story_s: float) -> int:
     print("\nleave-one-out on the libraries the bot made ('build s' is make -> preview):")
     real_mouths.report(rows)
     if story is not None:
-        print(
-            f"\nrecorded story of {story_s:.0f} s on {made[0][1]['id']}: {story['parts']:.0f} parts, first "
-            "in "
-            f"{story['first_s']:.1f} s, all in {story['total_s']:.0f} s, in order: "
-            f"{bool(story['in_order'])}, "
-            f"told {story['told_s']:.1f} s; render worker memory peak {story['mem_first']:.0f} MB in the "
-            "first third, "
-            f"{story['mem_last']:.0f} MB in the last "
-            f"({'flat' if story['mem_last'] <= 1.1 * story['mem_first'] else 'growing'})"
-        )
+        flat = "flat" if story["mem_last"] <= 1.1 * story["mem_first"] else "growing"
+        said = [
+            f"recorded story of {story_s:.0f} s on {made[0][1]['id']}: {story['parts']:.0f} parts;",
+            f"the first ({story['first_part_s']:.1f} s of story)",
+            f"sent {story['first_s']:.1f} s after the press;",
+            f"all in {story['total_s']:.0f} s, in order: {bool(story['in_order'])},",
+            f"told {story['told_s']:.1f} s; render worker memory peak {story['mem_first']:.0f} MB",
+            f"in the first third, {story['mem_last']:.0f} MB in the last ({flat})",
+        ]
+        print("\n" + " ".join(said))
     return 0
 
 

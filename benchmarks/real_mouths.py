@@ -134,13 +134,11 @@ class Row:
     real_open: np.ndarray | None = None
 
 
-NOTE_SIDE = 480
-"""Takes are made like Telegram video notes: square on the face, 480 px."""
-
-
 def _as_takes(clip: Path, train_s: float, count: int, work: Path, size: int) -> tuple[Path, list[int], Crop]:
     """The training part cut into ``count`` video-note takes (square on the face, 480 px), joined
     the way a person's takes are (:func:`engine.makers.takes.join_takes`)."""
+    from family import cut
+
     from engine.framing import face_crop
     from engine.makers.takes import join_takes
 
@@ -148,27 +146,12 @@ def _as_takes(clip: Path, train_s: float, count: int, work: Path, size: int) -> 
     takes = []
     bounds = np.linspace(0.0, train_s, count + 1)
     for index in range(count):
-        take = work / f"{clip.stem}-take{index}.mp4"
-        ffmpeg(
-            "-ss",
-            f"{bounds[index]:.3f}",
-            "-i",
-            str(clip),
-            "-t",
-            f"{bounds[index + 1] - bounds[index]:.3f}",
-            "-vf",
-            f"crop={crop.side}:{crop.side}:{crop.x}:{crop.y},scale={NOTE_SIDE}:{NOTE_SIDE}",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            "20",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "96k",
-            str(take),
+        take = cut(
+            clip,
+            bounds[index],
+            bounds[index + 1] - bounds[index],
+            work / f"{clip.stem}-take{index}.mp4",
+            crop=crop,
         )
         takes.append(take)
     joined = work / f"{clip.stem}-takes.mp4"
