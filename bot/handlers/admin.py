@@ -36,7 +36,16 @@ from ..character_store import PublishError, clean_name
 from ..services import Services, services
 from ..store import MAKE_ACTIVE
 from ..texts import t
-from .common import acknowledge, chat_language, edit_text, invalid_button, message_of, parse_callback
+from .common import (
+    acknowledge,
+    chat_language,
+    edit_text,
+    invalid_button,
+    message_context,
+    message_of,
+    parse_callback,
+    query_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +122,7 @@ def quiet_conversation(**kwargs: Any) -> ConversationHandler:
 @admin_only
 async def jobs_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Unfinished jobs first (oldest first), then the latest finished ones with their reasons."""
-    svc = services(context)
-    message = update.effective_message
-    assert message is not None
-    language = chat_language(svc, update)
+    svc, message, language = message_context(update, context)
     active = svc.store.make_jobs(*MAKE_ACTIVE)
     done = [
         job
@@ -147,10 +153,7 @@ async def jobs_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 @admin_only
 async def cancel_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/cancel JOB: stop a character job, queued or running."""
-    svc = services(context)
-    message = update.effective_message
-    assert message is not None
-    language = chat_language(svc, update)
+    svc, message, language = message_context(update, context)
     argument = (context.args or [""])[0].lstrip("#")
     if not argument.isdigit():
         active = svc.store.make_jobs(*MAKE_ACTIVE)
@@ -206,10 +209,7 @@ async def _offer_made_characters(
 @admin_only
 async def delete_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/delcharacter [ID]: a keyboard of the made characters, or the confirmation for one."""
-    svc = services(context)
-    message = update.effective_message
-    assert message is not None
-    language = chat_language(svc, update)
+    svc, message, language = message_context(update, context)
     if context.args:
         character = _made_character(svc, context.args[0].lower())
         if character is not None:
@@ -234,10 +234,7 @@ def _confirm_keyboard(identifier: str, language: str) -> InlineKeyboardMarkup:
 
 @admin_only
 async def delete_pressed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    svc = services(context)
-    query = update.callback_query
-    assert query is not None
-    language = chat_language(svc, update)
+    svc, query, language = query_context(update, context)
     match = parse_callback(query.data, DELETE_CALLBACK)
     message = message_of(query)
     character = _made_character(svc, match.group(1)) if match else None
@@ -268,10 +265,7 @@ async def delete_pressed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 @admin_only
 async def rename_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
     """/renamecharacter [ID]: pick a made character (unless named), then type its new name."""
-    svc = services(context)
-    message = update.effective_message
-    assert message is not None
-    language = chat_language(svc, update)
+    svc, message, language = message_context(update, context)
     if context.args:
         character = _made_character(svc, context.args[0].lower())
         if character is not None:
@@ -284,10 +278,7 @@ async def rename_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 
 @admin_only
 async def rename_picked(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    svc = services(context)
-    query = update.callback_query
-    assert query is not None
-    language = chat_language(svc, update)
+    svc, query, language = query_context(update, context)
     match = parse_callback(query.data, RENAME_CALLBACK)
     message = message_of(query)
     character = _made_character(svc, match.group(1)) if match else None
@@ -302,10 +293,7 @@ async def rename_picked(update: Update, context: ContextTypes.DEFAULT_TYPE) -> i
 
 @admin_only
 async def rename_named(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    svc = services(context)
-    message = update.effective_message
-    assert message is not None
-    language = chat_language(svc, update)
+    svc, message, language = message_context(update, context)
     name = clean_name(message.text)
     if name is None:
         await message.reply_text(t("nc_bad_name", language))

@@ -7,8 +7,9 @@ import re
 
 from telegram import CallbackQuery, Message, Update
 from telegram.error import BadRequest
+from telegram.ext import ContextTypes
 
-from ..services import Services
+from ..services import Services, services
 from ..texts import DEFAULT_LANGUAGE, from_telegram, t
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,23 @@ def chat_language(svc: Services, update: Update) -> str:
         return row.language
     user = update.effective_user
     return from_telegram(user.language_code if user else None) if user else DEFAULT_LANGUAGE
+
+
+def message_context(update: Update, context: ContextTypes.DEFAULT_TYPE) -> tuple[Services, Message, str]:
+    """What a handler of a typed message starts from: the services, the message, and the
+    language to answer in."""
+    svc = services(context)
+    message = update.effective_message
+    assert message is not None, "a message handler gets a message"
+    return svc, message, chat_language(svc, update)
+
+
+def query_context(update: Update, context: ContextTypes.DEFAULT_TYPE) -> tuple[Services, CallbackQuery, str]:
+    """What a button handler starts from: the services, the button press, and the language."""
+    svc = services(context)
+    query = update.callback_query
+    assert query is not None, "a button handler gets a callback query"
+    return svc, query, chat_language(svc, update)
 
 
 async def invalid_button(query: CallbackQuery, language: str) -> None:

@@ -50,7 +50,16 @@ from ..make_jobs import PICTURE_SUFFIXES
 from ..services import Services, services
 from ..texts import t
 from .admin import admin_only, cancel_command, quiet_conversation
-from .common import acknowledge, chat_language, edit_text, invalid_button, message_of, parse_callback
+from .common import (
+    acknowledge,
+    chat_language,
+    edit_text,
+    invalid_button,
+    message_context,
+    message_of,
+    parse_callback,
+    query_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +189,7 @@ async def _pressed(
     """The press, checked: its data matches ``pattern``, its message is still there, and the draft
     is at the step this button belongs to (``valid``). Otherwise the admin hears that the button
     is stale, and None comes back."""
-    svc = services(context)
-    query = update.callback_query
-    assert query is not None
-    language = chat_language(svc, update)
+    svc, query, language = query_context(update, context)
     match = parse_callback(query.data, pattern) if pattern is not None else None
     message = message_of(query)
     draft = _draft(context)
@@ -208,10 +214,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
 
 @admin_only
 async def named(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    svc = services(context)
-    message = update.effective_message
-    assert message is not None
-    language = chat_language(svc, update)
+    svc, message, language = message_context(update, context)
     name = clean_name(message.text)
     if name is None:
         await message.reply_text(t("nc_bad_name", language))
@@ -255,10 +258,7 @@ def _max_bytes(svc: Services) -> int:
 
 @admin_only
 async def pictured(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    svc = services(context)
-    message = update.effective_message
-    assert message is not None
-    language = chat_language(svc, update)
+    svc, message, language = message_context(update, context)
     found = picture_of(message)
     if found is None:
         await message.reply_text(t("nc_not_a_picture", language))
@@ -539,10 +539,7 @@ async def _received_take(update: Update, context: ContextTypes.DEFAULT_TYPE, kin
     from engine.makers.takes import check_take
     from engine.media import remux_untrusted_video
 
-    svc = services(context)
-    message = update.effective_message
-    assert message is not None
-    language = chat_language(svc, update)
+    svc, message, language = message_context(update, context)
     attachment = message.video_note or message.video
     if attachment is None:
         await message.reply_text(t("nc_send_take", language))

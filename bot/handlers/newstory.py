@@ -33,7 +33,16 @@ from ..files import remove_quietly, write_atomic
 from ..services import services
 from ..texts import t
 from .admin import admin_only, quiet_conversation
-from .common import acknowledge, chat_language, edit_text, invalid_button, message_of, parse_callback
+from .common import (
+    acknowledge,
+    chat_language,
+    edit_text,
+    invalid_button,
+    message_context,
+    message_of,
+    parse_callback,
+    query_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +63,7 @@ def _drop(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 @admin_only
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    svc = services(context)
-    message = update.effective_message
-    assert message is not None
-    language = chat_language(svc, update)
+    svc, message, language = message_context(update, context)
     _drop(context)
     svc.catalogue.reload()
     listed = svc.catalogue.list()
@@ -72,10 +78,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | Non
 
 @admin_only
 async def character_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    svc = services(context)
-    query = update.callback_query
-    assert query is not None
-    language = chat_language(svc, update)
+    svc, query, language = query_context(update, context)
     match = parse_callback(query.data, CALLBACK)
     character = svc.catalogue.characters.get(match.group(1)) if match else None
     message = message_of(query)
@@ -101,10 +104,7 @@ async def audio_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     from engine.effects import shift_pitch
     from engine.media import DECODE_MARGIN_S, inspect_untrusted_audio
 
-    svc = services(context)
-    message = update.effective_message
-    assert message is not None
-    language = chat_language(svc, update)
+    svc, message, language = message_context(update, context)
     attachment = message.voice or message.audio or message.document
     if attachment is None:
         await message.reply_text(t("ns_send_audio", language))
@@ -163,10 +163,7 @@ async def audio_received(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 
 @admin_only
 async def titled(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    svc = services(context)
-    message = update.effective_message
-    assert message is not None
-    language = chat_language(svc, update)
+    svc, message, language = message_context(update, context)
     title = clean_name(message.text)
     draft = _draft(context)
     if title is None:
