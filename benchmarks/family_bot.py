@@ -78,6 +78,8 @@ DEFAULT_CLIPS = (
 AS_ONE_VIDEO = {"latentsync_demo3"}
 ADMIN, CHILD = 700, 701
 IDLE_S = 6.5
+H264 = ("-c:v", "libx264", "-preset", "veryfast")
+AAC = ("-c:a", "aac", "-b:a")  # then the bit rate
 
 
 def ffmpeg(*args: str) -> None:
@@ -86,23 +88,7 @@ def ffmpeg(*args: str) -> None:
 
 def cut_video(clip: Path, length: float, out: Path) -> Path:
     """The clip's first ``length`` seconds as the phone filmed it (no crop)."""
-    ffmpeg(
-        "-i",
-        str(clip),
-        "-t",
-        f"{length:.3f}",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-crf",
-        "20",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "128k",
-        str(out),
-    )
+    ffmpeg("-i", str(clip), "-t", f"{length:.3f}", *H264, "-crf", "20", *AAC, "128k", str(out))
     return out
 
 
@@ -111,50 +97,13 @@ def silent_take(clip: Path, train_s: float, work: Path) -> Path:
     sound replaced by silence, as a round video note."""
     crop = face_crop(clip)
     train = work / f"{clip.stem}-train-only.mp4"
-    ffmpeg(
-        "-i",
-        str(clip),
-        "-t",
-        f"{train_s:.3f}",
-        "-an",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-crf",
-        "18",
-        str(train),
-    )
+    ffmpeg("-i", str(clip), "-t", f"{train_s:.3f}", "-an", *H264, "-crf", "18", str(train))
     out = work / f"{clip.stem}-idle.mp4"
-    ffmpeg(
-        "-stream_loop",
-        "-1",
-        "-i",
-        str(train),
-        "-f",
-        "lavfi",
-        "-i",
-        "anullsrc=r=48000:cl=mono",
-        "-t",
-        f"{IDLE_S:.3f}",
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-vf",
-        f"crop={crop.side}:{crop.side}:{crop.x}:{crop.y},scale={NOTE_SIDE}:{NOTE_SIDE}",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-crf",
-        "20",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "64k",
-        str(out),
-    )
+    square = f"crop={crop.side}:{crop.side}:{crop.x}:{crop.y},scale={NOTE_SIDE}:{NOTE_SIDE}"
+    silence = ("-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono")
+    looped = ("-stream_loop", "-1", "-i", str(train))
+    ffmpeg(*looped, *silence, "-t", f"{IDLE_S:.3f}", "-map", "0:v", "-map", "1:a", "-vf", square,
+           *H264, "-crf", "20", *AAC, "64k", str(out))  # fmt: skip
     return out
 
 
