@@ -2,7 +2,8 @@
 
 For every picture in ``../shared/pictures/`` (skipped cleanly when the folder is absent), this
 makes a character on the CPU path (:func:`engine.makers.make.make_character`, 512 px, the
-process pinned to one core), has it say about 20 s of TTS it never read, and measures the video
+process pinned to one core), has it say about 22 s of TTS it never read (its five sentences
+0.6 s apart, as a storyteller pauses), and measures the video
 it rendered::
 
     python benchmarks/pictures.py                 # all pictures
@@ -59,15 +60,15 @@ from real_mouths import pearson  # noqa: E402 -- the same r as the real-mouths b
 
 from engine import features as feat  # noqa: E402
 from engine import landmarks, synthetic  # noqa: E402
-from engine.characters import load_character  # noqa: E402
-from engine.makers.face_rig import UPPER_INNER, UPPER_OUTER, rig_from_points  # noqa: E402
-from engine.makers.grid import Grid, parse_cells  # noqa: E402
+from engine.characters import ensure_library, load_character  # noqa: E402
+from engine.makers.face_rig import UPPER_INNER, UPPER_OUTER  # noqa: E402
+from engine.makers.grid import Grid, PointedFace, next_look, parse_cells  # noqa: E402
 from engine.makers.make import make_character, puppet_rig  # noqa: E402
 from engine.makers.picture import check_picture, read_picture  # noqa: E402
 from engine.makers.puppet import Puppet  # noqa: E402
-from engine.media import ANALYSIS_SAMPLE_RATE, iter_frames, read_audio  # noqa: E402
-from engine.say import say  # noqa: E402
-from engine.speech import VoiceSettings  # noqa: E402
+from engine.media import ANALYSIS_SAMPLE_RATE, iter_frames, read_audio, write_wav  # noqa: E402
+from engine.render import render  # noqa: E402
+from engine.speech import VoiceSettings, concatenate, speak_sentences  # noqa: E402
 
 log = logging.getLogger("pictures")
 
@@ -79,15 +80,18 @@ TEXT = (
     "blinked its friendly eye. Good night, little boat, said the moon. Good night, said the boat, "
     "and it dreamed of morning."
 )
-# The animals: left and right mouth corner, left and right eye, as an admin points at them on the
-# bot's grid (picture pixels; they are snapped to cells before use).
+PAUSE_S = 0.6
+"""Silence between the sentences, as a storyteller leaves it."""
+# The animals: left and right mouth corner, left and right eye (and, for a mouth open in the
+# picture, the middle of the upper and lower lip's edge), as an admin points at them on the bot's
+# grid (picture pixels; they are snapped to cells before use).
 POINTED = {
-    "s22": [(434, 300), (506, 300), (440, 219), (502, 219)],
+    "s22": [(450, 301), (525, 297), (448, 220), (509, 214)],
     "s23": [(308, 410), (370, 410), (256, 343), (394, 343)],
     "s25": [(187, 322), (263, 322), (170, 234), (303, 230)],
-    "s30": [(108, 194), (144, 194), (96, 111), (159, 111)],
+    "s30": [(105, 186), (154, 184), (96, 111), (159, 111), (129, 187), (129, 206)],
     "s31": [(105, 192), (142, 192), (94, 111), (159, 111)],
-    "s32": [(106, 187), (164, 187), (111, 105), (171, 105)],
+    "s32": [(104, 157), (165, 175), (111, 105), (171, 105), (132, 167), (134, 204)],
     "s33": [(215, 413), (290, 413), (160, 207), (349, 207)],
     "s36": [(389, 284), (438, 284), (341, 197), (483, 197)],
     "s38": [(412, 918), (560, 918), (317, 676), (655, 676)],
@@ -153,15 +157,19 @@ def disc_mean_lab(frame: np.ndarray, centres: np.ndarray, radius: int) -> np.nda
     return lab[mask > 0].mean(axis=0)
 
 
-def pointed_cells(picture: Path, points: list[tuple[int, int]]) -> tuple[str, object]:
-    """What an admin types on the bot's two grids (the whole picture, then the closer look) for
-    these points, and what the bot reads from it."""
+def pointed_cells(picture: Path, points: list[tuple[int, int]]) -> tuple[str, PointedFace]:
+    """What an admin types on the bot's grids (the whole picture, then each closer look) for
+    these points, and what the bot reads from the last answer."""
     info = check_picture(picture)
-    grid = Grid.over(info.width, info.height)
-    coarse = " ".join(grid.cell_at(x, y) for x, y in points)
-    closer = Grid.around(parse_cells(coarse, grid, rough=True), info.width, info.height, coarse=grid)
-    fine = " ".join(closer.cell_at(x, y) for x, y in points)
-    return f"{coarse}, then {fine}", parse_cells(fine, closer)
+    grid: Grid | None = Grid.over(info.width, info.height)
+    answers: list[str] = []
+    pointed = None
+    while grid is not None:
+        answers.append(" ".join(grid.cell_at(x, y) for x, y in points))
+        pointed = parse_cells(answers[-1], grid, rough=len(answers) == 1)
+        grid = next_look(pointed, grid, info.width, info.height, looks=len(answers))
+    assert pointed is not None
+    return ", then ".join(answers), pointed
 
 
 def measure_landmarks(
@@ -216,19 +224,30 @@ def measure_pixels(
     row: Row, puppet: Puppet, still: np.ndarray, frames: list[np.ndarray], loudness: np.ndarray
 ) -> tuple[np.ndarray, list[int]]:
     rig = puppet.rig
-    pad = puppet.pad
     width = rig.mouth_width
     eye_distance = float(np.linalg.norm(rig.eye_centres[1] - rig.eye_centres[0]))
-    cx, cy = rig.mouth_centre - pad
+    cx, cy = puppet.lips_meet
     x0, x1 = int(max(0, cx - 0.8 * width)), int(min(SIZE, cx + 0.8 * width))
     y0, y1 = int(max(0, cy - 0.5 * width)), int(min(SIZE, cy + 0.8 * width))
-    rest = cv2.cvtColor(still, cv2.COLOR_BGR2GRAY)[y0:y1, x0:x1].astype(np.float32)
+    still_grey = cv2.cvtColor(still, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    # The head drifts and nods: each frame is compared with the still moved as the nose moved (a
+    # dog's dark lips, shifted a pixel, would otherwise read as a mouth opening).
+    nx, ny = rig.still[0] - puppet.pad
+    half = int(0.5 * eye_distance)
+    nose = (slice(max(0, int(ny) - half), int(ny) + half // 2), slice(max(0, int(nx) - half), int(nx) + half))
+    window = cv2.createHanningWindow((nose[1].stop - nose[1].start, nose[0].stop - nose[0].start), cv2.CV_32F)
     interior = np.asarray(puppet.gap_bgr, np.float32)
     darkening = np.zeros(len(frames))
     centres = []
     for i, frame in enumerate(frames):
         patch = frame[y0:y1, x0:x1]
         grey = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        frame_grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        (dx, dy), _ = cv2.phaseCorrelate(still_grey[nose], frame_grey[nose], window)
+        moved = cv2.warpAffine(
+            still_grey, np.float32([[1, 0, dx], [0, 1, dy]]), (SIZE, SIZE), borderMode=cv2.BORDER_REPLICATE
+        )
+        rest = moved[y0:y1, x0:x1]
         dark = np.clip(rest - grey - 25.0, 0, None)  # clearly darker than the still: the open mouth
         darkening[i] = dark.mean()
         # where the mouth is open: darker than the still AND of the interior's own dark colour (not
@@ -296,10 +315,10 @@ def write_sheet(
 def run_picture(picture: Path, work: Path, sheets: Path | None) -> Row:
     key = picture.stem.replace("liveportrait_", "")
     folder = work / key
-    mouth = eyes = width = None
+    mouth = eyes = width = opening = None
     if key in POINTED:
         cells, pointed = pointed_cells(picture, POINTED[key])
-        mouth, eyes, width = pointed.mouth, pointed.eyes, pointed.mouth_width
+        mouth, eyes, width, opening = pointed.mouth, pointed.eyes, pointed.mouth_width, pointed.open_mouth
         log.info("%s: pointed at %s", key, cells)
     started = time.perf_counter()
     made = make_character(
@@ -312,20 +331,21 @@ def run_picture(picture: Path, work: Path, sheets: Path | None) -> Row:
         mouth=mouth,
         eyes=eyes,
         mouth_width=width,
+        open_mouth=opening,
         size=SIZE,
     )
     row = Row(name=key, path=made.face, seconds=time.perf_counter() - started)
     video = work / f"{key}.mp4"
-    say(load_character(folder), TEXT, video)
+    character = load_character(folder)
+    # sentence by sentence, with a storyteller's pause between them: pauses long enough to judge
+    # whether the mouth closes (eSpeak's own sentence pause leaves a frame or two to look at)
+    speech = concatenate(speak_sentences(TEXT, character.voice_for()), gap_s=PAUSE_S)
+    render(ensure_library(character), write_wav(work / f"{key}.wav", speech.audio, speech.sample_rate), video)
     frames = [frame.copy() for frame in iter_frames(video, SIZE, feat.FPS)]
     audio = read_audio(video, ANALYSIS_SAMPLE_RATE)
     loudness = feat.frame_levels_db(audio, ANALYSIS_SAMPLE_RATE, len(frames))
     info = check_picture(picture)
-    rig = (
-        puppet_rig(info, mouth=mouth, eyes=eyes, mouth_width=width)
-        if made.face != "manual"
-        else rig_from_points(mouth, width, eyes)
-    )
+    rig = puppet_rig(info, mouth=mouth, eyes=eyes, mouth_width=width, open_mouth=opening)
     puppet = Puppet(read_picture(picture), rig, SIZE)
     still = puppet.frame(synthetic.FaceParams())
     if made.face == "landmarks":

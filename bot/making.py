@@ -406,6 +406,7 @@ class Workshop(PollingLoop):
             mouth=options.get("mouth"),
             eyes=options.get("eyes"),
             mouth_width=options.get("mouth_width"),
+            open_mouth=options.get("open_mouth"),
             route=job.route,
             size=self.settings.make_size,
         )

@@ -60,6 +60,7 @@ class MakeJobPayload(TypedDict):
     mouth: tuple[float, float] | None
     eyes: tuple[tuple[float, float], tuple[float, float]] | None
     mouth_width: float | None
+    open_mouth: tuple[tuple[float, float], tuple[float, float]] | None  # top, bottom of an open mouth
     takes: list[bytes] | None  # a person's recorded parts
     idle_take: bytes | None  # and their silent take
     route: str  # "cpu" or "gpu"

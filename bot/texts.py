@@ -216,10 +216,12 @@ TEXTS: dict[str, dict[str, str]] = {
     "nc_no_face": {
         "en": "I couldn't find a face in this picture: animals and drawings often fool the face finder. "
         "Show me with the grid: send four cells, the two corners of the mouth and then the two eyes, "
-        "for example {example}. Or tap a choice below, or send another picture.",
+        "for example {example}. If the mouth is open, add two more: the top and the bottom of the opening. "
+        "Or tap a choice below, or send another picture.",
         "ru": "Я не нашёл лицо на этой картинке: животные и рисунки часто сбивают поиск лиц. "
         "Покажи по сетке: пришли четыре клетки — два уголка рта, потом два глаза, "
-        "например {example}. Или выбери вариант ниже, или пришли другую картинку.",
+        "например {example}. Если рот открыт, добавь ещё две: верх и низ открытого рта. "
+        "Или выбери вариант ниже, или пришли другую картинку.",
     },
     "nc_from_person": {"en": "Or: record a person instead", "ru": "Или: записать человека"},
     "nc_person_intro": {
@@ -328,10 +330,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Новый герой ждал слишком долго, я его убрал. Пришли /newcharacter, чтобы начать заново.",
     },
     "nc_closer": {
-        "en": "Thank you! Now a closer look: send the same four cells on this grid, the mouth corners and "
-        "then the eyes, for example {example}.",
-        "ru": "Спасибо! Теперь поближе: пришли те же четыре клетки на этой сетке — уголки рта, потом глаза, "
-        "например {example}.",
+        "en": "Thank you! Now a closer look: send the same cells on this grid, the mouth corners and "
+        "then the eyes (and the open mouth's top and bottom, if it is open), for example {example}.",
+        "ru": "Спасибо! Теперь поближе: пришли те же клетки на этой сетке — уголки рта, потом глаза "
+        "(и верх и низ рта, если он открыт), например {example}.",
+    },
+    "nc_closer_again": {
+        "en": "Closer still, for a small face: the same cells once more on this grid, for example {example}.",
+        "ru": "Ещё ближе, лицо маленькое: те же клетки ещё раз на этой сетке, например {example}.",
     },
     "nc_bad_cells": {
         "en": "I can't use that: {reason}. Send four cells from the grid, mouth corners first, for example "

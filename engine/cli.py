@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -225,7 +226,7 @@ def _numbers(text: str | None, count: int, what: str, example: str) -> tuple[flo
         values = tuple(float(part) for part in text.replace(";", ",").split(","))
     except ValueError:
         values = ()
-    if len(values) != count:
+    if len(values) != count or not all(math.isfinite(value) for value in values):
         raise InputError(f"{what} must be {count} numbers in picture pixels, like {example}")
     return values
 
@@ -244,6 +245,11 @@ def cmd_characters_make(args: argparse.Namespace) -> int:
         raise InputError("--name must be 1 to 40 characters, not only spaces")
     mouth = _numbers(args.mouth, 2, "--mouth", "--mouth 250,410")
     eyes = _numbers(args.eyes, 4, "--eyes", "--eyes 190,260,310,262")
+    open_mouth = _numbers(args.open_mouth, 4, "--open-mouth", "--open-mouth 250,400,250,430")
+    if open_mouth and not mouth:
+        raise InputError("--open-mouth needs --mouth too (where the mouth's centre is)")
+    if args.mouth_width is not None and not (mouth and args.mouth_width > 0):
+        raise InputError("--mouth-width needs --mouth too, and must be a positive number of pixels")
     into = Path(args.into) if args.into else made_characters_dir()
     into.mkdir(parents=True, exist_ok=True)
     taken = set(Catalogue(builtin_characters_dir(), into).characters) | {path.name for path in into.iterdir()}
@@ -273,6 +279,10 @@ def cmd_characters_make(args: argparse.Namespace) -> int:
                 voice=voice,
                 mouth=(mouth[0], mouth[1]) if mouth else None,
                 eyes=((eyes[0], eyes[1]), (eyes[2], eyes[3])) if eyes else None,
+                mouth_width=args.mouth_width,
+                open_mouth=((open_mouth[0], open_mouth[1]), (open_mouth[2], open_mouth[3]))
+                if open_mouth
+                else None,
                 size=args.size,
                 progress=progress,
             )
@@ -447,7 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the picture is animated reading the passages in the character's voice, then built. The twin of "
         "the bot's /newcharacter.",
         epilog="examples:\n  gramophone characters make grandma.jpg --name Grandma\n"
-        "  gramophone characters make cat.png --name Tom --mouth 250,410 --eyes 190,260,310,262",
+        "  gramophone characters make cat.png --name Tom --mouth 250,410 --eyes 190,260,310,262\n"
+        "  gramophone characters make dog.jpg --name Rex --mouth 128,190 --mouth-width 50 \\\n"
+        "      --eyes 104,112,152,112 --open-mouth 128,186,128,206",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     making.add_argument("picture", help="JPEG, PNG, WebP or BMP")
@@ -458,6 +470,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--mouth", metavar="X,Y", help="centre of the mouth, in picture pixels (no face found)"
     )
     making.add_argument("--eyes", metavar="X1,Y1,X2,Y2", help="centres of the two eyes, in picture pixels")
+    making.add_argument(
+        "--mouth-width", type=float, metavar="W", help="corner to corner, in picture pixels (with --mouth)"
+    )
+    making.add_argument(
+        "--open-mouth",
+        metavar="X1,Y1,X2,Y2",
+        help="a mouth open in the picture (a panting dog): the middle of the upper lip's edge, then of the "
+        "lower lip's (with --mouth)",
+    )
     making.add_argument(
         "--into", metavar="FOLDER", help="characters folder (default $GRAMOPHONE_DATA_DIR/characters)"
     )

@@ -291,7 +291,7 @@ def test_bad_pictures_are_refused_before_anything_is_queued(stack: Stack) -> Non
             for forged, reason in [
                 ("A1 A1 C3 D4", "different"),
                 ("E4 H4 E9 H9", "below the eyes"),
-                ("M1 B2 C3 D4", "not on the grid"),
+                ("Q1 B2 C3 D4", "not on the grid"),
             ]:
                 answer = (await say(api, chat, forged)).text
                 assert answer.startswith("I can't use that: ") and reason in answer, (forged, answer)
@@ -314,12 +314,19 @@ def test_new_character_on_the_cpu_path_from_name_to_preview(stack: Stack) -> Non
 
     async def main() -> None:
         async with running_bot(stack.settings()):
-            # no face anywhere: the admin points at the mouth corners and eyes on the grid (the manual path)
+            # no face anywhere: the admin points at the mouth corners and eyes on the grid (the manual
+            # path), and at the top and bottom of the mouth, open in the picture
             confirm = await ask_for_character(
-                api, admin, "Bunny Rabbit", faceless(), mouth=("F11 K11 F7 K7", "d9 j9, d4 j4")
+                api,
+                admin,
+                "Bunny Rabbit",
+                faceless(),
+                mouth=("F11 K11 F7 K7 H11 H12", "d9 j9, d4 j4, g8 g10"),
             )
             text = api.message(admin, confirm.message_id)["text"]
-            assert "Made on: the CPU (puppet)" in text and "mouth and eyes at D9 J9 D4 J4" in text, text
+            assert "Made on: the CPU (puppet)" in text and "mouth and eyes at D9 J9 D4 J4 G8 G10" in text, (
+                text
+            )
             mark = api.mark()
             api.press_button(admin, confirm.message_id, "nc:make")
             status.append(confirm.message_id)
@@ -341,14 +348,18 @@ def test_new_character_on_the_cpu_path_from_name_to_preview(stack: Stack) -> Non
         "cpu",
     ), job
     assert job["picture_path"] is None and job["attempts"] == 1
-    # the closer look's cells (a 100 px square from 30,35 in 12 cells), as mouth centre and width and eye
-    # centres
+    # the closer look's cells (a 75 px square from 42,52 in 16 cells: the first answer's points
+    # span 50 px, half as much again around them), as mouth centre and width and eye centres; its
+    # eyes six cells apart, no third look was needed
     options = json.loads(job["options"])
-    cell = 100 / 12
+    cell, x0, y0 = 75 / 16, 42, 52
     assert options["landmarks"] == "pointed" and options["mouth_width"] == pytest.approx(6 * cell), options
-    assert options["mouth"] == pytest.approx([30 + 6.5 * cell, 35 + 8.5 * cell]), options
+    assert options["mouth"] == pytest.approx([x0 + 6.5 * cell, y0 + 8.5 * cell]), options
     assert np.allclose(
-        options["eyes"], [[30 + 3.5 * cell, 35 + 3.5 * cell], [30 + 9.5 * cell, 35 + 3.5 * cell]]
+        options["eyes"], [[x0 + 3.5 * cell, y0 + 3.5 * cell], [x0 + 9.5 * cell, y0 + 3.5 * cell]]
+    ), options
+    assert np.allclose(
+        options["open_mouth"], [[x0 + 6.5 * cell, y0 + 7.5 * cell], [x0 + 6.5 * cell, y0 + 9.5 * cell]]
     ), options
     edits = [
         c.params["text"]

@@ -19,8 +19,8 @@ from engine.characters import Catalogue
 from engine.cli import main as cli
 from engine.errors import InputError
 from engine.makers.face_rig import LINE_POINTS, find_rig, rig_from_points
-from engine.makers.grid import Grid, draw_grid, parse_cells
-from engine.makers.puppet import OPEN_GAP, UPPER_SHARE, Puppet
+from engine.makers.grid import Grid, draw_grid, next_look, parse_cells
+from engine.makers.puppet import GAP_WIDTH_PER_EYES, OPEN_GAP, UPPER_SHARE, Puppet
 from engine.media import probe
 
 SIDE = 512
@@ -46,7 +46,7 @@ def test_the_warp_moves_the_lips_where_asked_and_leaves_the_rest_of_the_picture_
         return np.array([map_x[row, column], map_y[row, column]])
 
     middle = LINE_POINTS // 2
-    gap = OPEN_GAP * warp.width
+    gap = warp.full_gap
     upper_inner = targets[warp.slices["upper_inner"]][middle]
     lower_inner = targets[warp.slices["lower_inner"]][middle - 1]  # the lower line has no corners
     meeting = warp.meeting[middle]
@@ -115,11 +115,53 @@ def test_pauses_close_a_mouth_that_was_open_in_the_picture():
     assert synthetic.measure_mouth(blinking)[0] < 0.05
 
 
+def test_a_mouth_pointed_at_as_open_closes_in_pauses_and_opens_from_there():
+    """The manual path's open mouth (a panting dog): two points, the lips' edges at the middle."""
+    picture = rig_face(opening=0.6)
+    interior = np.all(picture == np.array(synthetic.MOUTH_INTERIOR_BGR), axis=2)
+    rows = np.flatnonzero(interior[:, int(MOUTH[0])])
+    top, bottom = (MOUTH[0], rows.min() - 1.0), (MOUTH[0], rows.max() + 1.0)
+    rig = rig_from_points(MOUTH, MOUTH_WIDTH, EYES, open_mouth=(bottom, top))  # either order
+    middle = LINE_POINTS // 2
+    assert rig.upper_inner[middle][1] == pytest.approx(top[1]) and rig.lower_inner[middle][
+        1
+    ] == pytest.approx(bottom[1])
+    assert rig.mouth_centre[1] == pytest.approx((top[1] + bottom[1]) / 2)
+    puppet = Puppet(picture, rig, SIDE, gap_bgr=synthetic.MOUTH_INTERIOR_BGR)
+    assert synthetic.measure_mouth(puppet.frame(synthetic.FaceParams()))[0] < 0.05  # a pause: shut
+    assert synthetic.measure_mouth(puppet.frame(synthetic.FaceParams(opening=0.8)))[0] > 0.4
+    # the closed rig on the same picture leaves the picture's own mouth open in pauses: the
+    # reason for pointing at it
+    closed = Puppet(
+        picture, rig_from_points(MOUTH, MOUTH_WIDTH, EYES), SIDE, gap_bgr=synthetic.MOUTH_INTERIOR_BGR
+    )
+    assert synthetic.measure_mouth(closed.frame(synthetic.FaceParams()))[0] > 0.3
+    with pytest.raises(InputError, match="open mouth"):
+        rig_from_points(MOUTH, MOUTH_WIDTH, EYES, open_mouth=(top, (MOUTH[0], MOUTH[1] + 3 * MOUTH_WIDTH)))
+
+
+def test_a_mouth_much_wider_than_a_persons_opens_no_taller_than_a_persons():
+    eye_distance = EYES[1][0] - EYES[0][0]
+    for width, expected in (
+        (MOUTH_WIDTH, MOUTH_WIDTH),
+        (1.6 * eye_distance, GAP_WIDTH_PER_EYES * eye_distance),
+    ):
+        warp = Puppet(rig_face(), rig_from_points(MOUTH, width, EYES), SIDE)._warp
+        assert warp.full_gap == pytest.approx(OPEN_GAP * expected)
+        targets = warp.targets(1.0, 0.5)
+        middle = LINE_POINTS // 2
+        upper, lower = (
+            targets[warp.slices["upper_inner"]][middle],
+            targets[warp.slices["lower_inner"]][middle - 1],
+        )
+        assert (lower - upper) @ warp.down == pytest.approx(warp.full_gap, rel=0.02)
+
+
 def test_the_natural_interior_is_dark_with_teeth_and_takes_its_colour_from_the_lips():
     puppet = Puppet(rig_face(), rig_from_points(MOUTH, MOUTH_WIDTH, EYES), SIDE)
     opened = puppet.frame(synthetic.FaceParams(opening=1.0)).astype(np.float32)
     mx, my = (int(v - puppet.pad) for v in puppet.rig.mouth_centre)
-    gap = OPEN_GAP * puppet._warp.width
+    gap = puppet._warp.full_gap
     back = opened[int(my + 0.3 * gap), mx - 4 : mx + 5].mean(axis=0)
     teeth = opened[int(my - UPPER_SHARE * gap + 3), mx - 4 : mx + 5].mean(axis=0)
     assert back.mean() < 90 and teeth.mean() > back.mean() + 60, (back, teeth)
@@ -164,19 +206,44 @@ def test_the_grid_is_drawn_with_its_labels_and_its_cells_parse():
     # an edge cell cut by the picture: its centre is inside the picture
     assert Grid.over(1000, 610).centre(0, 9)[1] < 610
     # the closer look: a square around what was pointed at, inside the picture, with cells of its own
-    closer = Grid.around(pointed, 1000, 600, coarse=grid)
-    tiny = parse_cells("E6 E6 D3 D3", grid, rough=True)  # a small face: points share cells on the first grid
-    assert tiny.mouth_width == 0 and Grid.around(tiny, 1000, 600, coarse=grid).width == 375
-    assert (closer.columns, closer.rows) == (12, 12) and closer.x0 >= 0 and closer.y0 >= 0
+    closer = next_look(pointed, grid, 1000, 600, looks=1)
+    assert closer == Grid.around(pointed, 1000, 600, coarse=grid)
+    assert (closer.columns, closer.rows) == (16, 16) and closer.x0 >= 0 and closer.y0 >= 0
     assert closer.x0 + closer.width <= 1000 and closer.y0 + closer.height <= 600
     assert closer.cell < grid.cell
+    # a small face: points share cells on the first grid; the closer look still holds wherever in
+    # its cell each point really is
+    tiny = parse_cells("E6 E6 D3 D3", grid, rough=True)
+    small = Grid.around(tiny, 1000, 600, coarse=grid)
+    assert tiny.mouth_width == 0 and small.cell < grid.cell / 3
+    for corner_x, corner_y in (
+        (4 * 62.5, 5 * 62.5),
+        (5 * 62.5, 6 * 62.5),
+        (3 * 62.5, 2 * 62.5),
+        (4 * 62.5, 3 * 62.5),
+    ):
+        assert (
+            small.x0 <= corner_x <= small.x0 + small.width and small.y0 <= corner_y <= small.y0 + small.height
+        )
     for x, y in (pointed.mouth, *pointed.eyes):
         assert closer.x0 <= x < closer.x0 + closer.width and closer.y0 <= y < closer.y0 + closer.height
+    # the second answer is final once its eyes are six cells apart; a third look otherwise (at most)
+    assert next_look(parse_cells("E12 L12 C4 N4", closer), closer, 1000, 600, looks=2) is None
+    third = next_look(parse_cells("G9 J9 G6 J6", closer), closer, 1000, 600, looks=2)
+    assert third is not None and third.cell < closer.cell
+    assert next_look(parse_cells("G9 J9 G6 J6", third), third, 1000, 600, looks=3) is None
     finer = parse_cells(
         " ".join(closer.cell_at(x, y) for x, y in [(300, 340), (440, 345), (220, 160), (520, 160)]), closer
     )
     assert abs(finer.mouth[0] - 370) <= closer.cell and abs(finer.mouth[1] - 342.5) <= closer.cell
     assert Grid.from_dict(closer.to_dict()) == closer
+    # a mouth open in the picture: two more cells, its top and bottom
+    opened = parse_cells("E6 H6 D3 I3 F6 F7", grid)
+    assert opened.mouth == pointed.mouth and opened.open_mouth == (
+        (5.5 * 62.5, 5.5 * 62.5),
+        (5.5 * 62.5, 6.5 * 62.5),
+    )
+    assert pointed.open_mouth is None
     board, _ = draw_grid(np.full((600, 1000, 3), 90, np.uint8), closer)
     assert board.shape[0] == board.shape[1] > 1024  # the square, at 1024 px, with margins
 
@@ -187,6 +254,10 @@ def test_the_grid_is_drawn_with_its_labels_and_its_cells_parse():
         ("", "send four cells"),
         ("E6 H6 D3", "3 cell"),
         ("E6 H6 D3 I3 J3", "5 cell"),
+        ("E6 H6 D3 I3 F7 F5", "top must be above its bottom"),
+        ("E6 H6 D3 I3 J5 J7", "between the mouth corners"),
+        ("E6 H6 D3 I3 F6 F10", "between the mouth corners"),
+        ("E6 H6 D3 I3 F6 F6", "different"),
         ("Q1 H6 D3 I3", "not on the grid"),
         ("E0 H6 D3 I3", "not on the grid"),
         ("E11 H6 D3 I3", "not on the grid"),
@@ -258,6 +329,10 @@ def test_characters_make_writes_a_character_say_can_use(tmp_path, monkeypatch, c
                 "128,184",
                 "--eyes",
                 "98,114,158,114",
+                "--mouth-width",
+                "40",
+                "--open-mouth",
+                "128,181,128,189",
                 "--size",
                 "128",
             ]
@@ -271,6 +346,10 @@ def test_characters_make_writes_a_character_say_can_use(tmp_path, monkeypatch, c
         (["--mouth", "a,b"], "--mouth must be 2 numbers"),
         (["--mouth", "128,50", "--eyes", "98,114,158,114"], "below the eyes"),
         (["--name", "   "], "--name must be 1 to 40 characters"),
+        (["--open-mouth", "128,181,128,189"], "--open-mouth needs --mouth"),
+        (["--mouth", "128,184", "--open-mouth", "128,181,nan,189"], "--open-mouth must be 4 numbers"),
+        (["--mouth", "128,184", "--eyes", "98,114,158,114", "--open-mouth", "128,100,128,189"], "open mouth"),
+        (["--mouth-width", "40"], "--mouth-width needs --mouth"),
     ]:
         name = [] if "--name" in argv else ["--name", "Bad"]
         assert cli(["characters", "make", str(picture), *name, *argv, "--size", "128"]) == 2

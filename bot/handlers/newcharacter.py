@@ -120,8 +120,10 @@ class Draft:
     mouth: tuple[float, float] | None = None
     eyes: Any = None  # ((x, y), (x, y)) in picture pixels
     mouth_width: float | None = None
+    open_mouth: Any = None  # ((x, y), (x, y)): top and bottom of a mouth open in the picture
     cells: str = ""  # the grid cells the admin typed
     grid: dict[str, Any] | None = None  # the closer look's grid (engine.makers.grid.Grid.to_dict)
+    looks: int = 0  # grid answers taken so far
     voice: str | None = None  # a VOICE_PRESETS key
     parts: list[str] = field(default_factory=list)  # the passage's parts to record
     takes: list[str] = field(default_factory=list)  # recorded parts received so far (paths)
@@ -303,7 +305,9 @@ async def pictured(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | 
         mouth=None,
         eyes=None,
         mouth_width=None,
+        open_mouth=None,
         grid=None,
+        looks=0,
         landmarks="face" if info.face is not None else None,
     )
     if info.face is not None:
@@ -403,9 +407,10 @@ async def position_typed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 
 
 async def cells_typed(message: Message, draft: Draft, language: str) -> int | None:
-    """Four grid cells: the mouth corners, then the eyes; first on the whole picture, then once
-    more on a closer look around them (a cell of the whole picture is coarse for a small face)."""
-    from engine.makers.grid import Grid, parse_cells
+    """Four grid cells: the mouth corners, then the eyes (two more for an open mouth); first on
+    the whole picture, then on closer looks around them (a cell of the whole picture is coarse
+    for a small face) until they are precise (:func:`engine.makers.grid.next_look`)."""
+    from engine.makers.grid import Grid, next_look, parse_cells
 
     closer = draft.grid
     grid = Grid.from_dict(closer) if closer else _grid(draft)
@@ -416,12 +421,16 @@ async def cells_typed(message: Message, draft: Draft, language: str) -> int | No
             t("nc_bad_cells", language, reason=str(error), example=_grid_example(draft, grid))
         )
         return None
-    if not closer:
-        zoom = Grid.around(pointed, draft.width, draft.height, coarse=grid)
+    looks = (draft.looks if closer else 0) + 1
+    zoom = next_look(pointed, grid, draft.width, draft.height, looks=looks)
+    if zoom is not None:
         assert draft.picture, "the grid is shown only for a picture"
         board = await asyncio.to_thread(grid_picture, Path(draft.picture), zoom)
-        draft.grid = zoom.to_dict()
-        await message.reply_photo(board, caption=t("nc_closer", language, example=_grid_example(draft, zoom)))
+        draft.update(grid=zoom.to_dict(), looks=looks)
+        caption = t(
+            "nc_closer" if looks == 1 else "nc_closer_again", language, example=_grid_example(draft, zoom)
+        )
+        await message.reply_photo(board, caption=caption)
         return None
     left, right = pointed.eyes
     draft.update(
@@ -429,6 +438,9 @@ async def cells_typed(message: Message, draft: Draft, language: str) -> int | No
         mouth=(float(pointed.mouth[0]), float(pointed.mouth[1])),
         mouth_width=float(pointed.mouth_width),
         eyes=((float(left[0]), float(left[1])), (float(right[0]), float(right[1]))),
+        open_mouth=(
+            tuple((float(x), float(y)) for x, y in pointed.open_mouth) if pointed.open_mouth else None
+        ),
         cells=" ".join((message.text or "").upper().replace(",", " ").replace(";", " ").split()),
     )
     await ask_voice(message, draft, language)
@@ -783,6 +795,7 @@ async def confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int |
             "mouth": draft.mouth,
             "eyes": draft.eyes,
             "mouth_width": draft.mouth_width,
+            "open_mouth": draft.open_mouth,
             **({"takes": draft.takes, "consent": True, "made_from": "person"} if person else {}),
         },
         picture_path=draft.picture,

@@ -10,7 +10,8 @@ found, so the puppet has one code path:
   and 3D cartoon people; it is the only way the upper lip is where the picture's upper lip is.
 * **proportions** (:func:`rig_from_points`): from a mouth centre, a mouth width and the two eyes,
   which come from the admin (the manual path, for animals and drawn faces) or from a face box
-  (the Haar cascade fallback). The lip lines are drawn as an average closed mouth.
+  (the Haar cascade fallback). The lip lines are drawn as an average closed mouth, or, when the
+  admin also pointed at the top and bottom of a mouth open in the picture, through them.
 
 Every point is in picture pixels; :meth:`FaceRig.mapped` carries the rig into the puppet's crop.
 """
@@ -253,13 +254,19 @@ def rig_from_points(
     mouth_width: float,
     eyes: tuple[tuple[float, float], tuple[float, float]],
     *,
+    open_mouth: tuple[tuple[float, float], tuple[float, float]] | None = None,
     method: str = "manual",
 ) -> FaceRig:
     """A rig of average proportions from a mouth centre, its width and the two eye centres.
 
     The lip lines are a closed mouth of usual shape, tilted with the eye line; the jaw is an arc
     from below the temples through a chin one mouth width under the lips. Good enough for a
-    drawn face or an animal, whose lips nobody can locate better from three points."""
+    drawn face or an animal, whose lips nobody can locate better from three points.
+
+    ``open_mouth``: the middle of the upper and of the lower lip's inner edge, when the mouth is
+    open in the picture (a panting dog). The inner lines then run from corner to corner through
+    them, so the puppet closes the picture's own mouth in pauses and opens it from there,
+    instead of painting a second mouth over the first."""
     left, right = sorted(
         (np.asarray(eyes[0], np.float64), np.asarray(eyes[1], np.float64)), key=lambda p: p[0]
     )
@@ -278,11 +285,22 @@ def rig_from_points(
     def line(offsets: np.ndarray, shrink: float = 1.0) -> np.ndarray:
         return centre + np.outer(t * half * shrink, across) + np.outer(offsets, down)
 
-    upper_outer = line(-_UPPER_LIP * width * bulge**0.7 * bow)
-    lower_outer = line(_LOWER_LIP * width * bulge**0.9)
+    top = bottom = 0.0  # inner lip edges below the corners' line, at the middle
+    if open_mouth is not None:
+        top, bottom = sorted(float((np.asarray(point, np.float64) - centre) @ down) for point in open_mouth)
+        if bottom - top > 1.2 * width or max(abs(top), abs(bottom)) > 1.2 * width:
+            raise InputError(
+                "the open mouth's top and bottom must lie between the mouth corners' height and a mouth width"
+            )
+    upper_outer = line(top * bulge**0.8 - _UPPER_LIP * width * bulge**0.7 * bow)
+    lower_outer = line(bottom * bulge**0.8 + _LOWER_LIP * width * bulge**0.9)
     meeting = line(0.02 * width * (1 - bulge), shrink=0.92)
+    upper_inner, lower_inner = meeting, meeting.copy()
+    if open_mouth is not None:
+        upper_inner = line(top * bulge**0.8, shrink=0.92)
+        lower_inner = line(bottom * bulge**0.8, shrink=0.92)
     jaw_angles = np.linspace(-0.5 * math.pi, 0.5 * math.pi, 15)
-    chin_drop = _CHIN_DROP * width
+    chin_drop = _CHIN_DROP * width + max(bottom, 0.0)
     temple_y = float(((left + right) / 2 - centre) @ down)  # negative: above the mouth
     jaw = np.array(
         [
@@ -317,8 +335,8 @@ def rig_from_points(
     left_eye, right_eye = rig_eyes
     return FaceRig(
         upper_outer=upper_outer,
-        upper_inner=meeting,
-        lower_inner=meeting.copy(),
+        upper_inner=upper_inner,
+        lower_inner=lower_inner,
         lower_outer=lower_outer,
         jaw=jaw,
         still=still,

@@ -4,15 +4,19 @@ When no model finds a face (animals, many drawings), someone has to say where th
 eyes are. In a chat nobody can click on a picture, and pixel coordinates mean nothing on a phone;
 naming cells of a grid drawn over the picture does: columns are letters, rows are numbers, like a
 chess board. The answer is four cells, ``left mouth corner, right mouth corner, left eye, right
-eye`` (``"E9 H9 D5 I5"``), and a cell stands for its centre. Cells are square, 1/16 of the
-picture's long side; that is coarse for a small face in a big picture (a tilt of a cell between
-the eyes turns the whole mouth), so the same question is asked once more on a closer look: the
-region around those four cells, with a grid of its own (:meth:`Grid.around`). Two answers put
-each point within about 1/100 of the face.
+eye`` (``"E9 H9 D5 I5"``), and a cell stands for its centre. A mouth open in the picture (a
+panting dog) takes two more: the middle of the upper lip's edge, then of the lower lip's
+(``"E9 H9 D5 I5 G9 G10"``), so the puppet moves that mouth instead of painting one over it.
+Cells are square, 1/16 of the picture's long side; that is coarse for a small face in a big
+picture (a tilt of a cell between the eyes turns the whole mouth), so the same question is asked
+again on a closer look: the region around those cells, with a grid of its own
+(:meth:`Grid.around`), and once more (:func:`next_look`) while the eyes are fewer than
+:data:`PRECISE_EYE_CELLS` cells apart, three looks at most. The last answer puts each point
+within about a fifteenth of the eye distance, whatever the picture's size.
 
 :func:`draw_grid` makes the picture to send; :func:`parse_cells` checks an answer (which may be
-anything a user types: it is refused with a one-line reason unless it names four distinct cells
-on the grid that make a face).
+anything a user types: it is refused with a one-line reason unless it names four (or six)
+distinct cells on the grid that make a face).
 """
 
 from __future__ import annotations
@@ -28,11 +32,15 @@ import numpy as np
 from ..errors import InputError
 
 CELLS_ON_LONG_SIDE = 16
-CLOSER_CELLS = 12
-"""Cells across the closer look."""
+CLOSER_CELLS = 16
+"""Cells across a closer look."""
+PRECISE_EYE_CELLS = 6.0
+"""Eyes this many cells apart on a closer look are pointed at precisely enough: no further look."""
+MAX_LOOKS = 3
+"""Answers asked for at most: the whole picture, then up to two closer looks."""
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _CELL = re.compile(r"([A-Za-z])\s*(\d{1,2})")
-_MAX_ANSWER = 80  # characters: four cells and some spaces or commas
+_MAX_ANSWER = 80  # characters: six cells and some spaces or commas
 _PREVIEW_SIDE = 1024  # the grid picture's long side (without its margin): sharp on a phone, small to send
 
 
@@ -66,10 +74,11 @@ class Grid:
         *,
         coarse: Grid | None = None,
     ) -> Grid:
-        """A closer look: a square around a face pointed at once (its corners and eyes, with as
-        much again around them, and at least four cells of the ``coarse`` grid it was pointed
-        on, since each point is only known to within its cell), inside the picture."""
-        points = np.array([pointed.mouth, *pointed.eyes], np.float64)
+        """A closer look: a square around a face pointed at once (its corners and eyes), half as
+        big again, and big enough that the points themselves, each only known to within its cell
+        of the ``coarse`` grid it was pointed on, lie inside it with half a cell to spare; inside
+        the picture."""
+        points = np.array([pointed.mouth, *pointed.eyes, *(pointed.open_mouth or ())], np.float64)
         half_width = pointed.mouth_width / 2
         points = np.vstack(
             [
@@ -79,8 +88,9 @@ class Grid:
             ]
         )
         low, high = points.min(axis=0), points.max(axis=0)
-        least = 4 * coarse.cell if coarse is not None else 32.0
-        side = min(max(float((high - low).max()) * 2.0, least, 32.0), float(min(width, height)))
+        extent = float((high - low).max())
+        uncertain = 2 * coarse.cell if coarse is not None else 32.0
+        side = min(max(extent * 1.5, extent + uncertain, 32.0), float(min(width, height)))
         centre = (low + high) / 2
         x0 = int(round(min(max(centre[0] - side / 2, 0), width - side)))
         y0 = int(round(min(max(centre[1] - side / 2, 0), height - side)))
@@ -166,17 +176,36 @@ def draw_grid(image: np.ndarray, grid: Grid | None = None) -> tuple[np.ndarray, 
     return board, grid
 
 
+def next_look(pointed: PointedFace, grid: Grid, width: int, height: int, *, looks: int) -> Grid | None:
+    """The grid to ask on next, after ``looks`` answers (the last one ``pointed``, on ``grid``),
+    over a ``width`` x ``height`` picture; None when that answer is precise enough to use.
+
+    The whole picture's answer always gets a closer look; a closer look gets another while its
+    eyes are fewer than :data:`PRECISE_EYE_CELLS` cells apart (a small face in a big picture),
+    up to :data:`MAX_LOOKS` answers."""
+    if looks >= MAX_LOOKS:
+        return None
+    if looks >= 2 and math.dist(*pointed.eyes) >= PRECISE_EYE_CELLS * grid.cell:
+        return None
+    return Grid.around(pointed, width, height, coarse=grid)
+
+
 @dataclass(frozen=True)
 class PointedFace:
-    """What the admin pointed at, in picture pixels."""
+    """What the admin pointed at, in picture pixels.
+
+    ``open_mouth``: the middle of the upper and of the lower lip's edge, when the mouth is open in
+    the picture; None for a closed mouth."""
 
     mouth: tuple[float, float]
     mouth_width: float
     eyes: tuple[tuple[float, float], tuple[float, float]]
+    open_mouth: tuple[tuple[float, float], tuple[float, float]] | None = None
 
 
 def parse_cells(text: str | None, grid: Grid, *, rough: bool = False) -> PointedFace:
-    """Four cells, mouth corners then eyes, as the mouth centre and width and the eye centres.
+    """Four cells, mouth corners then eyes, as the mouth centre and width and the eye centres;
+    or six, the last two the top and bottom of a mouth open in the picture.
 
     ``rough``: the first, whole-picture answer, which only says where to look closer. On a
     small face two points may share a cell, or the mouth a row with the eyes, so only the cells
@@ -185,8 +214,9 @@ def parse_cells(text: str | None, grid: Grid, *, rough: bool = False) -> Pointed
     Raises
     ------
     InputError
-        Not four cells, a cell off the grid, the same cell twice, or cells that make no face
-        (the mouth not below the eyes, the corners on top of each other)."""
+        Not four or six cells, a cell off the grid, the same cell twice, or cells that make no
+        face (the mouth not below the eyes, the corners on top of each other, an open mouth's
+        top below its bottom or away from the mouth)."""
     text = (text or "").strip()
     if not text or len(text) > _MAX_ANSWER:
         raise InputError("send four cells: the two mouth corners, then the two eyes, for example E9 H9 D5 I5")
@@ -196,8 +226,11 @@ def parse_cells(text: str | None, grid: Grid, *, rough: bool = False) -> Pointed
             "send only cell names like E9, four of them: the two mouth corners, then the two eyes"
         )
     cells = [(match.group(1).upper(), int(match.group(2))) for match in _CELL.finditer(text)]
-    if len(cells) != 4:
-        raise InputError(f"that is {len(cells)} cell(s); send four: the two mouth corners, then the two eyes")
+    if len(cells) not in (4, 6):
+        raise InputError(
+            f"that is {len(cells)} cell(s); send four: the two mouth corners, then the two eyes "
+            "(and two more for a mouth open in the picture: the top and bottom of the opening)"
+        )
     points = []
     last_column, last_row = _LETTERS[grid.columns - 1], grid.rows
     for letter, number in cells:
@@ -207,12 +240,13 @@ def parse_cells(text: str | None, grid: Grid, *, rough: bool = False) -> Pointed
                 f"{letter}{number} is not on the grid: columns A-{last_column}, rows 1-{last_row}"
             )
         points.append((column, row))
-    (c1, c2, e1, e2) = (grid.centre(column, row) for column, row in points)
+    c1, c2, e1, e2, *opening = (grid.centre(column, row) for column, row in points)
     mouth = ((c1[0] + c2[0]) / 2, (c1[1] + c2[1]) / 2)
+    open_mouth = (opening[0], opening[1]) if opening else None
     if rough:
-        return PointedFace(mouth=mouth, mouth_width=math.dist(c1, c2), eyes=(e1, e2))
-    if len(set(points)) != 4:
-        raise InputError("each of the four cells must be a different one")
+        return PointedFace(mouth=mouth, mouth_width=math.dist(c1, c2), eyes=(e1, e2), open_mouth=open_mouth)
+    if len(set(points)) != len(points):
+        raise InputError(f"each of the {len(points)} cells must be a different one")
     eye_line = max(e1[1], e2[1])
     if mouth[1] <= eye_line:
         raise InputError("the mouth corners must be below the eyes (first the mouth, then the eyes)")
@@ -220,4 +254,19 @@ def parse_cells(text: str | None, grid: Grid, *, rough: bool = False) -> Pointed
     eye_distance = math.dist(e1, e2)
     if not 0.2 * eye_distance <= width <= 3.0 * eye_distance:
         raise InputError("those mouth corners are too close together or too far apart for those eyes")
-    return PointedFace(mouth=mouth, mouth_width=width, eyes=(e1, e2))
+    if open_mouth is not None:
+        _check_open_mouth(open_mouth, (c1, c2))
+    return PointedFace(mouth=mouth, mouth_width=width, eyes=(e1, e2), open_mouth=open_mouth)
+
+
+def _check_open_mouth(open_mouth: tuple[tuple[float, float], tuple[float, float]], corners: tuple) -> None:
+    """The top above the bottom, both between the corners and within a mouth width of them."""
+    (top, bottom), (c1, c2) = open_mouth, corners
+    left, right = sorted((c1[0], c2[0]))
+    line, width = (c1[1] + c2[1]) / 2, math.dist(c1, c2)
+    if not top[1] < bottom[1]:
+        raise InputError("the open mouth's top must be above its bottom (the upper lip first)")
+    if not all(left <= x <= right and abs(y - line) <= width for x, y in open_mouth):
+        raise InputError(
+            "the open mouth's top and bottom must lie between the mouth corners, near their line"
+        )

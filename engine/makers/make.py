@@ -191,6 +191,7 @@ def make_character(
     mouth: tuple[float, float] | None = None,
     eyes: tuple[tuple[float, float], tuple[float, float]] | None = None,
     mouth_width: float | None = None,
+    open_mouth: tuple[tuple[float, float], tuple[float, float]] | None = None,
     flp: FlpConfig | None = None,
     reference: tuple[Path, Path] | None = None,
     progress: Callable[[str, float], None] | None = None,
@@ -213,6 +214,10 @@ def make_character(
         Manual positions in picture pixels, for the CPU puppet when no face is detected (animals,
         drawn characters, or no landmark model installed); they win over the landmarks. The
         width (corner to corner) defaults to face proportions. Unused on the FLP path.
+    open_mouth
+        With ``mouth``: the middle of the upper and the lower lip's edge when the mouth is open in
+        the picture, so the puppet closes and opens that mouth (see
+        :func:`engine.makers.face_rig.rig_from_points`).
     flp, reference
         FLP configuration and the reference performance ``(speech video, idle video)``: both
         given, the picture is animated on the GPU; ``flp`` alone is an error; neither, the CPU
@@ -280,7 +285,7 @@ def make_character(
             assert reference is not None
             _animate_on_gpu(portrait, folder, flp, (Path(reference[0]), Path(reference[1])), tracker)
         else:
-            face = puppet_rig(info, mouth=mouth, eyes=eyes, mouth_width=mouth_width)
+            face = puppet_rig(info, mouth=mouth, eyes=eyes, mouth_width=mouth_width, open_mouth=open_mouth)
             found_by = face.method
             character = Character(
                 id=character_id,
@@ -442,10 +447,12 @@ def puppet_rig(
     mouth: tuple[float, float] | None = None,
     eyes: tuple[tuple[float, float], tuple[float, float]] | None = None,
     mouth_width: float | None = None,
+    open_mouth: tuple[tuple[float, float], tuple[float, float]] | None = None,
 ) -> FaceRig:
     """Where the puppet's lips, jaw and eyes are: the admin's points when given (they know their
     animal or drawing better than any model), else the landmark model's, else a face box's
-    proportions.
+    proportions. ``open_mouth`` (the top and bottom of a mouth open in the picture) needs
+    ``mouth``.
 
     Raises
     ------
@@ -462,7 +469,9 @@ def puppet_rig(
     if not width > 0:
         raise InputError("the mouth width must be a positive number of pixels")
     method = "manual" if (mouth is not None or eyes is not None) else "detector"
-    rig = rig_from_points(landmarks.mouth, width, landmarks.eyes, method=method)
+    if open_mouth is not None and mouth is None:
+        raise InputError("an open mouth's top and bottom need the mouth's position too (--mouth)")
+    rig = rig_from_points(landmarks.mouth, width, landmarks.eyes, open_mouth=open_mouth, method=method)
     rig.check()
     return rig
 

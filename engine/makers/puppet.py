@@ -12,7 +12,9 @@ frame:
   gap, and only it, is painted as a mouth interior, shaded dark from the picture's own lip
   colour, with a hint of upper teeth and of the tongue when it is open wide. Width stretches or
   narrows the lips about the mouth's centre (i/e against o/u), and narrow mouths open rounder.
-  At opening 0 the inner lines meet, so pauses close the mouth even when the picture's was open.
+  At opening 0 the inner lines meet, so pauses close the mouth even when the picture's was open:
+  it closes as a jaw does, the lower lip and chin rising most of the way, each lip keeping its
+  thickness.
 * **eyes**: each eye (from the landmarks' lid lines, or measured in the picture where it differs
   from the skin beside it) gets a lid made of the skin just above it. A blink brings the lid's
   edge down from the eye's top to its bottom with a lash line at the edge.
@@ -54,6 +56,10 @@ MARGIN = 0.06
 """Extra picture around the crop, as a share of the output size, so head motion shows no border."""
 OPEN_GAP = 0.45
 """Gap between the inner lips at opening 1, in mouth widths (inner gap over width about 0.6: wide open)."""
+GAP_WIDTH_PER_EYES = 0.9
+"""... of a mouth at most this wide, in eye distances (a person's is 0.6-0.9). A wider mouth (a
+monkey's, a broad grin) opens no taller than a person's face would: the jaw drops, the lips do
+not stretch with their width."""
 UPPER_SHARE = 0.25
 """Share of the opening taken by the upper lip rising; the lower lip and jaw drop the rest."""
 WIDTH_GAIN = 0.4
@@ -82,7 +88,8 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 
 
 def _crop_with_border(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
-    """``image[y0:y0+side, x0:x0+side]``, its outside filled by replicating the edge."""
+    """``image[y0:y0+side, x0:x0+side]``, its outside filled by mirroring the picture at its edge
+    (a replicated edge would show as streaks where the head moves or the jaw rises)."""
     height, width = image.shape[:2]
     cx0, cy0 = max(0, x0), max(0, y0)
     cx1, cy1 = min(width, x0 + side), min(height, y0 + side)
@@ -91,7 +98,7 @@ def _crop_with_border(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndar
     region = image[cy0:cy1, cx0:cx1]
     pads = (cy0 - y0, y0 + side - cy1, cx0 - x0, x0 + side - cx1)
     if any(pads):
-        region = cv2.copyMakeBorder(region, *pads, cv2.BORDER_REPLICATE)
+        region = cv2.copyMakeBorder(region, *pads, cv2.BORDER_REFLECT_101)
     return region
 
 
@@ -115,8 +122,12 @@ class _MouthWarp:
         self.across, self.down = across, down
         self.centre = rig.mouth_centre
         self.width = rig.mouth_width
+        eye_distance = float(np.linalg.norm(rig.eye_centres[1] - rig.eye_centres[0]))
+        self.full_gap = OPEN_GAP * min(self.width, GAP_WIDTH_PER_EYES * eye_distance)
         upper_in, lower_in = rig.upper_inner, rig.lower_inner
-        self.meeting = (upper_in + lower_in) / 2
+        # Where the lips meet at rest. A mouth open in the picture closes as a jaw does: the lower
+        # lip rises most of the way, the upper lip comes down its share (the same split as opening).
+        self.meeting = upper_in + UPPER_SHARE * (lower_in - upper_in)
         outer_half = max(2.0, self.width / 2)
         along = lambda points: (points - self.centre) @ across  # noqa: E731
         deep = lambda points: (points - self.centre) @ down  # noqa: E731
@@ -132,6 +143,10 @@ class _MouthWarp:
         inner_left, inner_right = float(along(upper_in[:1])[0]), float(along(upper_in[-1:])[0])
         outer_left, outer_right = float(along(rig.upper_outer[:1])[0]), float(along(rig.upper_outer[-1:])[0])
         self.t_inner = across_mouth(self.meeting, inner_left, inner_right)
+        # ... and the whole lip goes with its edge, and the chin with the lower lip, so lips keep
+        # their thickness: how far each inner point moves down (upper) or up (lower) to meet
+        self.close_upper = deep(self.meeting) - deep(upper_in)
+        self.close_lower = deep(self.meeting) - deep(lower_in)
         chin = rig.chin
         chin_depth = max(float(deep(chin[None])[0]), 0.6 * self.width)
         lower_depth = float(np.max(deep(rig.lower_outer)))
@@ -263,7 +278,7 @@ class _MouthWarp:
     def targets(self, opening: float, width: float) -> np.ndarray:
         """Destination of every control point for an opening (0..1) and width (0..1, 0.5 neutral)."""
         q = self.source.copy()
-        gap = float(np.clip(opening, 0, 1)) * OPEN_GAP * self.width
+        gap = float(np.clip(opening, 0, 1)) * self.full_gap
         roundness = float(np.clip((0.5 - width) * 2, 0, 1))
         exponent = _GAP_EXPONENT + (_ROUND_EXPONENT - _GAP_EXPONENT) * roundness
         stretch = 1.0 + WIDTH_GAIN * (float(np.clip(width, 0, 1)) - 0.5)
@@ -284,15 +299,18 @@ class _MouthWarp:
         q[s["upper_inner"]] = ui
         q[s["lower_inner"]] = widen(self.meeting[1:-1] + np.outer(drop[1:-1], self.down))
         up_outer = UPPER_SHARE * gap * profile(self.t_upper_outer) * 0.9
+        up_outer -= np.interp(self.t_upper_outer, self.t_inner, self.close_upper)
         uo = widen(self.source[s["upper_outer"]] - np.outer(up_outer, self.down))
         uo[[0, -1]] = widen(self.source[s["upper_outer"]][[0, -1]] + corner * self.down)
         q[s["upper_outer"]] = uo
         lo_drop = jaw_drop * (0.4 + 0.6 * profile(self.t_lower_outer))
+        lo_drop += np.interp(self.t_lower_outer, self.t_inner, self.close_lower)
         q[s["lower_outer"]] = widen(self.source[s["lower_outer"]] + np.outer(lo_drop, self.down))
+        chin_drop = jaw_drop + JAW_SHARE * float(self.close_lower[len(self.close_lower) // 2])
         q[s["row"]] = self.source[s["row"]] + np.outer(
-            jaw_drop * (0.75 + 0.25 * profile(self.row_t)), self.down
+            chin_drop * (0.75 + 0.25 * profile(self.row_t)), self.down
         )
-        q[s["jaw"]] = self.source[s["jaw"]] + np.outer(jaw_drop * self.jaw_weight, self.down)
+        q[s["jaw"]] = self.source[s["jaw"]] + np.outer(chin_drop * self.jaw_weight, self.down)
         return q
 
     def inner_lines(self, targets: np.ndarray, points: int = 41) -> tuple[np.ndarray, np.ndarray]:
@@ -490,6 +508,13 @@ class Puppet:
         self._interior_setup(gap_bgr)
         self._eye_setup()
 
+    @property
+    def lips_meet(self) -> tuple[float, float]:
+        """Where the lips meet at rest, in output pixels: the middle of the line they close on,
+        which for a mouth open in the picture lies between its lips (nearer the upper)."""
+        x, y = self._warp.meeting[len(self._warp.meeting) // 2] - self.pad
+        return float(x), float(y)
+
     # ---- set-up ----------------------------------------------------------------------------
 
     def _roi(self, x0: float, x1: float, y0: float, y1: float) -> tuple[int, int, int, int]:
@@ -659,7 +684,7 @@ class Puppet:
         x0, x1, y0, y1 = warp.roi
         roi = cv2.remap(self.canvas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         gap = warp.gap_polygon(targets)
-        if float(np.clip(opening, 0, 1)) * OPEN_GAP * warp.width > 0.3:
+        if float(np.clip(opening, 0, 1)) * warp.full_gap > 0.3:
             self._paint_interior(roi, gap, targets, opening)
         frame[y0:y1, x0:x1] = roi
 
