@@ -93,13 +93,19 @@ def test_the_planner_follows_the_mouth_target_when_asked(character, new_speech) 
         analysis = feat.analyse(audio, ANALYSIS_SAMPLE_RATE)
         target = model.predict(analysis.features)[:, 0]
         speech = analysis.speech
-        followed = []
-        for weight in (0.0, 50.0):
-            planner = dataclasses.replace(PlannerSettings(), mouth_weight=weight, slot_frames=5)
+        loudness = analysis.features[:, 0]
+        followed, loud = [], []
+        for weight, loudness_target in ((0.0, 0.0), (50.0, 0.0), (50.0, 10.0)):
+            planner = dataclasses.replace(
+                PlannerSettings(), mouth_weight=weight, loudness_target=loudness_target, slot_frames=5
+            )
             timeline = plan_audio(library, audio, ANALYSIS_SAMPLE_RATE, config=RenderConfig(planner=planner))
             played = library.mouth[timeline.frame_source, 0]
             followed.append(_r(played[speech], target[speech]))
+            loud.append(_r(played[speech], loudness[speech]))
     assert followed[1] > followed[0] + 0.05 and followed[1] > 0.8, followed
+    # the loudness in the target: the mouth follows the new audio's loudness more, the model less
+    assert loud[2] > loud[1] and followed[2] < followed[1], (loud, followed)
 
 
 def _portrait_video(
