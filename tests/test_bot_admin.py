@@ -295,6 +295,9 @@ def test_bad_pictures_are_refused_before_anything_is_queued(stack: Stack) -> Non
             ]:
                 answer = (await say(api, chat, forged)).text
                 assert answer.startswith("I can't use that: ") and reason in answer, (forged, answer)
+            # eyes three cells apart on the closer look: too coarse still, one more look
+            closest = await say(api, chat, "G9 J9 G6 J6")
+            assert closest.method == "sendPhoto" and closest.text.startswith("Closer still"), closest.text
             assert (await say(api, chat, "/cancel")).text == t("nc_cancelled", "en")
             assert (await say(api, chat, "/jobs")).text == t("jobs_none", "en")
 
