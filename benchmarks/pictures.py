@@ -225,7 +225,7 @@ def measure_pixels(
 ) -> tuple[np.ndarray, list[int]]:
     rig = puppet.rig
     width = rig.mouth_width
-    eye_distance = float(np.linalg.norm(rig.eye_centres[1] - rig.eye_centres[0]))
+    eye_distance = rig.eye_distance
     cx, cy = puppet.lips_meet
     x0, x1 = int(max(0, cx - 0.8 * width)), int(min(SIZE, cx + 0.8 * width))
     y0, y1 = int(max(0, cy - 0.5 * width)), int(min(SIZE, cy + 0.8 * width))
@@ -242,12 +242,15 @@ def measure_pixels(
     for i, frame in enumerate(frames):
         patch = frame[y0:y1, x0:x1]
         grey = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY).astype(np.float32)
-        frame_grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
-        (dx, dy), _ = cv2.phaseCorrelate(still_grey[nose], frame_grey[nose], window)
-        moved = cv2.warpAffine(
-            still_grey, np.float32([[1, 0, dx], [0, 1, dy]]), (SIZE, SIZE), borderMode=cv2.BORDER_REPLICATE
+        frame_nose = cv2.cvtColor(frame[nose], cv2.COLOR_BGR2GRAY).astype(np.float32)
+        (dx, dy), _ = cv2.phaseCorrelate(still_grey[nose], frame_nose, window)
+        # the still moved by (dx, dy), only over the patch
+        rest = cv2.warpAffine(
+            still_grey,
+            np.float32([[1, 0, dx - x0], [0, 1, dy - y0]]),
+            (x1 - x0, y1 - y0),
+            borderMode=cv2.BORDER_REPLICATE,
         )
-        rest = moved[y0:y1, x0:x1]
         dark = np.clip(rest - grey - 25.0, 0, None)  # clearly darker than the still: the open mouth
         darkening[i] = dark.mean()
         # where the mouth is open: darker than the still AND of the interior's own dark colour (not

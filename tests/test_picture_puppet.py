@@ -283,21 +283,9 @@ def test_characters_make_writes_a_character_say_can_use(tmp_path, monkeypatch, c
     cv2.imwrite(str(picture), synthetic.draw_face(synthetic.FaceParams(), 256))
     monkeypatch.setenv("GRAMOPHONE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
-    code = cli(
-        [
-            "characters",
-            "make",
-            str(picture),
-            "--name",
-            "Сова Owl",
-            "--mouth",
-            "128,184",
-            "--eyes",
-            "98,114,158,114",
-            "--size",
-            "128",
-        ]
-    )
+    owl = ["characters", "make", str(picture), "--name", "Сова Owl", "--mouth", "128,184"]
+    owl += ["--eyes", "98,114,158,114", "--size", "128"]
+    code = cli(owl)
     assert code == 0
     out = capsys.readouterr().out
     assert out.startswith("sova-owl: Сова Owl, made on the CPU (puppet, manual)"), out
@@ -317,28 +305,7 @@ def test_characters_make_writes_a_character_say_can_use(tmp_path, monkeypatch, c
     )
     assert probe(tmp_path / "hi.mp4").has_audio
     # the same name again gets the next id; bad options are one line and exit 2, leaving nothing
-    assert (
-        cli(
-            [
-                "characters",
-                "make",
-                str(picture),
-                "--name",
-                "Сова Owl",
-                "--mouth",
-                "128,184",
-                "--eyes",
-                "98,114,158,114",
-                "--mouth-width",
-                "40",
-                "--open-mouth",
-                "128,181,128,189",
-                "--size",
-                "128",
-            ]
-        )
-        == 0
-    )
+    assert cli([*owl, "--mouth-width", "40", "--open-mouth", "128,181,128,189"]) == 0
     assert (folder.parent / "sova-owl-2" / "character.toml").is_file()
     capsys.readouterr()
     for argv, needle in [

@@ -167,6 +167,12 @@ class FaceRig:
         return np.stack([eye.centre for eye in self.eyes])
 
     @property
+    def eye_distance(self) -> float:
+        """Between the eye centres: the face's own scale, whatever the mouth's width."""
+        left, right = self.eye_centres
+        return float(np.linalg.norm(right - left))
+
+    @property
     def chin(self) -> np.ndarray:
         return self.jaw[int(np.argmax(self._down(self.jaw)))]
 
@@ -207,7 +213,7 @@ class FaceRig:
             The eyes coincide, the mouth is not below them, or the mouth is tiny or huge for the face.
         """
         left, right = self.eye_centres
-        eye_distance = float(np.linalg.norm(right - left))
+        eye_distance = self.eye_distance
         if eye_distance < 4:
             raise InputError("the landmarks make no face: the two eyes must be apart")
         across, down = self.axes()
@@ -287,11 +293,7 @@ def rig_from_points(
 
     top = bottom = 0.0  # inner lip edges below the corners' line, at the middle
     if open_mouth is not None:
-        top, bottom = sorted(float((np.asarray(point, np.float64) - centre) @ down) for point in open_mouth)
-        if bottom - top > 1.2 * width or max(abs(top), abs(bottom)) > 1.2 * width:
-            raise InputError(
-                "the open mouth's top and bottom must lie between the mouth corners' height and a mouth width"
-            )
+        top, bottom = sorted(open_mouth_depths(open_mouth, centre=centre, width=width, across=across))
     upper_outer = line(top * bulge**0.8 - _UPPER_LIP * width * bulge**0.7 * bow)
     lower_outer = line(bottom * bulge**0.8 + _LOWER_LIP * width * bulge**0.9)
     meeting = line(0.02 * width * (1 - bulge), shrink=0.92)
@@ -343,6 +345,33 @@ def rig_from_points(
         eyes=(left_eye, right_eye),
         method=method,
     )
+
+
+def open_mouth_depths(
+    open_mouth: tuple[tuple[float, float], tuple[float, float]],
+    *,
+    centre: np.ndarray | tuple[float, float],
+    width: float,
+    across: np.ndarray | tuple[float, float],
+) -> tuple[float, float]:
+    """How far below the mouth corners' line (through ``centre``, along ``across``) each point
+    of an open mouth lies, checked: both between the corners and within a mouth width of
+    their line. One rule for the grid's cells and for points given in pixels.
+
+    Raises
+    ------
+    InputError
+        A point beside the mouth, or far above or below it."""
+    axis = np.asarray(across, np.float64)
+    down = np.array([-axis[1], axis[0]])
+    offsets = [np.asarray(point, np.float64) - np.asarray(centre, np.float64) for point in open_mouth]
+    if not all(abs(offset @ axis) <= width / 2 + 1e-6 and abs(offset @ down) <= width for offset in offsets):
+        raise InputError(
+            "the open mouth's top and bottom must lie between the mouth corners, within a mouth width of "
+            "their line"
+        )
+    first, second = (float(offset @ down) for offset in offsets)
+    return first, second
 
 
 _MESH_MAX_SIDE = 1024  # the mesh runs on a copy at most this big: the face fills a good share of a portrait

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from .face_rig import open_mouth_depths
 
 CELLS_ON_LONG_SIDE = 16
 CLOSER_CELLS = 16
@@ -255,18 +256,8 @@ def parse_cells(text: str | None, grid: Grid, *, rough: bool = False) -> Pointed
     if not 0.2 * eye_distance <= width <= 3.0 * eye_distance:
         raise InputError("those mouth corners are too close together or too far apart for those eyes")
     if open_mouth is not None:
-        _check_open_mouth(open_mouth, (c1, c2))
+        top, bottom = open_mouth
+        if not top[1] < bottom[1]:
+            raise InputError("the open mouth's top must be above its bottom (the upper lip first)")
+        open_mouth_depths(open_mouth, centre=mouth, width=width, across=(1.0, 0.0))
     return PointedFace(mouth=mouth, mouth_width=width, eyes=(e1, e2), open_mouth=open_mouth)
-
-
-def _check_open_mouth(open_mouth: tuple[tuple[float, float], tuple[float, float]], corners: tuple) -> None:
-    """The top above the bottom, both between the corners and within a mouth width of them."""
-    (top, bottom), (c1, c2) = open_mouth, corners
-    left, right = sorted((c1[0], c2[0]))
-    line, width = (c1[1] + c2[1]) / 2, math.dist(c1, c2)
-    if not top[1] < bottom[1]:
-        raise InputError("the open mouth's top must be above its bottom (the upper lip first)")
-    if not all(left <= x <= right and abs(y - line) <= width for x, y in open_mouth):
-        raise InputError(
-            "the open mouth's top and bottom must lie between the mouth corners, near their line"
-        )

@@ -122,8 +122,7 @@ class _MouthWarp:
         self.across, self.down = across, down
         self.centre = rig.mouth_centre
         self.width = rig.mouth_width
-        eye_distance = float(np.linalg.norm(rig.eye_centres[1] - rig.eye_centres[0]))
-        self.full_gap = OPEN_GAP * min(self.width, GAP_WIDTH_PER_EYES * eye_distance)
+        self.full_gap = OPEN_GAP * min(self.width, GAP_WIDTH_PER_EYES * rig.eye_distance)
         upper_in, lower_in = rig.upper_inner, rig.lower_inner
         # Where the lips meet at rest. A mouth open in the picture closes as a jaw does: the lower
         # lip rises most of the way, the upper lip comes down its share (the same split as opening).
@@ -498,8 +497,7 @@ class Puppet:
         self.mouth = tuple(float(v) for v in self.rig.mouth_centre)
         self.eyes = tuple(tuple(float(v) for v in eye) for eye in self.rig.eye_centres)
         self.face = face_size * scale
-        eye_distance = float(np.linalg.norm(self.rig.eye_centres[1] - self.rig.eye_centres[0]))
-        self.eye_half_width = _EYE_HALF_WIDTH * eye_distance
+        self.eye_half_width = _EYE_HALF_WIDTH * self.rig.eye_distance
         self.pivot = (self.mouth[0], self.mouth[1] + 0.7 * self.face)
         self.motion_scale = size / 512.0
         self._gap_exact = gap_bgr is not None
