@@ -10,7 +10,8 @@ output pixels of both. Also per clip:
   footage's own (``real~loud``);
 * ``jumps``: the 95th percentile of frame-to-frame change of the render over the footage's own;
 * ``tts~loud``: another voice (eSpeak NG reading a fixed text) on the clip's library, its
-  mouth against its loudness, to compare with ``real~loud``;
+  mouth against its loudness, to compare with ``real~loud``; ``tts jumps`` its frame jumps
+  (as ``jumps``, over the footage's own);
 * framing: on the render, the share of frames with a face (``face``), the face's width over the
   frame's (``width``) and its centre's distance from the frame's centre, in frame widths (``off``).
 
@@ -125,6 +126,7 @@ class Row:
     real_loud: float
     jumps: float
     tts_loud: float
+    tts_jumps: float
     face_found: float
     face_width: float
     face_offset: float
@@ -265,6 +267,7 @@ def measure_library(
         real_loud=pearson(real_open, loudness),
         jumps=jumps_p95(rendered) / max(jumps_p95(real), 1e-6),
         tts_loud=pearson(tts_open, tts_levels),
+        tts_jumps=jumps_p95(tts_frames) / max(jumps_p95(real), 1e-6),
         face_found=float(np.isfinite(rendered_open).mean()),
         face_width=float(np.nanmedian(rendered_width)),
         face_offset=float(np.median(centres)) if centres else float("nan"),
@@ -293,7 +296,8 @@ def report(rows: list[Row]) -> None:
     """The table, and the pooled figure over clips of at least :data:`POOLED_MIN_S`."""
     header = (
         f"{'clip':34} {'train s':>7} {'test fr':>7} {'r':>6} {'loop r':>6} {'mouth~loud':>10} "
-        f"{'real~loud':>9} {'tts~loud':>8} {'jumps':>6} {'face':>5} {'width':>5} {'off':>5} {'model r':>7} "
+        f"{'real~loud':>9} {'tts~loud':>8} {'jumps':>6} {'tts jumps':>9} {'face':>5} {'width':>5} "
+        f"{'off':>5} {'model r':>7} "
         f"{'build s':>7}"
     )
     print(header)
@@ -301,7 +305,8 @@ def report(rows: list[Row]) -> None:
         print(
             f"{row.clip:34} {row.train_s:7.1f} {row.test_frames:7d} {row.r:6.3f} {row.loop_r:6.3f} "
             f"{row.mouth_loud:10.3f} "
-            f"{row.real_loud:9.3f} {row.tts_loud:8.3f} {row.jumps:6.2f} {row.face_found:5.2f} "
+            f"{row.real_loud:9.3f} {row.tts_loud:8.3f} {row.jumps:6.2f} {row.tts_jumps:9.2f} "
+            f"{row.face_found:5.2f} "
             f"{row.face_width:5.2f} {row.face_offset:5.2f} {row.model_r:7.3f} {row.build_s:7.1f}"
         )
     pooled = [row for row in rows if row.train_s / TRAIN_SHARE >= POOLED_MIN_S - 0.05]
@@ -340,6 +345,12 @@ def main() -> int:
     parser.add_argument(
         "--join-mouth", type=float, default=None, help="planner mouth_join_weight (default: the planner's)"
     )
+    parser.add_argument(
+        "--other-voice-weight",
+        type=float,
+        default=None,
+        help="planner other_voice_mouth_weight (default: the planner's)",
+    )
     parser.add_argument("--sheets", help="write contact sheets (PNG) of rendered vs real frames here")
     parser.add_argument("--work", help="keep the generated files here (default: a temporary folder)")
     parser.add_argument(
@@ -369,6 +380,8 @@ def main() -> int:
         planner = replace(planner, slot_frames=args.slot_frames)
     if args.join_mouth is not None:
         planner = replace(planner, mouth_join_weight=args.join_mouth)
+    if args.other_voice_weight is not None:
+        planner = replace(planner, other_voice_mouth_weight=args.other_voice_weight)
     config = RenderConfig(planner=planner)
     rows = []
     for clip in clips:

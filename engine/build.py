@@ -362,6 +362,8 @@ def build_library(
         writer.set_array("levels", recording.levels.astype(np.float32))
         writer.set_array("speech", recording.speech.astype(bool))
         writer.set_array("idle", recording.idle.astype(bool))
+        if analysis.voice is not None:
+            writer.set_array("voice", analysis.voice)
         writer.set_array("thumbnails", thumbs_array)
         writer.set_array("embeddings", _principal_embeddings(thumbs_array, settings.embedding_dims, rng))
         starts = recording.starts

@@ -234,6 +234,7 @@ class AudioAnalysis:
     features: np.ndarray  # (n_frames, 16) normalised
     speech: np.ndarray  # (n_frames,) bool
     levels_db: np.ndarray  # (n_frames,)
+    voice: np.ndarray | None = None  # (2, 15): the voice's timbre, see voice_profile()
 
     @property
     def n_frames(self) -> int:
@@ -246,7 +247,41 @@ def analyse(
     """Features, speech mask and levels of ``audio`` along a ``FPS`` timeline."""
     raw, levels = raw_features(audio, sample_rate, n_frames)
     speech = voice_activity(levels, vad)
-    return AudioAnalysis(normalise(raw, speech), speech, levels)
+    return AudioAnalysis(normalise(raw, speech), speech, levels, voice_profile(raw, speech))
+
+
+def voice_profile(raw: np.ndarray, speech: np.ndarray) -> np.ndarray:
+    """What a voice sounds like, whatever it says: the mean and spread of its raw timbre.
+
+    Parameters
+    ----------
+    raw : ndarray, shape (n_frames, 16)
+        :func:`raw_features` (before normalisation, which removes exactly this).
+    speech : ndarray, shape (n_frames,)
+        The voice activity; only speech frames describe the voice.
+
+    Returns
+    -------
+    ndarray, shape (2, 15), float32
+        Mean and standard deviation of the brightness and MFCC c1..c14 over the speech frames.
+    """
+    voiced = raw[speech] if speech.sum() >= 5 else raw
+    timbre = voiced[:, 1:].astype(np.float64)
+    if len(timbre) == 0:
+        return np.zeros((2, FEATURE_DIM - 1), np.float32)
+    return np.stack([timbre.mean(axis=0), timbre.std(axis=0)]).astype(np.float32)
+
+
+def voice_distance(reference: np.ndarray, other: np.ndarray) -> float:
+    """How unlike ``reference``'s voice ``other`` sounds: the RMS over timbre dimensions of the
+    difference of means, in units of the reference's own spread.
+
+    Measured on the shared real clips (a recording's first 65 % against the rest, 2-4 s):
+    the same person scores 0.22-0.42, eSpeak NG 0.57-1.27, other people 0.15-0.91 (median 0.69).
+    """
+    spread = np.maximum(reference[1].astype(np.float64), 1e-3)
+    difference = (other[0].astype(np.float64) - reference[0]) / spread
+    return float(np.sqrt(np.mean(difference**2)))
 
 
 def segment_starts(n_frames: int) -> np.ndarray:

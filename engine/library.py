@@ -24,7 +24,10 @@ loading the rest, and a crash-safe format every language can read. Layout (forma
     library may play. Since v2: ``mouth`` (n, 2) float32 opening and width, ``mouth_found``
     (n,) bool, ``mouth_code`` (n, 8) float32 appearance code (see :mod:`engine.mouth`), and the
     audio -> mouth model ``mouth_model_weights``, ``mouth_model_x``, ``mouth_model_y``, with
-    meta ``mouth`` (JSON: how it was measured, the model's ridge penalty and held-out r).
+    meta ``mouth`` (JSON: how it was measured, the model's ridge penalty and held-out r), and
+    ``voice`` (2, 15) float32, the recording's voice (:func:`engine.features.voice_profile`),
+    so the planner knows when new audio is in another voice than the model learnt from (a v2
+    file without it plans as if every voice were the recording's).
 
 A library is written to a temporary file beside its destination and renamed into place when
 complete, so a reader never sees half a library, whatever happens during the build.
@@ -337,6 +340,11 @@ class Library:
     def mouth_anchors(self) -> np.ndarray | None:
         """(n, 8, 2) landmark points per frame (:data:`engine.mouth.ANCHORS`); None without landmarks."""
         return self.array("mouth_anchors") if "mouth_anchors" in self._arrays else None
+
+    @cached_property
+    def voice(self) -> np.ndarray | None:
+        """(2, 15) the recording's voice (:func:`engine.features.voice_profile`); None in older files."""
+        return self.array("voice") if "voice" in self._arrays else None
 
     @cached_property
     def mouth_meta(self) -> dict:

@@ -73,6 +73,17 @@ class PlannerSettings:
     # (benchmarks/quality.py) opening 0.899 -> 0.897, width 0.807 -> 0.798, seams 1.15 -> 1.10.
     # With the mouth target on, 1.5 keeps the seams (1.06, against 1.15 at 1.0).
     mouth_join_weight: float = 1.5
+    # Another voice than the recording's (a child, TTS): the model learnt from seconds of one voice
+    # reads it poorly, and the mouth should at least open on its loud syllables. How unlike the
+    # recording's voice the new audio sounds (features.voice_distance) moves the opening target
+    # from the settings above (at ``other_voice[0]`` and closer) to the loudness alone, followed
+    # with ``other_voice_mouth_weight`` (at ``other_voice[1]`` and beyond). The same person scores
+    # 0.22-0.42, eSpeak 0.57-1.27 (features.voice_distance). Measured with
+    # benchmarks/real_mouths.py (--other-voice-weight): eSpeak's mouth follows its loudness at or
+    # above the footage's own mouth on 9 of 10 clips at 20 (8 at 10, 5-6 before), its frame jumps
+    # over the footage's 0.45-1.89 (0.59-1.85 at 2); the own-voice figures do not move.
+    other_voice: tuple[float, float] = (0.45, 0.65)
+    other_voice_mouth_weight: float = 20.0
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "global"):
@@ -302,11 +313,16 @@ class _MouthCost:
             return None
         weights = settings.mouth_weight * np.asarray(settings.mouth_dim_weights, dtype=np.float32)
         target = model.predict(analysis.features)
+        loudness = smooth(analysis.features[:, :1], 3)[:, 0]
+        standard = (loudness - loudness.mean()) / (loudness.std() + 1e-6)
         if settings.loudness_target > 0:
-            loudness = smooth(analysis.features[:, :1], 3)[:, 0]
-            standard = (loudness - loudness.mean()) / (loudness.std() + 1e-6)
             beta = settings.loudness_target
             target[:, 0] = (target[:, 0] + beta * standard) / np.sqrt(1.0 + beta**2)
+        other = other_voice_share(library, analysis, settings)
+        if other > 0:
+            target[:, 0] = (1.0 - other) * target[:, 0] + other * standard
+            opening_weight = settings.other_voice_mouth_weight * settings.mouth_dim_weights[0]
+            weights[0] = (1.0 - other) * weights[0] + other * opening_weight
         return cls(mouths, target, weights)
 
     def __call__(self, out_start: int, length: int, starts: np.ndarray, limit: np.ndarray) -> np.ndarray:
@@ -314,6 +330,17 @@ class _MouthCost:
         index = np.minimum(starts[:, None] + offsets[None, :], limit[:, None] - 1)
         difference = self.library[index] - self.target[out_start : out_start + length][None]
         return (difference**2).sum(axis=2).mean(axis=1)
+
+
+def other_voice_share(library: Library, analysis: feat.AudioAnalysis, settings: PlannerSettings) -> float:
+    """0 when the new audio sounds like the recording (or either voice is unknown), 1 when it is
+    clearly another voice, linear in :func:`engine.features.voice_distance` between
+    ``settings.other_voice``."""
+    if library.voice is None or analysis.voice is None:
+        return 0.0
+    near, far = settings.other_voice
+    distance = feat.voice_distance(library.voice, analysis.voice)
+    return float(np.clip((distance - near) / max(far - near, 1e-6), 0.0, 1.0))
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -103,3 +103,24 @@ def test_spectral_features_match_librosa():
     mel = librosa.filters.mel(sr=SR, n_fft=1024, n_mels=40, fmin=60.0, fmax=7600.0) @ power
     reference = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=80.0), n_mfcc=15)[1:]
     np.testing.assert_allclose(raw[:, 2:], reference.T, atol=0.05)
+
+
+def test_voice_distance_tells_another_voice_from_the_same_one():
+    """The planner trusts the recording's audio -> mouth model only for its own voice."""
+    from engine import synthetic
+    from engine.speech import speak
+
+    recording = synthetic.synth_speech(20.0, seed=1, sample_rate=SR)
+    same_voice = synthetic.synth_speech(8.0, seed=1077, sample_rate=SR)
+    spoken = speak("Once upon a time a little fox lived at the edge of a quiet wood.")
+    reference = feat.analyse(recording, SR).voice
+    assert reference is not None and reference.shape == (2, feat.FEATURE_DIM - 1)
+
+    def distance(audio: np.ndarray, rate: int = SR) -> float:
+        voice = feat.analyse(audio, rate).voice
+        assert voice is not None
+        return feat.voice_distance(reference, voice)
+
+    assert distance(recording * 0.05) < 0.01, "a quieter microphone is the same voice"
+    assert distance(same_voice) < 0.3
+    assert distance(spoken.audio, spoken.sample_rate) > 1.0

@@ -108,6 +108,35 @@ def test_the_planner_follows_the_mouth_target_when_asked(character, new_speech) 
     assert loud[2] > loud[1] and followed[2] < followed[1], (loud, followed)
 
 
+def test_another_voice_opens_the_mouth_on_its_loud_syllables(character, new_speech) -> None:  # noqa: ANN001
+    """eSpeak on the rig's library: the model learnt the rig's voice, not this one, so the
+    planner follows the new audio's loudness instead; the rig's own voice keeps the model."""
+    from engine.planner import other_voice_share
+    from engine.speech import speak
+
+    spoken = speak(
+        "Once upon a time, a little fox lived at the edge of a quiet wood. Every morning she ran "
+        "to the river, looked at the fish, and sang a song about the sun."
+    )
+    own_audio, _ = new_speech
+    with open_library(character.library) as library:
+        assert library.voice is not None and library.voice.shape == (2, feat.FEATURE_DIM - 1)
+        settings = PlannerSettings()
+        own = feat.analyse(own_audio, ANALYSIS_SAMPLE_RATE)
+        other = feat.analyse(spoken.audio, spoken.sample_rate)
+        assert other_voice_share(library, own, settings) == 0.0
+        assert other_voice_share(library, other, settings) == 1.0
+        loudness = other.features[:, 0]
+        followed = []
+        for planner in (dataclasses.replace(settings, other_voice=(98.0, 99.0)), settings):
+            timeline = plan_audio(
+                library, spoken.audio, spoken.sample_rate, config=RenderConfig(planner=planner)
+            )
+            played = library.mouth[timeline.frame_source, 0]
+            followed.append(_r(played[other.speech], loudness[other.speech]))
+    assert followed[1] > followed[0] + 0.1 and followed[1] > 0.5, followed
+
+
 def _portrait_video(
     path: Path, *, width: int = 360, height: int = 640, face_at: tuple[int, int] = (40, 60)
 ) -> Path:
