@@ -9,9 +9,11 @@ output pixels of both. Also per clip:
 * ``mouth~loud``: the rendered mouth's opening against the audio's loudness, beside the
   footage's own (``real~loud``);
 * ``jumps``: the 95th percentile of frame-to-frame change of the render over the footage's own;
-* ``tts~loud``: another voice (eSpeak NG reading a fixed text) on the clip's library, its
-  mouth against its loudness, to compare with ``real~loud``; ``tts jumps`` its frame jumps
-  (as ``jumps``, over the footage's own);
+* ``tts~loud``: another voice (eSpeak NG reading a fixed text, rendered as ``say`` renders a
+  story: with its phonemes) on the clip's library, its mouth against its loudness, to compare
+  with ``real~loud``; ``tts jumps`` its frame jumps (as ``jumps``, over the footage's own);
+  ``p/b/m`` how much more open its mouth is on open vowels than on p, b and m, in standard
+  deviations of the footage's own opening (lips that meet on p, b, m score high);
 * framing: on the render, the share of frames with a face (``face``), the face's width over the
   frame's (``width``) and its centre's distance from the frame's centre, in frame widths (``off``).
 
@@ -44,14 +46,16 @@ from engine.build import BuildSettings, build_library  # noqa: E402
 from engine.library import open_library  # noqa: E402
 from engine.media import ANALYSIS_SAMPLE_RATE, Crop, ffmpeg_exe, iter_frames, probe, read_audio, write_wav  # noqa: E402
 from engine.planner import PlannerSettings  # noqa: E402
-from engine.render import RenderConfig, render  # noqa: E402
+from engine.render import RenderConfig, SpokenAudio, render, render_stream  # noqa: E402
+from engine.visemes import CLOSED, sound_class  # noqa: E402
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 TRAIN_SHARE = 0.65
 POOLED_MIN_S = 8.0
 TTS_TEXT = (
     "Once upon a time, a little fox lived at the edge of a quiet wood. Every morning she ran to the river, "
-    "looked at the fish, and sang a song about the sun. One day an old owl asked her why she was so happy."
+    "looked at the fish, and sang a song about the sun. One day an old owl asked her why she was so happy. "
+    "Mum baked a plum pie, and the puppy put a pebble in my blue boot."
 )
 
 
@@ -79,6 +83,22 @@ def openings(frames: list[np.ndarray], centres: list[float] | None = None) -> tu
                     side = frame.shape[1]
                     centres.append(float(np.hypot((x0 + x1) / 2 - side / 2, (y0 + y1) / 2 - side / 2) / side))
     return opening, widths
+
+
+def sound_classes(phonemes: tuple[tuple[float, str], ...], n_frames: int) -> np.ndarray:
+    """Each frame's sound: its viseme class (:func:`engine.visemes.sound_class`), with the lips'
+    own closures (p, b, m) told apart from pauses as ``closed-lips``."""
+    out = np.full(n_frames, "pause", dtype=object)
+    for (start, name), (end, _) in zip(phonemes, phonemes[1:] + ((n_frames / feat.FPS, "_"),)):
+        first, last = (
+            int(round(start * feat.FPS)),
+            max(int(round(start * feat.FPS)) + 1, int(round(end * feat.FPS))),
+        )
+        kind = sound_class(name)
+        if kind == "closed" and name.strip("ˈˌ")[:1] in CLOSED:
+            kind = "closed-lips"
+        out[first : min(last, n_frames)] = kind
+    return out
 
 
 def video_frames(path: Path, size: int, crop: Crop | None = None) -> list[np.ndarray]:
@@ -127,6 +147,7 @@ class Row:
     jumps: float
     tts_loud: float
     tts_jumps: float
+    tts_lips: float
     face_found: float
     face_width: float
     face_offset: float
@@ -250,10 +271,18 @@ def measure_library(
 
     speech = speak(TTS_TEXT, VoiceSettings(language="en"))
     tts_audio = write_wav(work / f"{clip.stem}-tts.wav", speech.audio, speech.sample_rate)
-    render(library_path, tts_audio, tts_out, config=config)
+    phonemes = tuple((e.time_s, e.phoneme) for e in speech.events if e.kind == "phoneme" and e.phoneme)
+    # as `say` renders a story: the speech with its phonemes
+    render_stream(
+        library_path, [SpokenAudio(speech.audio, phonemes)], speech.sample_rate, tts_out, config=config
+    )
     tts_frames = video_frames(tts_out, size)
     tts_open, _ = openings(tts_frames)
     tts_levels = feat.frame_levels_db(read_audio(tts_audio), ANALYSIS_SAMPLE_RATE, len(tts_frames))
+    classes = sound_classes(phonemes, len(tts_frames))
+    lips = (np.nanmean(tts_open[classes == "open"]) - np.nanmean(tts_open[classes == "closed-lips"])) / max(
+        float(np.nanstd(real_open)), 1e-6
+    )
 
     if sheets is not None:
         write_sheet(sheets / f"{clip.stem}.png", rendered, real, result.timeline)
@@ -268,6 +297,7 @@ def measure_library(
         jumps=jumps_p95(rendered) / max(jumps_p95(real), 1e-6),
         tts_loud=pearson(tts_open, tts_levels),
         tts_jumps=jumps_p95(tts_frames) / max(jumps_p95(real), 1e-6),
+        tts_lips=float(lips),
         face_found=float(np.isfinite(rendered_open).mean()),
         face_width=float(np.nanmedian(rendered_width)),
         face_offset=float(np.median(centres)) if centres else float("nan"),
@@ -296,8 +326,8 @@ def report(rows: list[Row]) -> None:
     """The table, and the pooled figure over clips of at least :data:`POOLED_MIN_S`."""
     header = (
         f"{'clip':34} {'train s':>7} {'test fr':>7} {'r':>6} {'loop r':>6} {'mouth~loud':>10} "
-        f"{'real~loud':>9} {'tts~loud':>8} {'jumps':>6} {'tts jumps':>9} {'face':>5} {'width':>5} "
-        f"{'off':>5} {'model r':>7} "
+        f"{'real~loud':>9} {'tts~loud':>8} {'jumps':>6} {'tts jumps':>9} {'p/b/m':>5} {'face':>5} "
+        f"{'width':>5} {'off':>5} {'model r':>7} "
         f"{'build s':>7}"
     )
     print(header)
@@ -306,7 +336,7 @@ def report(rows: list[Row]) -> None:
             f"{row.clip:34} {row.train_s:7.1f} {row.test_frames:7d} {row.r:6.3f} {row.loop_r:6.3f} "
             f"{row.mouth_loud:10.3f} "
             f"{row.real_loud:9.3f} {row.tts_loud:8.3f} {row.jumps:6.2f} {row.tts_jumps:9.2f} "
-            f"{row.face_found:5.2f} "
+            f"{row.tts_lips:5.2f} {row.face_found:5.2f} "
             f"{row.face_width:5.2f} {row.face_offset:5.2f} {row.model_r:7.3f} {row.build_s:7.1f}"
         )
     pooled = [row for row in rows if row.train_s / TRAIN_SHARE >= POOLED_MIN_S - 0.05]
@@ -351,6 +381,9 @@ def main() -> int:
         default=None,
         help="planner other_voice_mouth_weight (default: the planner's)",
     )
+    parser.add_argument(
+        "--phoneme-weight", type=float, default=None, help="planner phoneme_weight (default: the planner's)"
+    )
     parser.add_argument("--sheets", help="write contact sheets (PNG) of rendered vs real frames here")
     parser.add_argument("--work", help="keep the generated files here (default: a temporary folder)")
     parser.add_argument(
@@ -382,6 +415,8 @@ def main() -> int:
         planner = replace(planner, mouth_join_weight=args.join_mouth)
     if args.other_voice_weight is not None:
         planner = replace(planner, other_voice_mouth_weight=args.other_voice_weight)
+    if args.phoneme_weight is not None:
+        planner = replace(planner, phoneme_weight=args.phoneme_weight)
     config = RenderConfig(planner=planner)
     rows = []
     for clip in clips:

@@ -235,6 +235,7 @@ class AudioAnalysis:
     speech: np.ndarray  # (n_frames,) bool
     levels_db: np.ndarray  # (n_frames,)
     voice: np.ndarray | None = None  # (2, 15): the voice's timbre, see voice_profile()
+    spoken: np.ndarray | None = None  # (n_frames,): the opening its known phonemes call for (engine.visemes)
 
     @property
     def n_frames(self) -> int:

@@ -17,6 +17,12 @@ by frame-by-frame weighted distance between the new audio's features and the seg
 of those acoustic distances and, at each join, ``join_cost`` plus ``splice_weight`` times the
 thumbnail distance of the frames either side; continuing the recording where it was costs
 nothing, because it is not a join at all. Viterbi finds the cheapest path exactly.
+
+With a v2 library a mouth term joins the acoustic one: how far each piece's measured mouth is
+from the mouth the new audio calls for. In the recording's own voice that is the character's
+audio -> mouth model (:mod:`engine.mouth`) with the loudness; in another voice (a child, TTS:
+:func:`other_voice_share`) the loudness and, for synthesised speech, its phonemes
+(:mod:`engine.visemes`).
 """
 
 from __future__ import annotations
@@ -84,6 +90,14 @@ class PlannerSettings:
     # over the footage's 0.45-1.89 (0.59-1.85 at 2); the own-voice figures do not move.
     other_voice: tuple[float, float] = (0.45, 0.65)
     other_voice_mouth_weight: float = 20.0
+    # Synthesised speech comes with its phonemes (engine.visemes): the lips must close on p, b, m
+    # and open on "a", which the loudness alone does not say. Where they are known, that other-voice
+    # target is the phonemes' opening and the loudness, standardised, this many to one. Measured
+    # (benchmarks/real_mouths.py --phoneme-weight, eSpeak on the 10 clips' libraries): how much
+    # more open the mouth is on open vowels than on p, b, m, in SDs of the footage's opening,
+    # mean 0.08 at 0, 0.67 at 1, 0.93 at 3; mouth~loudness at or above the footage's own on 9,
+    # 9 and 8 clips.
+    phoneme_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "global"):
@@ -318,9 +332,15 @@ class _MouthCost:
         if settings.loudness_target > 0:
             beta = settings.loudness_target
             target[:, 0] = (target[:, 0] + beta * standard) / np.sqrt(1.0 + beta**2)
+        any_voice = standard
+        if analysis.spoken is not None and settings.phoneme_weight > 0:
+            spoken = analysis.spoken
+            spoken_standard = (spoken - spoken.mean()) / (spoken.std() + 1e-6)
+            weight = settings.phoneme_weight
+            any_voice = (standard + weight * spoken_standard) / np.hypot(1.0, weight)
         other = other_voice_share(library, analysis, settings)
         if other > 0:
-            target[:, 0] = (1.0 - other) * target[:, 0] + other * standard
+            target[:, 0] = (1.0 - other) * target[:, 0] + other * any_voice
             opening_weight = settings.other_voice_mouth_weight * settings.mouth_dim_weights[0]
             weights[0] = (1.0 - other) * weights[0] + other * opening_weight
         return cls(mouths, target, weights)

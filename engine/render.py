@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -30,6 +30,7 @@ from .library import Library, open_library
 from .media import ANALYSIS_SAMPLE_RATE, EncodeSettings, VideoEncoder, read_audio
 from .morph import Morph, MorphSettings, MorphWorkspace, to_i420
 from .planner import Piece, PlannerSettings, plan
+from .visemes import opening_track
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,15 @@ class RenderConfig:
     vad: feat.VadSettings = field(default_factory=feat.VadSettings)
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     frame_cache: int = 16
+
+
+@dataclass(frozen=True)
+class SpokenAudio:
+    """A part of synthesised speech whose sounds are known, for :func:`render_stream`: the mouth
+    is then shaped by the phonemes (:mod:`engine.visemes`), not only by the sound."""
+
+    samples: np.ndarray
+    phonemes: tuple[tuple[float, str], ...] = ()  # (seconds from the part's start, IPA phoneme)
 
 
 @dataclass(frozen=True)
@@ -265,10 +275,16 @@ def plan_audio(
     config: RenderConfig = RenderConfig(),
     n_frames: int | None = None,
     previous_frame: int | None = None,
+    phonemes: tuple[tuple[float, str], ...] = (),
 ) -> Timeline:
-    """Analyse ``audio`` and lay out the whole output: the plan without any pixels."""
+    """Analyse ``audio`` and lay out the whole output: the plan without any pixels.
+
+    ``phonemes`` ((seconds from the first frame, IPA), as :class:`SpokenAudio` has them) are
+    the sounds of synthesised speech, when known."""
     n_frames = n_frames or feat.frame_count(len(audio), sample_rate)
     analysis = feat.analyse(audio, sample_rate, n_frames, config.vad)
+    if phonemes:
+        analysis = replace(analysis, spoken=opening_track(phonemes, n_frames))
     pieces = plan(library, analysis, config.planner, previous_frame)
     return make_timeline(library, pieces, config.morph, previous_frame)
 
@@ -385,7 +401,7 @@ def render(
 
 def render_stream(
     character: Library | str | os.PathLike,
-    parts: Iterable[np.ndarray],
+    parts: Iterable[np.ndarray | SpokenAudio],
     sample_rate: int,
     out_path: str | os.PathLike,
     *,
@@ -399,7 +415,7 @@ def render_stream(
     Each part is planned and rendered as soon as it arrives, continuing from the frame shown last,
     and its samples are streamed to the encoder beside the frames, so a long story is being
     encoded before the rest of it is spoken. Give parts of a few seconds: features are normalised
-    per part.
+    per part. A :class:`SpokenAudio` part brings its phonemes.
 
     Raises
     ------
@@ -417,10 +433,15 @@ def render_stream(
             previous_frame: int | None = None
             previous_image: np.ndarray | None = None
             frames_done = 0
-            for part in parts:
-                part = np.asarray(part, dtype=np.float32)
+            for given in parts:
+                spoken = given if isinstance(given, SpokenAudio) else SpokenAudio(given)
+                part = np.asarray(spoken.samples, dtype=np.float32)
                 if not len(part):
                     continue
+                # The part's first output frame is not exactly its first sample: phoneme times
+                # are moved onto the frames this part is planned on.
+                shift = frames_done / feat.FPS - total_samples / sample_rate
+                phonemes = tuple((time_s - shift, name) for time_s, name in spoken.phonemes)
                 total_samples += len(part)
                 if max_seconds is not None and total_samples / sample_rate > max_seconds + 0.5 / feat.FPS:
                     raise InputError(
@@ -442,6 +463,7 @@ def render_stream(
                     config=config,
                     n_frames=n_frames,
                     previous_frame=previous_frame,
+                    phonemes=phonemes,
                 )
                 last = _write_frames(
                     encoder, render_frames(library, timeline, config, previous_image), progress

@@ -4,7 +4,8 @@ Speech is synthesised sentence by sentence and rendered as it comes (:func:`rend
 a long story is being encoded while its end is still being spoken. Sentences are grouped into
 parts of at least 20 s before rendering, because the audio features are normalised per part and
 short parts normalise noisily (fox, unseen text, opening r: 4 s parts 0.81, 8 s 0.83, 15 s 0.84).
-eSpeak speaks 20 s in about 20 ms, so the first frames are not held back.
+eSpeak speaks 20 s in about 20 ms, so the first frames are not held back. Each part carries
+its phonemes (:class:`engine.render.SpokenAudio`), so the lips meet on p, b and m.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from itertools import chain
 import numpy as np
 
 from .characters import Character, ensure_library
-from .render import RenderConfig, RenderResult, render_stream
+from .render import RenderConfig, RenderResult, SpokenAudio, render_stream
 from .speech import Speech, VoiceSettings, speak_sentences
 
 log = logging.getLogger(__name__)
@@ -26,18 +27,25 @@ DEFAULT_MAX_CHARS = 10_000
 MIN_PART_SECONDS = 20.0
 
 
-def _parts(speeches: Iterable[Speech], min_seconds: float = MIN_PART_SECONDS) -> Iterator[np.ndarray]:
-    """Join consecutive sentences until each part lasts at least ``min_seconds``."""
+def _parts(speeches: Iterable[Speech], min_seconds: float = MIN_PART_SECONDS) -> Iterator[SpokenAudio]:
+    """Join consecutive sentences until each part lasts at least ``min_seconds``; each part
+    keeps its phonemes, timed from its own start, for the mouth to follow."""
     buffer: list[np.ndarray] = []
+    phonemes: list[tuple[float, str]] = []
     seconds = 0.0
     for speech in speeches:
         buffer.append(speech.audio)
+        phonemes += [
+            (seconds + event.time_s, event.phoneme)
+            for event in speech.events
+            if event.kind == "phoneme" and event.phoneme is not None
+        ]
         seconds += speech.duration
         if seconds >= min_seconds:
-            yield np.concatenate(buffer)
-            buffer, seconds = [], 0.0
+            yield SpokenAudio(np.concatenate(buffer), tuple(phonemes))
+            buffer, phonemes, seconds = [], [], 0.0
     if buffer:
-        yield np.concatenate(buffer)
+        yield SpokenAudio(np.concatenate(buffer), tuple(phonemes))
 
 
 def say(
