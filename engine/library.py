@@ -87,6 +87,7 @@ class LibraryInfo:
     build: dict = field(default_factory=dict)
     created: str = ""
     mouth: dict = field(default_factory=dict)
+    voice_kept: bool = False
 
     @property
     def speech_seconds(self) -> float:
@@ -114,6 +115,13 @@ class LibraryInfo:
             f"segments, {idle_notes.get(self.idle_source, self.idle_source)}",
             f"file size    {self.file_bytes / 1e6:.1f} MB",
             f"mouth        {self._mouth_line()}",
+            "voice        "
+            + (
+                "kept: another voice is planned by its loudness (and phonemes, for TTS)"
+                if self.voice_kept
+                else "not kept: every voice is planned as the recording's (gramophone characters build "
+                "--rebuild, or build again, to keep it)"
+            ),
             f"built        {self.created}",
             f"settings     {settings}",
         ]
@@ -392,6 +400,7 @@ class Library:
             build=json.loads(self.meta.get("build", "{}")),
             created=self.meta.get("created", ""),
             mouth=self.mouth_meta,
+            voice_kept=self.voice is not None,
         )
 
     def close(self) -> None:

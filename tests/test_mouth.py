@@ -245,6 +245,29 @@ def test_a_version_1_library_opens_and_renders_as_before(character, new_speech, 
     assert result.frames == feat.frame_count(len(read_audio(speech_path)), ANALYSIS_SAMPLE_RATE)
 
 
+def test_a_library_built_before_the_voice_was_kept_plans_every_voice_as_its_own(
+    character,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
+    """A v2 file without ``voice`` keeps its old plans; ``info`` says how to upgrade it."""
+    from engine.planner import other_voice_share
+    from engine.speech import speak
+
+    older = tmp_path / "older.gchar"
+    older.write_bytes(character.library.read_bytes())
+    with sqlite3.connect(older) as connection:
+        connection.execute("DELETE FROM arrays WHERE name = 'voice'")
+    spoken = speak("Once upon a time a little fox lived at the edge of a quiet wood.")
+    other = feat.analyse(spoken.audio, spoken.sample_rate)
+    with open_library(character.library) as library:
+        assert other_voice_share(library, other, PlannerSettings()) == 1.0
+        assert any(line.startswith("voice        kept") for line in library.info().lines())
+    with open_library(older) as library:
+        assert library.voice is None and other_voice_share(library, other, PlannerSettings()) == 0.0
+        (line,) = [line for line in library.info().lines() if line.startswith("voice")]
+        assert "not kept" in line and "--rebuild" in line
+
+
 def test_a_library_of_a_newer_format_is_refused(character, tmp_path: Path) -> None:  # noqa: ANN001
     newer = tmp_path / "v9.gchar"
     newer.write_bytes(character.library.read_bytes())
