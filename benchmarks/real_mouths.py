@@ -28,6 +28,7 @@ absent. Run by hand::
 from __future__ import annotations
 
 import argparse
+import functools
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ from engine.library import open_library  # noqa: E402
 from engine.media import ANALYSIS_SAMPLE_RATE, Crop, ffmpeg_exe, iter_frames, probe, read_audio, write_wav  # noqa: E402
 from engine.planner import PlannerSettings  # noqa: E402
 from engine.render import RenderConfig, SpokenAudio, render, render_stream  # noqa: E402
+from engine.speech import Speech, VoiceSettings, speak  # noqa: E402
 from engine.visemes import CLOSED, sound_class  # noqa: E402
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
@@ -57,6 +59,13 @@ TTS_TEXT = (
     "looked at the fish, and sang a song about the sun. One day an old owl asked her why she was so happy. "
     "Mum baked a plum pie, and the puppy put a pebble in my blue boot."
 )
+
+
+@functools.cache
+def tts_speech() -> Speech:
+    """The other voice, spoken once per run: eSpeak NG's output differs slightly from one call
+    to the next within a process, and every clip (in any subset of clips) must hear the same."""
+    return speak(TTS_TEXT, VoiceSettings(language="en"))
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -267,9 +276,7 @@ def measure_library(
         loop = np.where(np.resize(found, n), loop, np.nan)
 
     tts_out = work / f"{clip.stem}-tts.mp4"
-    from engine.speech import VoiceSettings, speak
-
-    speech = speak(TTS_TEXT, VoiceSettings(language="en"))
+    speech = tts_speech()
     tts_audio = write_wav(work / f"{clip.stem}-tts.wav", speech.audio, speech.sample_rate)
     phonemes = tuple((e.time_s, e.phoneme) for e in speech.events if e.kind == "phoneme" and e.phoneme)
     # as `say` renders a story: the speech with its phonemes

@@ -82,22 +82,25 @@ class PlannerSettings:
     # Another voice than the recording's (a child, TTS): the model learnt from seconds of one voice
     # reads it poorly, and the mouth should at least open on its loud syllables. How unlike the
     # recording's voice the new audio sounds (features.voice_distance) moves the opening target
-    # from the settings above (at ``other_voice[0]`` and closer) to the loudness alone, followed
-    # with ``other_voice_mouth_weight`` (at ``other_voice[1]`` and beyond). The same person scores
-    # 0.22-0.42, eSpeak 0.57-1.27 (features.voice_distance). Measured with
-    # benchmarks/real_mouths.py (--other-voice-weight): eSpeak's mouth follows its loudness at or
-    # above the footage's own mouth on 9 of 10 clips at 20 (8 at 10, 5-6 before), its frame jumps
-    # over the footage's 0.45-1.89 (0.59-1.85 at 2); the own-voice figures do not move.
+    # from the settings above (at ``other_voice[0]`` and closer) to the new audio's own (below),
+    # followed with ``other_voice_mouth_weight`` (at ``other_voice[1]`` and beyond). The same
+    # person scores 0.22-0.42, eSpeak 0.57-1.27.
     other_voice: tuple[float, float] = (0.45, 0.65)
-    other_voice_mouth_weight: float = 20.0
+    other_voice_mouth_weight: float = 40.0
     # Synthesised speech comes with its phonemes (engine.visemes): the lips must close on p, b, m
     # and open on "a", which the loudness alone does not say. Where they are known, that other-voice
-    # target is the phonemes' opening and the loudness, standardised, this many to one. Measured
-    # (benchmarks/real_mouths.py --phoneme-weight, eSpeak on the 10 clips' libraries): how much
-    # more open the mouth is on open vowels than on p, b, m, in SDs of the footage's opening,
-    # mean 0.08 at 0, 0.67 at 1, 0.93 at 3; mouth~loudness at or above the footage's own on 9,
-    # 9 and 8 clips.
-    phoneme_weight: float = 1.0
+    # target is the phonemes' opening and the loudness, standardised, this many to one.
+    # Measured with benchmarks/real_mouths.py (--other-voice-weight, --phoneme-weight; eSpeak on
+    # the 10 clips' libraries): clips where its mouth follows its loudness at least as well as the
+    # footage's own mouth follows the footage's, and p/b/m (how much more open on open vowels than
+    # on p, b, m, in SDs of the footage's opening, mean of the 10):
+    #   weight 2, phonemes 0 (before): 6 clips, 0.02      weight 20, phonemes 0: 9, 0.11
+    #   weight 20, phonemes 1: 8, 0.80                     weight 30, phonemes 0.5: 9, 0.50
+    #   weight 40, phonemes 1: 9, 0.85                     weight 40, phonemes 0.7: 10, 0.69
+    # The TTS render's frame jumps over the footage's: 0.50-2.31 (0.58-1.63 before). The figures
+    # move by up to 0.1 a clip with small changes (margins are 0.002-0.03 on vr_face3, vr_face4);
+    # the own-voice figures do not move.
+    phoneme_weight: float = 0.7
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "global"):
