@@ -49,7 +49,7 @@ from engine.media import ANALYSIS_SAMPLE_RATE, Crop, ffmpeg_exe, iter_frames, pr
 from engine.planner import PlannerSettings  # noqa: E402
 from engine.render import RenderConfig, SpokenAudio, render, render_stream  # noqa: E402
 from engine.speech import Speech, VoiceSettings, speak  # noqa: E402
-from engine.visemes import CLOSED, sound_class  # noqa: E402
+from engine.visemes import CLOSED, frame_sounds, sound_class  # noqa: E402
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 TRAIN_SHARE = 0.65
@@ -97,17 +97,11 @@ def openings(frames: list[np.ndarray], centres: list[float] | None = None) -> tu
 def sound_classes(phonemes: tuple[tuple[float, str], ...], n_frames: int) -> np.ndarray:
     """Each frame's sound: its viseme class (:func:`engine.visemes.sound_class`), with the lips'
     own closures (p, b, m) told apart from pauses as ``closed-lips``."""
-    out = np.full(n_frames, "pause", dtype=object)
-    for (start, name), (end, _) in zip(phonemes, phonemes[1:] + ((n_frames / feat.FPS, "_"),)):
-        first, last = (
-            int(round(start * feat.FPS)),
-            max(int(round(start * feat.FPS)) + 1, int(round(end * feat.FPS))),
-        )
-        kind = sound_class(name)
-        if kind == "closed" and name.strip("ˈˌ")[:1] in CLOSED:
-            kind = "closed-lips"
-        out[first : min(last, n_frames)] = kind
-    return out
+    sounds = frame_sounds(phonemes, n_frames)
+    return np.array(
+        ["closed-lips" if sound.strip("ˈˌ")[:1] in CLOSED else sound_class(sound) for sound in sounds],
+        dtype=object,
+    )
 
 
 def video_frames(path: Path, size: int, crop: Crop | None = None) -> list[np.ndarray]:
@@ -278,7 +272,7 @@ def measure_library(
     tts_out = work / f"{clip.stem}-tts.mp4"
     speech = tts_speech()
     tts_audio = write_wav(work / f"{clip.stem}-tts.wav", speech.audio, speech.sample_rate)
-    phonemes = tuple((e.time_s, e.phoneme) for e in speech.events if e.kind == "phoneme" and e.phoneme)
+    phonemes = speech.phonemes()
     # as `say` renders a story: the speech with its phonemes
     render_stream(
         library_path, [SpokenAudio(speech.audio, phonemes)], speech.sample_rate, tts_out, config=config

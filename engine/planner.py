@@ -94,9 +94,9 @@ class PlannerSettings:
     # the 10 clips' libraries): clips where its mouth follows its loudness at least as well as the
     # footage's own mouth follows the footage's, and p/b/m (how much more open on open vowels than
     # on p, b, m, in SDs of the footage's opening, mean of the 10):
-    #   weight 2, phonemes 0 (before): 6 clips, 0.02      weight 20, phonemes 0: 9, 0.11
-    #   weight 20, phonemes 1: 8, 0.80                     weight 30, phonemes 0.5: 9, 0.50
-    #   weight 40, phonemes 1: 9, 0.85                     weight 40, phonemes 0.7: 10, 0.69
+    #   weight 2, phonemes 0 (before): 6 clips, 0.03      weight 20, phonemes 0: 9, 0.11
+    #   weight 20, phonemes 1: 8, 0.76                     weight 30, phonemes 0.5: 9, 0.49
+    #   weight 40, phonemes 1: 9, 0.81                     weight 40, phonemes 0.7: 10, 0.66
     # The TTS render's frame jumps over the footage's: 0.50-2.31 (0.58-1.63 before). The figures
     # move by up to 0.1 a clip with small changes (margins are 0.002-0.03 on vr_face3, vr_face4);
     # the own-voice figures do not move.
@@ -330,17 +330,14 @@ class _MouthCost:
             return None
         weights = settings.mouth_weight * np.asarray(settings.mouth_dim_weights, dtype=np.float32)
         target = model.predict(analysis.features)
-        loudness = smooth(analysis.features[:, :1], 3)[:, 0]
-        standard = (loudness - loudness.mean()) / (loudness.std() + 1e-6)
+        standard = _standardised(smooth(analysis.features[:, :1], 3)[:, 0])
         if settings.loudness_target > 0:
             beta = settings.loudness_target
             target[:, 0] = (target[:, 0] + beta * standard) / np.sqrt(1.0 + beta**2)
         any_voice = standard
         if analysis.spoken is not None and settings.phoneme_weight > 0:
-            spoken = analysis.spoken
-            spoken_standard = (spoken - spoken.mean()) / (spoken.std() + 1e-6)
             weight = settings.phoneme_weight
-            any_voice = (standard + weight * spoken_standard) / np.hypot(1.0, weight)
+            any_voice = (standard + weight * _standardised(analysis.spoken)) / np.hypot(1.0, weight)
         other = other_voice_share(library, analysis, settings)
         if other > 0:
             target[:, 0] = (1.0 - other) * target[:, 0] + other * any_voice
@@ -353,6 +350,11 @@ class _MouthCost:
         index = np.minimum(starts[:, None] + offsets[None, :], limit[:, None] - 1)
         difference = self.library[index] - self.target[out_start : out_start + length][None]
         return (difference**2).sum(axis=2).mean(axis=1)
+
+
+def _standardised(track: np.ndarray) -> np.ndarray:
+    """A track as z-scores over itself: targets in units of their own spread."""
+    return (track - track.mean()) / (track.std() + 1e-6)
 
 
 def other_voice_share(library: Library, analysis: feat.AudioAnalysis, settings: PlannerSettings) -> float:

@@ -35,11 +35,7 @@ def _parts(speeches: Iterable[Speech], min_seconds: float = MIN_PART_SECONDS) ->
     seconds = 0.0
     for speech in speeches:
         buffer.append(speech.audio)
-        phonemes += [
-            (seconds + event.time_s, event.phoneme)
-            for event in speech.events
-            if event.kind == "phoneme" and event.phoneme is not None
-        ]
+        phonemes += [(seconds + time_s, name) for time_s, name in speech.phonemes()]
         seconds += speech.duration
         if seconds >= min_seconds:
             yield SpokenAudio(np.concatenate(buffer), tuple(phonemes))

@@ -154,6 +154,12 @@ class Speech:
         """Length in seconds."""
         return len(self.audio) / self.sample_rate if self.sample_rate else 0.0
 
+    def phonemes(self) -> tuple[tuple[float, str], ...]:
+        """(time, IPA phoneme) for each phoneme event: what :mod:`engine.visemes` shapes the mouth by."""
+        return tuple(
+            (e.time_s, e.phoneme) for e in self.events if e.kind == "phoneme" and e.phoneme is not None
+        )
+
     def words(self) -> list[tuple[float, str]]:
         """(time, word) for each word event: handy for subtitles and for checking timings."""
         return [

@@ -65,6 +65,21 @@ def sound_class(phoneme: str) -> str:
     return "consonant"
 
 
+def _sounding(phonemes: Sequence[tuple[float, str]], n_frames: int, lead_s: float) -> np.ndarray:
+    """Index into ``phonemes`` of the sound on each frame, ``lead_s`` early; -1 before the first."""
+    starts = np.array([time for time, _ in phonemes], dtype=np.float64)
+    times = np.arange(max(n_frames, 0)) / FPS + lead_s
+    return np.searchsorted(starts, times, side="right") - 1
+
+
+def frame_sounds(phonemes: Sequence[tuple[float, str]], n_frames: int, *, lead_s: float = 0.0) -> list[str]:
+    """The phoneme sounding on each of ``n_frames`` output frames (``lead_s`` seconds early);
+    :data:`PAUSE` before the first. ``phonemes`` as for :func:`opening_track`."""
+    if not phonemes:
+        return [PAUSE] * max(n_frames, 0)
+    return [phonemes[i][1] if i >= 0 else PAUSE for i in _sounding(phonemes, n_frames, lead_s)]
+
+
 def opening_track(phonemes: Sequence[tuple[float, str]], n_frames: int) -> np.ndarray:
     """The mouth opening the phonemes call for on each of ``n_frames`` output frames.
 
@@ -82,13 +97,10 @@ def opening_track(phonemes: Sequence[tuple[float, str]], n_frames: int) -> np.nd
         0 (closed) .. 1 (wide open), smoothed over three frames: a mouth moves between sounds,
         it does not jump.
     """
-    track = np.zeros(n_frames, np.float32)
     if not phonemes or n_frames <= 0:
-        return track
-    starts = np.array([time for time, _ in phonemes], dtype=np.float64)
+        return np.zeros(max(n_frames, 0), np.float32)
     values = np.array([OPENING[sound_class(name)] for _, name in phonemes], dtype=np.float32)
-    times = np.arange(n_frames) / FPS + LEAD_S
-    index = np.searchsorted(starts, times, side="right") - 1
+    index = _sounding(phonemes, n_frames, LEAD_S)
     track = np.where(index >= 0, values[np.clip(index, 0, None)], 0.0).astype(np.float32)
     padded = np.pad(track, 1, mode="edge")
     return (0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]).astype(np.float32)

@@ -14,7 +14,7 @@ from engine.media import ANALYSIS_SAMPLE_RATE
 from engine.render import SpokenAudio, plan_audio, render_stream
 from engine.say import _parts
 from engine.speech import Speech, SpeechEvent, speak
-from engine.visemes import OPENING, opening_track, sound_class
+from engine.visemes import OPENING, frame_sounds, opening_track, sound_class
 
 BILABIAL_TEXT = (
     "Mum baked a plum pie, and the puppy put a pebble in my blue boot. Bob met Pam by the big "
@@ -83,13 +83,11 @@ def test_the_lips_meet_on_p_b_m_when_the_phonemes_are_known(character) -> None: 
     """eSpeak on the rig's library (another voice): with its phonemes the planner closes the
     mouth on p, b, m and opens it on open vowels more clearly than from the sound alone."""
     spoken = speak(BILABIAL_TEXT)
-    phonemes = tuple((e.time_s, e.phoneme) for e in spoken.events if e.kind == "phoneme" and e.phoneme)
+    phonemes = spoken.phonemes()
     audio = soxr.resample(spoken.audio, spoken.sample_rate, ANALYSIS_SAMPLE_RATE)
     n_frames = feat.frame_count(len(audio), ANALYSIS_SAMPLE_RATE)
     # each frame's sound, as the phonemes say; pauses left out (the idle library closes them)
-    times = np.arange(n_frames) / feat.FPS
-    starts = np.array([t for t, _ in phonemes])
-    sounds = [phonemes[max(0, int(np.searchsorted(starts, t, side="right")) - 1)][1] for t in times]
+    sounds = frame_sounds(phonemes, n_frames)
     classes = [sound_class(s) if s.strip("ˈˌ")[:1] != "_" else "pause" for s in sounds]
     with open_library(character.library) as library:
         without = plan_audio(library, audio, ANALYSIS_SAMPLE_RATE)
@@ -102,7 +100,7 @@ def test_the_lips_meet_on_p_b_m_when_the_phonemes_are_known(character) -> None: 
 
 def test_a_stream_of_spoken_parts_is_planned_by_its_phonemes(character, tmp_path: Path) -> None:  # noqa: ANN001
     spoken = speak(BILABIAL_TEXT)
-    phonemes = tuple((e.time_s, e.phoneme) for e in spoken.events if e.kind == "phoneme" and e.phoneme)
+    phonemes = spoken.phonemes()
     result = render_stream(
         character.library, [SpokenAudio(spoken.audio, phonemes)], spoken.sample_rate, tmp_path / "out.mp4"
     )
