@@ -17,17 +17,22 @@ output pixels of both. Also per clip:
 * framing: on the render, the share of frames with a face (``face``), the face's width over the
   frame's (``width``) and its centre's distance from the frame's centre, in frame widths (``off``).
 
-Pooled figures are over clips of at least 8 s, weighted by test frames. Needs the landmark model
+Pooled figures are over clips of at least 8 s, weighted by test frames. The test parts are 2-7 s,
+so one split says little (its block-bootstrap band is printed); ``--folds 3`` holds out each
+third of every clip in turn instead, building on the other two (joined as two takes), so every
+frame is tested once: the figure to tune by. Needs the landmark model
 (``pip install --no-deps mediapipe==0.10.21``); skips clips cleanly when ``../shared/clips`` is
 absent. Run by hand::
 
     python benchmarks/real_mouths.py                 # every clip, 256 px
     python benchmarks/real_mouths.py --clips latentsync_demo3 --sheets out/   # one clip, contact sheets
+    python benchmarks/real_mouths.py --folds 3 --set loudness_target=0.5     # rotated, a planner setting
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import subprocess
 import sys
@@ -226,6 +231,78 @@ def run_clip(
     )
 
 
+def without_window(clip: Path, start_s: float, end_s: float, out: Path) -> list[int]:
+    """``clip`` at 25 fps with ``start_s .. end_s`` cut out, as one video; returns the frame
+    counts of the parts before and after (the takes of the build, so no segment spans the cut)."""
+    total = int(probe(clip).duration * feat.FPS) if probe(clip).duration else 0
+    first, last = int(round(start_s * feat.FPS)), int(round(end_s * feat.FPS))
+    parts = [(a, b) for a, b in ((0, first), (last, total)) if b - a >= 2 * feat.SEGMENT_FRAMES]
+    graph = []
+    for index, (a, b) in enumerate(parts):
+        graph.append(
+            f"[0:v]fps={feat.FPS},trim=start_frame={a}:end_frame={b},setpts=PTS-STARTPTS[v{index}];"
+            f"[0:a]atrim=start={a / feat.FPS:.4f}:end={b / feat.FPS:.4f},asetpts=PTS-STARTPTS[a{index}]"
+        )
+    inputs = "".join(f"[v{i}][a{i}]" for i in range(len(parts)))
+    graph.append(f"{inputs}concat=n={len(parts)}:v=1:a=1[v][a]")
+    ffmpeg(
+        "-i", str(clip), "-filter_complex", ";".join(graph), "-map", "[v]", "-map", "[a]",
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-c:a", "aac", "-b:a", "192k", str(out),
+    )  # fmt: skip
+    counts = [b - a for a, b in parts]
+    made = sum(1 for _ in iter_frames(out, 64, feat.FPS))
+    counts[-1] += made - sum(counts)  # the encoder's last frame, give or take one
+    return counts
+
+
+def run_folds(clip: Path, work: Path, size: int, config: RenderConfig, folds: int) -> list[Row]:
+    """Rotated leave-one-out: each of ``folds`` equal windows of the clip held out in turn, the
+    library built on the rest. Every frame is tested once, so the figure rests on the whole clip
+    rather than its last 35 % (a few seconds: noise)."""
+    duration = probe(clip).duration or 0.0
+    audio = read_audio(clip)
+    rows = []
+    for fold in range(folds):
+        start_s = round(duration * fold / folds * feat.FPS) / feat.FPS
+        end_s = round(duration * (fold + 1) / folds * feat.FPS) / feat.FPS
+        train = work / f"{clip.stem}-fold{fold}.mp4"
+        counts = without_window(clip, start_s, end_s, train)
+        library_path = work / f"{clip.stem}-fold{fold}.gchar"
+        build_library(train, library_path, settings=BuildSettings(size=size), take_frames=counts)
+        test = audio[int(start_s * ANALYSIS_SAMPLE_RATE) : int(end_s * ANALYSIS_SAMPLE_RATE)]
+        row = measure_library(clip, library_path, start_s, test, work, size, config, None, with_tts=False)
+        rows.append(replace(row, clip=f"{clip.stem}#{fold}", train_s=duration - (end_s - start_s)))
+    return rows
+
+
+def report_folds(rows: list[Row], durations: dict[str, float]) -> None:
+    """Per clip, r over its folds (weighted by test frames); pooled over clips of at least
+    :data:`POOLED_MIN_S`, and over all."""
+    print(f"{'clip':34} {'folds r':>24} {'r':>6} {'loop r':>6}")
+    by_clip: dict[str, list[Row]] = {}
+    for row in rows:
+        by_clip.setdefault(row.clip.split("#")[0], []).append(row)
+    summary = []
+    for name, group in by_clip.items():
+        weights = np.array([row.test_frames for row in group], float)
+        r = float(np.average(np.nan_to_num([row.r for row in group]), weights=weights))
+        loop = float(np.average(np.nan_to_num([row.loop_r for row in group]), weights=weights))
+        summary.append((name, weights.sum(), r, loop))
+        folds_text = " ".join(f"{row.r:6.3f}" for row in group)
+        print(f"{name:34} {folds_text:>24} {r:6.3f} {loop:6.3f}")
+    for label, chosen in (
+        (f"clips of >= {POOLED_MIN_S:.0f} s", [s for s in summary if durations[s[0]] >= POOLED_MIN_S - 0.05]),
+        ("all clips", summary),
+    ):
+        if chosen:
+            weights = np.array([s[1] for s in chosen])
+            print(
+                f"rotated, pooled over {len(chosen)} {label} (weighted by test frames): "
+                f"r {np.average([s[2] for s in chosen], weights=weights):.3f}, "
+                f"loop {np.average([s[3] for s in chosen], weights=weights):.3f}"
+            )
+
+
 def measure_library(
     clip: Path,
     library_path: Path,
@@ -238,6 +315,7 @@ def measure_library(
     *,
     crop: Crop | None = None,
     build_s: float = float("nan"),
+    with_tts: bool = True,
 ) -> Row:
     """Render the unheard ``test`` audio (the clip after ``train_s``) on a library built from the
     clip's first ``train_s`` and compare the mouths. The real footage is framed with ``crop``,
@@ -269,21 +347,26 @@ def measure_library(
     if found is not None and train_opening is not None:
         loop = np.where(np.resize(found, n), loop, np.nan)
 
-    tts_out = work / f"{clip.stem}-tts.mp4"
-    speech = tts_speech()
-    tts_audio = write_wav(work / f"{clip.stem}-tts.wav", speech.audio, speech.sample_rate)
-    phonemes = speech.phonemes()
-    # as `say` renders a story: the speech with its phonemes
-    render_stream(
-        library_path, [SpokenAudio(speech.audio, phonemes)], speech.sample_rate, tts_out, config=config
-    )
-    tts_frames = video_frames(tts_out, size)
-    tts_open, _ = openings(tts_frames)
-    tts_levels = feat.frame_levels_db(read_audio(tts_audio), ANALYSIS_SAMPLE_RATE, len(tts_frames))
-    classes = sound_classes(phonemes, len(tts_frames))
-    lips = (np.nanmean(tts_open[classes == "open"]) - np.nanmean(tts_open[classes == "closed-lips"])) / max(
-        float(np.nanstd(real_open)), 1e-6
-    )
+    tts_loud = tts_jumps = lips = float("nan")
+    if with_tts:
+        tts_out = work / f"{clip.stem}-tts.mp4"
+        speech = tts_speech()
+        tts_audio = write_wav(work / f"{clip.stem}-tts.wav", speech.audio, speech.sample_rate)
+        phonemes = speech.phonemes()
+        # as `say` renders a story: the speech with its phonemes
+        render_stream(
+            library_path, [SpokenAudio(speech.audio, phonemes)], speech.sample_rate, tts_out, config=config
+        )
+        tts_frames = video_frames(tts_out, size)
+        tts_open, _ = openings(tts_frames)
+        tts_levels = feat.frame_levels_db(read_audio(tts_audio), ANALYSIS_SAMPLE_RATE, len(tts_frames))
+        classes = sound_classes(phonemes, len(tts_frames))
+        lips = float(
+            np.nanmean(tts_open[classes == "open"]) - np.nanmean(tts_open[classes == "closed-lips"])
+        ) / max(float(np.nanstd(real_open)), 1e-6)
+
+        tts_loud = pearson(tts_open, tts_levels)
+        tts_jumps = jumps_p95(tts_frames) / max(jumps_p95(real), 1e-6)
 
     if sheets is not None:
         write_sheet(sheets / f"{clip.stem}.png", rendered, real, result.timeline)
@@ -296,9 +379,9 @@ def measure_library(
         mouth_loud=pearson(rendered_open, loudness),
         real_loud=pearson(real_open, loudness),
         jumps=jumps_p95(rendered) / max(jumps_p95(real), 1e-6),
-        tts_loud=pearson(tts_open, tts_levels),
-        tts_jumps=jumps_p95(tts_frames) / max(jumps_p95(real), 1e-6),
-        tts_lips=float(lips),
+        tts_loud=tts_loud,
+        tts_jumps=tts_jumps,
+        tts_lips=lips,
         face_found=float(np.isfinite(rendered_open).mean()),
         face_width=float(np.nanmedian(rendered_width)),
         face_offset=float(np.median(centres)) if centres else float("nan"),
@@ -394,6 +477,20 @@ def main() -> int:
         help="build from the training part cut into this many 480 px video-note takes, joined "
         "as a person's are (the family-character path); default: the clip itself",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other planner setting, as a Python literal (repeatable): --set loudness_target=0.5",
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="rotated leave-one-out instead: hold out each of this many windows of every clip in turn "
+        "(every frame tested once: less noise than the 65/35 split)",
+    )
     args = parser.parse_args()
     if not CLIPS.is_dir():
         print(f"no clips at {CLIPS}: nothing to measure", file=sys.stderr)
@@ -418,7 +515,20 @@ def main() -> int:
         planner = replace(planner, other_voice_mouth_weight=args.other_voice_weight)
     if args.phoneme_weight is not None:
         planner = replace(planner, phoneme_weight=args.phoneme_weight)
+    for setting in args.set:
+        name, _, value = setting.partition("=")
+        planner = replace(planner, **{name: ast.literal_eval(value)})
     config = RenderConfig(planner=planner)
+    if args.folds:
+        fold_rows = []
+        for clip in clips:
+            fold_rows += run_folds(clip, work, args.size, config, args.folds)
+            print(
+                f"{clip.stem}: folds r {' '.join(f'{row.r:.3f}' for row in fold_rows[-args.folds :])}",
+                file=sys.stderr,
+            )
+        report_folds(fold_rows, {clip.stem: probe(clip).duration or 0.0 for clip in clips})
+        return 0
     rows = []
     for clip in clips:
         row = run_clip(
