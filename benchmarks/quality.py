@@ -14,6 +14,7 @@ Targets (issue 2): r opening >= 0.8, r width >= 0.6, seam p95 ratio <= 1.5, larg
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 import tempfile
 import time
@@ -47,7 +48,18 @@ def main() -> int:
         "--no-idle-video", action="store_true", help="derive the idle library from the speech pauses"
     )
     parser.add_argument("--work", help="keep the generated files here (default: a temporary folder)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a planner setting, as a Python literal (repeatable): --set mouth_weight=5.0",
+    )
     args = parser.parse_args()
+    planner = PlannerSettings()
+    for setting in args.set:
+        name, _, value = setting.partition("=")
+        planner = replace(planner, **{name: ast.literal_eval(value)})
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gramophone-quality-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -76,7 +88,7 @@ def main() -> int:
     rows = []
     with open_library(library_path) as library:
         for method in args.planners.split(","):
-            config = RenderConfig(planner=replace(PlannerSettings(), method=method))
+            config = RenderConfig(planner=replace(planner, method=method))
             out = work / f"render-{method}.mp4"
             result = render(library, audio_path, out, config=config)
             report = measure(out, audio, sample_rate, result.timeline, library)
