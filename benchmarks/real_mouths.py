@@ -234,7 +234,7 @@ def run_clip(
 def without_window(clip: Path, start_s: float, end_s: float, out: Path) -> list[int]:
     """``clip`` at 25 fps with ``start_s .. end_s`` cut out, as one video; returns the frame
     counts of the parts before and after (the takes of the build, so no segment spans the cut)."""
-    total = int(probe(clip).duration * feat.FPS) if probe(clip).duration else 0
+    total = int((probe(clip).duration or 0.0) * feat.FPS)
     first, last = int(round(start_s * feat.FPS)), int(round(end_s * feat.FPS))
     parts = [(a, b) for a, b in ((0, first), (last, total)) if b - a >= 2 * feat.SEGMENT_FRAMES]
     graph = []
