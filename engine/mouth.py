@@ -170,11 +170,13 @@ class MouthMeter:
             and looked.any()
             and found[looked].mean() >= 0.5
         ):
-            values = _interpolate(np.asarray(self._values, dtype=np.float32), found)
-            found = found | (np.asarray(self._skipped, dtype=bool) & _between_found(found))
+            measured = found
+            values = _interpolate(np.asarray(self._values, dtype=np.float32), measured)
+            found = measured | (np.asarray(self._skipped, dtype=bool) & _between_found(measured))
             code = _principal_codes(np.stack(self._patches), found)
             anchors = np.stack(self._anchors)
-            flat = _interpolate(anchors.reshape(len(anchors), -1), found).reshape(anchors.shape)
+            # From the frames measured (not those between two, which were skipped and hold NaN).
+            flat = _interpolate(anchors.reshape(len(anchors), -1), measured).reshape(anchors.shape)
             return MouthMeasures(values, found, code, "landmarks", flat.astype(np.float32))
         if self.use_landmarks:
             log.info(
