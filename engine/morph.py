@@ -3,6 +3,8 @@
 A join between segment A and segment B becomes a short morph: Farneback flow A->B and B->A
 between A's last frame and B's first, then for each in-between time t, A warped forward by t,
 B warped backward by 1 - t, blended by t. The face slides into its new pose instead of jumping.
+Where the face's landmarks are known, the flow on the face is the similarity they give instead
+(:func:`face_transform`): flow between two expressions smears the lips, a face moved whole does not.
 A morph's length counts its two recorded end frames (t = 0 and t = 1, shown as they are), so a
 5-frame morph synthesises 3 (see :class:`MorphSettings`).
 
@@ -42,6 +44,12 @@ class MorphSettings:
     far: float = 20.0
     flow_size: int = 64
     still_px: float = 0.25  # if no flow vector reaches this (full-size pixels), a cross-fade is exact
+    # Where the library knows its face's landmarks (v2, measured with the landmark model), the face
+    # moves as a whole by the similarity they give and its two expressions cross-fade aligned:
+    # optical flow between a closed mouth and an open one drags the lips into a smear.
+    # Measured with benchmarks/morphs.py on the shared clips.
+    face_guided: bool = True
+    face_grow: float = 1.6  # the face region: the landmarks' hull grown this much about its centre
 
     def __post_init__(self) -> None:
         if not 3 <= self.min_frames <= self.max_frames:
@@ -63,6 +71,40 @@ def _flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return cv2.calcOpticalFlowFarneback(  # type: ignore[call-overload]  # stub: flow may be None (allocated)
         a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0
     )
+
+
+def face_mask(points: np.ndarray, small: int, full: int, *, grow: float) -> np.ndarray:
+    """Where the face is, on the small grid: 1 inside the hull of ``points`` (full-size pixels)
+    grown by ``grow`` about its centre, feathered to 0 outside."""
+    cell = full / small
+    centre = points.mean(axis=0)
+    grown = ((points - centre) * grow + centre + 0.5) / cell - 0.5  # on the small grid
+    hull = cv2.convexHull(np.round(grown).astype(np.int32))
+    mask = np.zeros((small, small), np.float32)
+    cv2.fillConvexPoly(mask, hull, 1.0)
+    return cv2.GaussianBlur(mask, (0, 0), max(1.0, small / 32))
+
+
+def guide_flow(transform: np.ndarray, small: int, full: int) -> np.ndarray:
+    """The flow, on the small grid in small-grid pixels, of a 2 x 3 affine ``transform`` of
+    full-size pixel positions: where each point of one frame goes in the other."""
+    cell = full / small
+    centres = (np.arange(small, dtype=np.float32) + 0.5) * cell - 0.5
+    x, y = np.meshgrid(centres, centres)
+    moved_x = transform[0, 0] * x + transform[0, 1] * y + transform[0, 2]
+    moved_y = transform[1, 0] * x + transform[1, 1] * y + transform[1, 2]
+    return (np.dstack([moved_x - x, moved_y - y]) / cell).astype(np.float32)
+
+
+def face_transform(points_a: np.ndarray, points_b: np.ndarray) -> np.ndarray | None:
+    """The similarity (rotation, scale, shift) taking face points ``a`` onto ``b``, or None."""
+    ok = np.isfinite(points_a).all(axis=1) & np.isfinite(points_b).all(axis=1)
+    if ok.sum() < 3:
+        return None
+    transform, _ = cv2.estimateAffinePartial2D(
+        points_a[ok].astype(np.float32), points_b[ok].astype(np.float32), method=cv2.LMEDS
+    )
+    return None if transform is None else transform.astype(np.float32)
 
 
 def to_i420(frame: np.ndarray) -> np.ndarray:
@@ -148,7 +190,8 @@ class Morph:
     """The transition from frame ``a`` to frame ``b``, frame by frame.
 
     ``a`` and ``b`` are BGR ``(h, w, 3)`` or, cheaper (the render keeps its frames so), I420
-    ``(h * 3 / 2, w)``; square, with an even side.
+    ``(h * 3 / 2, w)``; square, with an even side. ``faces``, when known, are the same face
+    landmarks on each, ``(k, 2)`` in pixels (see ``MorphSettings.face_guided``).
     """
 
     def __init__(
@@ -157,6 +200,8 @@ class Morph:
         b: np.ndarray,
         settings: MorphSettings = MorphSettings(),
         workspace: MorphWorkspace | None = None,
+        *,
+        faces: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.yuv_a = a if a.ndim == 2 else to_i420(a)
         self.yuv_b = b if b.ndim == 2 else to_i420(b)
@@ -172,6 +217,18 @@ class Morph:
             _flow(grey_a, grey_b) * scale,
             _flow(grey_b, grey_a) * scale,
         )  # small grid, full-size pixels
+        transform = face_transform(*faces) if faces is not None and settings.face_guided else None
+        if faces is not None and transform is not None:
+            # On the face, flow between two expressions is ill-posed (a mouth opens, teeth appear):
+            # it smears the lips. There the face moves as a whole, by the similarity its landmarks
+            # say, and the two expressions cross-fade aligned.
+            inverse = cv2.invertAffineTransform(transform)
+            guides = (guide_flow(transform, small, width), guide_flow(inverse, small, width))
+            masks = tuple(face_mask(points, small, width, grow=settings.face_grow) for points in faces)
+            self.flows = tuple(
+                mask[..., None] * guide * scale + (1 - mask[..., None]) * flow
+                for mask, guide, flow in zip(masks, guides, self.flows)
+            )
         # Farneback returns faint noise even between equal frames: still if hardly any vector is not.
         self.still = (
             max(np.count_nonzero(np.abs(flow) > settings.still_px) for flow in self.flows)

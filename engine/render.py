@@ -235,28 +235,37 @@ def render_frames(
     timeline: Timeline,
     config: RenderConfig = RenderConfig(),
     previous_image: np.ndarray | None = None,
+    *,
+    previous_frame: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield every output frame of ``timeline`` in order, at library size, as planar I420.
 
     I420 ``(h * 3 / 2, w)`` is the encoder's own format and the morph's (see
     :mod:`engine.morph`), so each frame is converted once, when it is decoded.
     ``previous_image`` is the frame shown just before (a transition with ``a_out == -1`` starts
-    from it), BGR or I420.
+    from it), BGR or I420; ``previous_frame`` its library frame, when known.
     """
     cache = _FrameCache(library, config.frame_cache)
     workspace = MorphWorkspace(library.size, library.size)
+    faces = library.mouth_anchors if config.morph.face_guided else None
     transitions = iter(timeline.transitions)
     upcoming = next(transitions, None)
     out = 0
     while out < timeline.n_frames:
         if upcoming is not None and upcoming.start == out:
+            end_frame = int(timeline.frame_source[upcoming.b_out])
             if upcoming.a_out < 0:
                 assert previous_image is not None, "a transition from the previous frame needs previous_image"
-                start_image = previous_image
+                start_image, start_frame = previous_image, previous_frame
             else:
-                start_image = cache.get(int(timeline.frame_source[upcoming.a_out]))
+                start_frame = int(timeline.frame_source[upcoming.a_out])
+                start_image = cache.get(start_frame)
             morph = Morph(
-                start_image, cache.get(int(timeline.frame_source[upcoming.b_out])), config.morph, workspace
+                start_image,
+                cache.get(end_frame),
+                config.morph,
+                workspace,
+                faces=_faces(faces, start_frame, end_frame),
             )
             for k in range(upcoming.count):
                 yield morph.frame_i420((k + 1) / (upcoming.count + 1))
@@ -265,6 +274,14 @@ def render_frames(
         else:
             yield cache.get(int(timeline.frame_source[out]))
             out += 1
+
+
+def _faces(anchors: np.ndarray | None, a: int | None, b: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The face landmarks of library frames ``a`` and ``b``, when both were measured."""
+    if anchors is None or a is None:
+        return None
+    pair = (anchors[a], anchors[b])
+    return pair if all(np.isfinite(points).all() for points in pair) else None
 
 
 def plan_audio(
@@ -466,7 +483,9 @@ def render_stream(
                     phonemes=phonemes,
                 )
                 last = _write_frames(
-                    encoder, render_frames(library, timeline, config, previous_image), progress
+                    encoder,
+                    render_frames(library, timeline, config, previous_image, previous_frame=previous_frame),
+                    progress,
                 )
                 # A part always ends on a real library frame: morphs never take a piece's last frame.
                 previous_image = None if last is None else last.copy()

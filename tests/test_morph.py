@@ -79,3 +79,71 @@ def test_sampling_maps_equal_grid_minus_enlarged_flow_at_any_size(full):
     enlarged = cv2.resize(flow, (full, full), interpolation=cv2.INTER_LINEAR)
     expected = np.dstack([grid_x, grid_y]) - 0.7 * enlarged
     assert np.abs(_MapMaker(64, full)(flow, 0.7) - expected).max() < 1e-3
+
+
+def similarity(angle_deg: float, scale: float, shift: tuple[float, float], centre: float) -> np.ndarray:
+    """A 2 x 3 similarity about ``(centre, centre)``: rotation, scale, then a shift."""
+    transform = cv2.getRotationMatrix2D((centre, centre), angle_deg, scale)
+    transform[:, 2] += shift
+    return transform.astype(np.float32)
+
+
+FACE_POINTS = np.float32(
+    [[128, 110], [98, 92], [158, 92], [112, 150], [144, 150], [128, 142], [128, 158], [128, 190]]
+)
+"""Nose, eye corners, mouth corners, lips and chin of a face in the middle of a 256 px frame."""
+
+
+def moved(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    return (points @ transform[:, :2].T + transform[:, 2]).astype(np.float32)
+
+
+def test_face_transform_recovers_the_similarity_of_the_landmarks():
+    from engine.morph import face_transform
+
+    truth = similarity(5.0, 1.04, (7.0, -3.0), 128)
+    found = face_transform(FACE_POINTS, moved(FACE_POINTS, truth))
+    assert found is not None and np.abs(found - truth).max() < 1e-2
+    missing = np.full_like(FACE_POINTS, np.nan)
+    missing[:2] = FACE_POINTS[:2]
+    assert face_transform(FACE_POINTS, missing) is None  # two points do not fix a similarity
+
+
+def test_a_face_guided_morph_moves_the_face_whole_and_fades_the_new_mouth_in_place():
+    """B is A moved by a similarity, with a dark open mouth drawn where A's closed one went. Halfway,
+    the face is half-way moved and the mouth is a half-dark fade at the half-way place: not dragged."""
+    a = textured(0)
+    transform = similarity(4.0, 1.03, (8.0, 4.0), 128)
+    b = cv2.warpAffine(a, transform, (256, 256), borderMode=cv2.BORDER_REFLECT)
+    mouth_b = moved(FACE_POINTS, transform)[5:7].mean(axis=0)
+    cv2.ellipse(b, (int(mouth_b[0]), int(mouth_b[1])), (14, 8), 0, 0, 360, (20, 20, 20), -1)
+    faces = (FACE_POINTS, moved(FACE_POINTS, transform))
+    middle = Morph(a, b, faces=faces).frame(0.5)
+
+    # Half of every point's displacement: (identity + transform) / 2.
+    half = ((np.eye(3) + np.vstack([transform, [0, 0, 1]])) / 2)[:2].astype(np.float32)
+    truth = cv2.warpAffine(a, half, (256, 256), borderMode=cv2.BORDER_REFLECT)
+    face = (slice(80, 176), slice(80, 176))
+    away_from_mouth = np.ones((256, 256), bool)
+    away_from_mouth[120:175, 100:160] = False
+    error = np.abs(middle.astype(int) - truth)[face].mean(axis=2)[away_from_mouth[face]].mean()
+    dissolve = np.abs(cv2.addWeighted(a, 0.5, b, 0.5, 0).astype(int) - truth)[face].mean(axis=2)
+    assert error < 0.5 * dissolve[away_from_mouth[face]].mean()  # resampling twice blurs a little
+
+    # The dark mouth fades in where it will be, half-way there: its darkness centred near the
+    # half-way mouth, not smeared along the flow.
+    darker = np.clip(truth.astype(int) - middle, 0, None).sum(axis=2).astype(float)
+    darker[away_from_mouth] = 0
+    ys, xs = np.nonzero(darker > 60)
+    centre = np.array([np.average(xs, weights=darker[ys, xs]), np.average(ys, weights=darker[ys, xs])])
+    halfway = 0.5 * (FACE_POINTS[5:7].mean(axis=0) + mouth_b)
+    assert np.linalg.norm(centre - halfway) < 1.6  # optical flow alone: 2.6 px, dragged along
+
+
+def test_face_guidance_can_be_turned_off():
+    a, b = textured(0), textured(6)
+    faces = (FACE_POINTS, FACE_POINTS + np.float32([6, 0]))
+    plain = Morph(a, b).frame_i420(0.5)
+    off = Morph(a, b, MorphSettings(face_guided=False), faces=faces).frame_i420(0.5)
+    on = Morph(a, b, faces=faces).frame_i420(0.5)
+    assert np.array_equal(plain, off) and not np.array_equal(plain, on)

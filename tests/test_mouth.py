@@ -47,7 +47,28 @@ def test_landmarks_measure_the_rigs_known_mouth(character) -> None:  # noqa: ANN
         assert library.mouth_meta["measure"] == "landmarks" and library.mouth_meta["found"] > 0.95
         measured = library.mouth[:n, 0]
         assert library.info().format_version == 2
+        # every frame's face points, the skipped ones (every other) filled in: the morphs use them
+        assert library.mouth_anchors is not None and np.isfinite(library.mouth_anchors[:n]).all()
     assert _r(measured, truth) > 0.8
+
+
+@needs_landmarks
+def test_morphs_on_a_face_are_guided_by_its_landmarks(character, new_speech) -> None:  # noqa: ANN001
+    """The render hands each join's two sets of face points to its morph: with the guidance off,
+    only morph frames change."""
+    from engine.morph import MorphSettings
+    from engine.render import render_frames
+
+    audio, _ = new_speech
+    with open_library(character.library) as library:
+        timeline = plan_audio(library, audio[: 6 * ANALYSIS_SAMPLE_RATE], ANALYSIS_SAMPLE_RATE)
+        guided = list(render_frames(library, timeline))
+        unguided_config = RenderConfig(morph=dataclasses.replace(MorphSettings(), face_guided=False))
+        unguided = list(render_frames(library, timeline, unguided_config))
+    morph = timeline.morph_mask()
+    assert morph.any() and len(guided) == len(unguided) == timeline.n_frames
+    differs = np.array([not np.array_equal(g, u) for g, u in zip(guided, unguided)])
+    assert differs.any() and not differs[~morph].any()
 
 
 def test_pixels_measure_the_mouth_where_no_landmarks_are(character, tmp_path: Path) -> None:  # noqa: ANN001
