@@ -31,6 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from real_mouths import ffmpeg, selected_clips, tts_speech  # noqa: E402
+
 from engine import features as feat  # noqa: E402
 from engine import landmarks  # noqa: E402
 from engine.build import BuildSettings, build_library  # noqa: E402
@@ -39,7 +41,6 @@ from engine.media import ANALYSIS_SAMPLE_RATE, probe, read_audio  # noqa: E402
 from engine.morph import Morph, MorphSettings  # noqa: E402
 from engine.render import plan_audio  # noqa: E402
 
-CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 TRAIN_SHARE = 0.65
 KINDS = ("flow", "face-guided")
 
@@ -57,8 +58,6 @@ def mouth(tracker: landmarks.FaceTracker, image: np.ndarray) -> tuple[np.ndarray
 
 def measure_clip(clip: Path, work: Path, size: int) -> dict[str, list[tuple[float, float] | None]]:
     """Per kind of morph, (centre error, opening error) of each join's middle frame (None: no face)."""
-    from real_mouths import ffmpeg, tts_speech
-
     duration = probe(clip).duration or 0.0
     train_s = round(duration * TRAIN_SHARE * feat.FPS) / feat.FPS
     train = work / f"{clip.stem}-train.mp4"
@@ -116,16 +115,9 @@ def main() -> int:
     parser.add_argument("--clips", help="comma-separated clip names (default: all)")
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args()
-    if not CLIPS.is_dir():
-        print(f"no clips at {CLIPS}: nothing to measure", file=sys.stderr)
-        return 0
-    if not landmarks.available():
-        print(
-            "the landmark model is not installed: pip install --no-deps mediapipe==0.10.21", file=sys.stderr
-        )
-        return 2
-    names = args.clips.split(",") if args.clips else None
-    clips = [c for c in sorted(CLIPS.glob("*.mp4")) if names is None or c.stem in names]
+    clips = selected_clips(args.clips)
+    if isinstance(clips, int):
+        return clips
     totals: dict[str, list[tuple[float, float] | None]] = {kind: [] for kind in KINDS}
     print(
         f"{'clip':30} {'joins':>5}  "

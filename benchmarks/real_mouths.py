@@ -444,6 +444,21 @@ def report(rows: list[Row]) -> None:
             print(f"  {row.clip}: r {row.r:.3f}, 5-95% {low:.2f} to {high:.2f}")
 
 
+def selected_clips(names: str | None) -> list[Path] | int:
+    """The clips named (comma-separated; all when None), or the exit status when there is nothing
+    to measure: 0 without ``../shared/clips``, 2 without the landmark model (with its message)."""
+    if not CLIPS.is_dir():
+        print(f"no clips at {CLIPS}: nothing to measure", file=sys.stderr)
+        return 0
+    if not landmarks.available():
+        print(
+            "the landmark model is not installed: pip install --no-deps mediapipe==0.10.21", file=sys.stderr
+        )
+        return 2
+    chosen = names.split(",") if names else None
+    return [c for c in sorted(CLIPS.glob("*.mp4")) if chosen is None or c.stem in chosen]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -492,16 +507,9 @@ def main() -> int:
         "(every frame tested once: less noise than the 65/35 split)",
     )
     args = parser.parse_args()
-    if not CLIPS.is_dir():
-        print(f"no clips at {CLIPS}: nothing to measure", file=sys.stderr)
-        return 0
-    if not landmarks.available():
-        print(
-            "the landmark model is not installed: pip install --no-deps mediapipe==0.10.21", file=sys.stderr
-        )
-        return 2
-    names = args.clips.split(",") if args.clips else None
-    clips = [c for c in sorted(CLIPS.glob("*.mp4")) if names is None or c.stem in names]
+    clips = selected_clips(args.clips)
+    if isinstance(clips, int):
+        return clips
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gramophone-real-"))
     work.mkdir(parents=True, exist_ok=True)
     planner = PlannerSettings()
