@@ -14,6 +14,9 @@ output pixels of both. Also per clip:
   with ``real~loud``; ``tts jumps`` its frame jumps (as ``jumps``, over the footage's own);
   ``p/b/m`` how much more open its mouth is on open vowels than on p, b and m, in standard
   deviations of the footage's own opening (lips that meet on p, b, m score high);
+* ``ceiling`` (with ``--ceiling``): the same audio rendered again with the real held-out mouth
+  as the planner's target in place of the mouth model's prediction: what retrieval from this
+  library can reach at these settings if the audio -> mouth prediction were perfect;
 * framing: on the render, the share of frames with a face (``face``), the face's width over the
   frame's (``width``) and its centre's distance from the frame's centre, in frame widths (``off``).
 
@@ -27,6 +30,7 @@ absent. Run by hand::
     python benchmarks/real_mouths.py                 # every clip, 256 px
     python benchmarks/real_mouths.py --clips latentsync_demo3 --sheets out/   # one clip, contact sheets
     python benchmarks/real_mouths.py --folds 3 --set loudness_target=0.5     # rotated, a planner setting
+    python benchmarks/real_mouths.py --ceiling --mouth-weight 10 --set loudness_target=0.0
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from engine import landmarks  # noqa: E402
 from engine.build import BuildSettings, build_library  # noqa: E402
 from engine.library import open_library  # noqa: E402
 from engine.media import ANALYSIS_SAMPLE_RATE, Crop, ffmpeg_exe, iter_frames, probe, read_audio, write_wav  # noqa: E402
+from engine.mouth import MouthModel  # noqa: E402
 from engine.planner import PlannerSettings  # noqa: E402
 from engine.render import RenderConfig, SpokenAudio, render, render_stream  # noqa: E402
 from engine.speech import Speech, VoiceSettings, speak  # noqa: E402
@@ -161,6 +166,7 @@ class Row:
     face_offset: float
     build_s: float
     model_r: float
+    ceiling_r: float = float("nan")
     rendered_open: np.ndarray | None = None
     real_open: np.ndarray | None = None
 
@@ -190,7 +196,14 @@ def _as_takes(clip: Path, train_s: float, count: int, work: Path, size: int) -> 
 
 
 def run_clip(
-    clip: Path, work: Path, size: int, config: RenderConfig, sheets: Path | None, *, takes: int = 0
+    clip: Path,
+    work: Path,
+    size: int,
+    config: RenderConfig,
+    sheets: Path | None,
+    *,
+    takes: int = 0,
+    ceiling: bool = False,
 ) -> Row:
     duration = probe(clip).duration or 0.0
     train_s = round(duration * TRAIN_SHARE * feat.FPS) / feat.FPS
@@ -227,7 +240,17 @@ def run_clip(
         build_library(train, library_path, settings=BuildSettings(size=size))
     build_s = time.perf_counter() - started
     return measure_library(
-        clip, library_path, train_s, test, work, size, config, sheets, crop=take_crop, build_s=build_s
+        clip,
+        library_path,
+        train_s,
+        test,
+        work,
+        size,
+        config,
+        sheets,
+        crop=take_crop,
+        build_s=build_s,
+        ceiling=ceiling,
     )
 
 
@@ -316,6 +339,7 @@ def measure_library(
     crop: Crop | None = None,
     build_s: float = float("nan"),
     with_tts: bool = True,
+    ceiling: bool = False,
 ) -> Row:
     """Render the unheard ``test`` audio (the clip after ``train_s``) on a library built from the
     clip's first ``train_s`` and compare the mouths. The real footage is framed with ``crop``,
@@ -370,6 +394,9 @@ def measure_library(
 
     if sheets is not None:
         write_sheet(sheets / f"{clip.stem}.png", rendered, real, result.timeline)
+    best = float("nan")
+    if ceiling:
+        best = ceiling_r(library_path, test_audio, real_open, work / f"{clip.stem}-ceiling.mp4", config, size)
     return Row(
         clip=clip.stem,
         train_s=train_s,
@@ -387,9 +414,43 @@ def measure_library(
         face_offset=float(np.median(centres)) if centres else float("nan"),
         build_s=build_s,
         model_r=model_r,
+        ceiling_r=best,
         rendered_open=rendered_open,
         real_open=real_open,
     )
+
+
+@dataclass(frozen=True)
+class KnownMouth:
+    """Stands in for the library's :class:`engine.mouth.MouthModel` in the ceiling run: the
+    opening it "predicts" is the real mouth of the held-out footage (standardised, as the
+    model's predictions are), the width is the model's own."""
+
+    model: MouthModel
+    opening: np.ndarray  # the real opening per output frame, NaN where no face was found
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        predicted = self.model.predict(features)
+        known = np.resize(self.opening, len(features)) if len(self.opening) else np.zeros(len(features))
+        known = np.where(np.isfinite(known), known, np.nanmean(known) if np.isfinite(known).any() else 0.0)
+        predicted[:, 0] = (known - known.mean()) / (known.std() + 1e-6)
+        return predicted
+
+
+def ceiling_r(
+    library_path: Path, test_audio: Path, real_open: np.ndarray, out: Path, config: RenderConfig, size: int
+) -> float:
+    """r of a render whose planner follows the real held-out mouth (:class:`KnownMouth`); NaN
+    for a library without a mouth model."""
+    with open_library(library_path) as library:
+        model = library.mouth_model
+        if model is None:
+            return float("nan")
+        library.mouth_model = KnownMouth(model, real_open)  # type: ignore[misc,assignment]  # the cached property's slot
+        render(library, test_audio, out, config=config)
+    rendered_open, _ = openings(video_frames(out, size))
+    n = min(len(rendered_open), len(real_open))
+    return pearson(rendered_open[:n], real_open[:n])
 
 
 def write_sheet(path: Path, rendered: list[np.ndarray], real: list[np.ndarray], timeline) -> None:  # noqa: ANN001
@@ -411,7 +472,7 @@ def report(rows: list[Row]) -> None:
     header = (
         f"{'clip':34} {'train s':>7} {'test fr':>7} {'r':>6} {'loop r':>6} {'mouth~loud':>10} "
         f"{'real~loud':>9} {'tts~loud':>8} {'jumps':>6} {'tts jumps':>9} {'p/b/m':>5} {'face':>5} "
-        f"{'width':>5} {'off':>5} {'model r':>7} "
+        f"{'width':>5} {'off':>5} {'model r':>7} {'ceiling':>7} "
         f"{'build s':>7}"
     )
     print(header)
@@ -421,7 +482,8 @@ def report(rows: list[Row]) -> None:
             f"{row.mouth_loud:10.3f} "
             f"{row.real_loud:9.3f} {row.tts_loud:8.3f} {row.jumps:6.2f} {row.tts_jumps:9.2f} "
             f"{row.tts_lips:5.2f} {row.face_found:5.2f} "
-            f"{row.face_width:5.2f} {row.face_offset:5.2f} {row.model_r:7.3f} {row.build_s:7.1f}"
+            f"{row.face_width:5.2f} {row.face_offset:5.2f} {row.model_r:7.3f} "
+            f"{row.ceiling_r:7.3f} {row.build_s:7.1f}"
         )
     pooled = [row for row in rows if row.train_s / TRAIN_SHARE >= POOLED_MIN_S - 0.05]
     if pooled:
@@ -439,6 +501,12 @@ def report(rows: list[Row]) -> None:
             f"{spread[1]:.2f}), "
             f"loop {np.average(loop, weights=weights):.3f}"
         )
+        ceilings = np.array([row.ceiling_r for row in pooled])
+        if np.isfinite(ceilings).all():
+            print(
+                "  ceiling (the real mouth as the planner's target): "
+                f"{np.average(ceilings, weights=weights):.3f}"
+            )
         for row, values in zip(pooled, draws):
             low, high = np.nanpercentile(values, [5, 95])
             print(f"  {row.clip}: r {row.r:.3f}, 5-95% {low:.2f} to {high:.2f}")
@@ -506,6 +574,12 @@ def main() -> int:
         help="rotated leave-one-out instead: hold out each of this many windows of every clip in turn "
         "(every frame tested once: less noise than the 65/35 split)",
     )
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also render each test with the real held-out mouth as the planner's target: what "
+        "retrieval from the library can reach with a perfect audio -> mouth prediction",
+    )
     args = parser.parse_args()
     clips = selected_clips(args.clips)
     if isinstance(clips, int):
@@ -540,7 +614,13 @@ def main() -> int:
     rows = []
     for clip in clips:
         row = run_clip(
-            clip, work, args.size, config, Path(args.sheets) if args.sheets else None, takes=args.takes
+            clip,
+            work,
+            args.size,
+            config,
+            Path(args.sheets) if args.sheets else None,
+            takes=args.takes,
+            ceiling=args.ceiling,
         )
         rows.append(row)
         print(f"{row.clip}: r {row.r:.3f} (loop {row.loop_r:.3f})", file=sys.stderr)

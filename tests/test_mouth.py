@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -298,3 +299,39 @@ def test_a_library_of_a_newer_format_is_refused(character, tmp_path: Path) -> No
 
     with pytest.raises(LibraryError, match="newer"):
         open_library(newer)
+
+
+def _real_mouths_benchmark():  # noqa: ANN202 -- a module loaded from its file
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_mouths.py"
+    spec = importlib.util.spec_from_file_location("real_mouths_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_ceiling_run_plans_toward_the_known_mouth(character, new_speech) -> None:  # noqa: ANN001
+    """benchmarks/real_mouths.py --ceiling swaps the library's mouth model for the real mouth:
+    the planner must then follow that track, not the audio's prediction."""
+    known_mouth = _real_mouths_benchmark().KnownMouth
+    audio, _ = new_speech
+    analysis = feat.analyse(audio, ANALYSIS_SAMPLE_RATE)
+    frames = np.arange(analysis.n_frames)
+    track = np.sin(2 * np.pi * frames / 37.0) + 0.5 * np.sin(2 * np.pi * frames / 11.0)  # unlike any speech
+    track[::50] = np.nan  # frames without a face
+    planner = dataclasses.replace(PlannerSettings(), mouth_weight=10.0, loudness_target=0.0, slot_frames=5)
+    config = RenderConfig(planner=planner)
+    speech = analysis.speech & np.isfinite(track)
+    with open_library(character.library) as library:
+        model = library.mouth_model
+        assert model is not None
+        predicted = plan_audio(library, audio, ANALYSIS_SAMPLE_RATE, config=config)
+        library.mouth_model = known_mouth(model, track)  # type: ignore[misc]
+        known = plan_audio(library, audio, ANALYSIS_SAMPLE_RATE, config=config)
+        follows_known = _r(library.mouth[known.frame_source, 0][speech], track[speech])
+        follows_predicted = _r(library.mouth[predicted.frame_source, 0][speech], track[speech])
+    assert follows_known > 0.4, follows_known
+    assert follows_known > follows_predicted + 0.3, (follows_known, follows_predicted)
