@@ -278,7 +278,9 @@ def without_window(clip: Path, start_s: float, end_s: float, out: Path) -> list[
     return counts
 
 
-def run_folds(clip: Path, work: Path, size: int, config: RenderConfig, folds: int) -> list[Row]:
+def run_folds(
+    clip: Path, work: Path, size: int, config: RenderConfig, folds: int, *, ceiling: bool = False
+) -> list[Row]:
     """Rotated leave-one-out: each of ``folds`` equal windows of the clip held out in turn, the
     library built on the rest. Every frame is tested once, so the figure rests on the whole clip
     rather than its last 35 % (a few seconds: noise)."""
@@ -293,7 +295,9 @@ def run_folds(clip: Path, work: Path, size: int, config: RenderConfig, folds: in
         library_path = work / f"{clip.stem}-fold{fold}.gchar"
         build_library(train, library_path, settings=BuildSettings(size=size), take_frames=counts)
         test = audio[int(start_s * ANALYSIS_SAMPLE_RATE) : int(end_s * ANALYSIS_SAMPLE_RATE)]
-        row = measure_library(clip, library_path, start_s, test, work, size, config, None, with_tts=False)
+        row = measure_library(
+            clip, library_path, start_s, test, work, size, config, None, with_tts=False, ceiling=ceiling
+        )
         rows.append(replace(row, clip=f"{clip.stem}#{fold}", train_s=duration - (end_s - start_s)))
     return rows
 
@@ -301,7 +305,7 @@ def run_folds(clip: Path, work: Path, size: int, config: RenderConfig, folds: in
 def report_folds(rows: list[Row], durations: dict[str, float]) -> None:
     """Per clip, r over its folds (weighted by test frames); pooled over clips of at least
     :data:`POOLED_MIN_S`, and over all."""
-    print(f"{'clip':34} {'folds r':>24} {'r':>6} {'loop r':>6}")
+    print(f"{'clip':34} {'folds r':>24} {'r':>6} {'loop r':>6} {'ceiling':>7}")
     by_clip: dict[str, list[Row]] = {}
     for row in rows:
         by_clip.setdefault(row.clip.split("#")[0], []).append(row)
@@ -310,9 +314,10 @@ def report_folds(rows: list[Row], durations: dict[str, float]) -> None:
         weights = np.array([row.test_frames for row in group], float)
         r = float(np.average(np.nan_to_num([row.r for row in group]), weights=weights))
         loop = float(np.average(np.nan_to_num([row.loop_r for row in group]), weights=weights))
-        summary.append((name, weights.sum(), r, loop))
+        best = float(np.average([row.ceiling_r for row in group], weights=weights))  # NaN: not run
+        summary.append((name, weights.sum(), r, loop, best))
         folds_text = " ".join(f"{row.r:6.3f}" for row in group)
-        print(f"{name:34} {folds_text:>24} {r:6.3f} {loop:6.3f}")
+        print(f"{name:34} {folds_text:>24} {r:6.3f} {loop:6.3f} {best:7.3f}")
     for label, chosen in (
         (f"clips of >= {POOLED_MIN_S:.0f} s", [s for s in summary if durations[s[0]] >= POOLED_MIN_S - 0.05]),
         ("all clips", summary),
@@ -323,6 +328,11 @@ def report_folds(rows: list[Row], durations: dict[str, float]) -> None:
                 f"rotated, pooled over {len(chosen)} {label} (weighted by test frames): "
                 f"r {np.average([s[2] for s in chosen], weights=weights):.3f}, "
                 f"loop {np.average([s[3] for s in chosen], weights=weights):.3f}"
+                + (
+                    f", ceiling {np.average([s[4] for s in chosen], weights=weights):.3f}"
+                    if all(np.isfinite(s[4]) for s in chosen)
+                    else ""
+                )
             )
 
 
@@ -604,7 +614,7 @@ def main() -> int:
     if args.folds:
         fold_rows = []
         for clip in clips:
-            fold_rows += run_folds(clip, work, args.size, config, args.folds)
+            fold_rows += run_folds(clip, work, args.size, config, args.folds, ceiling=args.ceiling)
             print(
                 f"{clip.stem}: folds r {' '.join(f'{row.r:.3f}' for row in fold_rows[-args.folds :])}",
                 file=sys.stderr,
