@@ -441,8 +441,11 @@ class KnownMouth:
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         predicted = self.model.predict(features)
-        known = np.resize(self.opening, len(features)) if len(self.opening) else np.zeros(len(features))
-        known = np.where(np.isfinite(known), known, np.nanmean(known) if np.isfinite(known).any() else 0.0)
+        known = np.full(len(features), np.nan)
+        count = min(len(features), len(self.opening))
+        known[:count] = self.opening[:count]  # frames past the footage's end, or faceless: no target
+        found = np.isfinite(known)
+        known[~found] = known[found].mean() if found.any() else 0.0
         predicted[:, 0] = (known - known.mean()) / (known.std() + 1e-6)
         return predicted
 
